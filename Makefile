@@ -1,0 +1,36 @@
+# Two commands set everything up on a fresh Debian machine (as root):
+#   make demo   transfers the bundled sample pair and prints where the result is
+#   make test   runs the test suite
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH := torch==2.14.1 torchvision==0.29.1
+SYSTEM_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxkbcommon-x11-0 libgl1 libegl1 libdbus-1-3 libfontconfig1
+DEMO_OUT := demo-output/result.jpg
+
+.PHONY: demo test system venv clean
+
+demo: $(VENV)/.installed
+	@method=$$(test -f resources/weights/default/model.safetensors && echo analogy || echo mkl); \
+	$(VENV)/bin/histocolor transfer resources/samples/source.jpg resources/samples/reference.jpg \
+		-o $(DEMO_OUT) --method $$method && echo "demo result ($$method): $(abspath $(DEMO_OUT))"
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q tests
+
+# System libraries Qt needs under Xvfb (the napari widgets and their tests).
+system:
+	@if command -v apt-get >/dev/null && ! dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml | system
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e ".[test]"
+	touch $@
+
+clean:
+	rm -rf $(VENV) demo-output

@@ -1,0 +1,3 @@
+from histocolor.cli import main
+
+raise SystemExit(main())

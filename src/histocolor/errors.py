@@ -1,0 +1,9 @@
+"""The one exception type for problems the user can fix (bad input, bad options).
+
+Front ends print its message as a single line (the CLI) or show it as a notification
+(napari); anything else is a bug and keeps its traceback.
+"""
+
+
+class HistocolorError(Exception):
+    """A user-facing error whose message is one self-contained line."""
