@@ -1,0 +1,183 @@
+"""The ``histocolor`` command: ``transfer`` (one pair or a CSV of pairs) and ``info``.
+
+User errors end in one line on stderr and exit code 2; a batch reports each bad row and
+goes on, exiting 1 at the end if any row failed. Outputs are written atomically.
+"""
+
+import argparse
+import csv
+import platform
+import sys
+import time
+from pathlib import Path
+
+from histocolor import __version__
+from histocolor.errors import HistocolorError
+
+USAGE_ERROR = 2
+ROWS_FAILED = 1
+_CSV_REQUIRED = ("source", "reference", "output")
+_CSV_MASKS = ("source_mask", "reference_mask")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line, as every other user error."""
+
+    def error(self, message):
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from histocolor.transfer import DEFAULT_MAX_SIDE, METHODS
+
+    parser = _Parser(prog="histocolor", description="Colour transfer by histogram analogy.")
+    parser.add_argument("--version", action="version", version=f"histocolor {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("transfer", help="recolour SOURCE after REFERENCE, or every pair of a CSV")
+    run.add_argument("source", nargs="?", help="image to recolour")
+    run.add_argument("reference", nargs="?", help="image whose colours to take")
+    run.add_argument("-o", "--output", help="where to write the result (format from the extension)")
+    run.add_argument("--pairs", metavar="CSV", help="CSV with columns source,reference,output (paths relative to it)")
+    run.add_argument("--method", default="analogy", choices=METHODS, help="default: analogy (the network)")
+    run.add_argument("--strength", type=float, default=1.0, help="0 keeps the source, 1 the full change")
+    run.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="working size of the network (long side)")
+    run.add_argument("--weights", metavar="DIR", help="network weights directory (default: the shipped model)")
+    run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    run.add_argument("--timings", action="store_true", help="print the seconds each stage took")
+
+    commands.add_parser("info", help="versions, device and weights found")
+    return parser
+
+
+def _transfer_and_write(engine, source, reference, output, strength, timings):
+    from histocolor.imageio import check_output_path, read_image, write_image
+
+    output = check_output_path(output)
+    clock = time.perf_counter()
+    source_image, reference_image = read_image(source), read_image(reference)
+    decode = time.perf_counter() - clock
+    result = engine(source_image, reference_image, strength=strength)
+    clock = time.perf_counter()
+    rgb, alpha = (result.image[..., :3], result.image[..., 3]) if result.image.shape[-1] == 4 else (result.image, None)
+    write_image(output, rgb, alpha)
+    timings.update({"decode": decode, **result.timings, "encode": time.perf_counter() - clock})
+
+
+def _format_timings(timings: dict) -> str:
+    return "  ".join(f"{stage} {seconds:.3f}s" for stage, seconds in timings.items())
+
+
+def _run_single(arguments, engine) -> int:
+    timings: dict = {}
+    _transfer_and_write(engine, arguments.source, arguments.reference, arguments.output, arguments.strength, timings)
+    if arguments.timings:
+        print(_format_timings(timings), file=sys.stderr)
+    return 0
+
+
+def read_pairs(path) -> list[dict]:
+    """Rows of a pairs CSV, paths resolved against the CSV's folder; empty mask cells become None."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as stream:
+            reader = csv.DictReader(stream)
+            header = [name.strip() for name in reader.fieldnames or []]
+            rows = [{key.strip(): (value or "").strip() for key, value in row.items() if key} for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise HistocolorError(f"cannot read pairs file '{path}': {error}") from None
+    missing = [name for name in _CSV_REQUIRED if name not in header]
+    if missing:
+        raise HistocolorError(f"pairs file '{path}' lacks the column(s) {', '.join(missing)} (header: {','.join(header)})")
+    if not rows:
+        raise HistocolorError(f"pairs file '{path}' has no rows")
+    base = path.parent
+    return [
+        {name: (base / row[name] if row.get(name) else None) for name in (*_CSV_REQUIRED, *_CSV_MASKS)} for row in rows
+    ]
+
+
+def _run_batch(arguments, engine) -> int:
+    from tqdm import tqdm
+
+    if arguments.source or arguments.reference or arguments.output:
+        raise HistocolorError("--pairs takes its paths from the CSV: drop SOURCE, REFERENCE and -o")
+    rows = read_pairs(arguments.pairs)
+    failures = 0
+    with tqdm(rows, desc="transfer", unit="pair", file=sys.stderr) as bar:
+        for number, row in enumerate(bar, start=2):  # line 1 is the header
+            try:
+                if row["source"] is None or row["reference"] is None or row["output"] is None:
+                    raise HistocolorError("source, reference and output must all be given")
+                if row["source_mask"] or row["reference_mask"]:
+                    raise HistocolorError("mask columns need region-wise transfer, which this version does not have")
+                timings: dict = {}
+                _transfer_and_write(engine, row["source"], row["reference"], row["output"], arguments.strength, timings)
+                if arguments.timings:
+                    bar.write(f"line {number}: {_format_timings(timings)}", file=sys.stderr)
+            except HistocolorError as error:
+                failures += 1
+                bar.write(f"line {number}: error: {error}", file=sys.stderr)
+            except MemoryError:
+                failures += 1
+                bar.write(f"line {number}: error: out of memory (try a smaller --max-side)", file=sys.stderr)
+    if failures:
+        print(f"histocolor: {failures} of {len(rows)} pairs failed", file=sys.stderr)
+        return ROWS_FAILED
+    return 0
+
+
+def _transfer(arguments) -> int:
+    from histocolor.transfer import ColorTransfer
+
+    if not 0.0 <= arguments.strength <= 1.0:
+        raise HistocolorError(f"--strength must be between 0 and 1, got {arguments.strength}")
+    if arguments.pairs:
+        read_pairs(arguments.pairs)  # a bad CSV fails before the model loads
+    elif not (arguments.source and arguments.reference and arguments.output):
+        raise HistocolorError("give SOURCE REFERENCE -o OUTPUT, or --pairs CSV")
+    engine = ColorTransfer(
+        arguments.method, weights=arguments.weights, device=arguments.device, max_side=arguments.max_side
+    )
+    return _run_batch(arguments, engine) if arguments.pairs else _run_single(arguments, engine)
+
+
+def _info() -> int:
+    import numpy
+    import PIL
+    import torch
+
+    from histocolor.transfer import DEFAULT_WEIGHTS, METHODS
+
+    kornia_version = __import__("kornia").__version__
+    cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available"
+    weights = "found" if (DEFAULT_WEIGHTS / "model.safetensors").is_file() else "not found (classical methods only)"
+    for label, value in (
+        ("histocolor", __version__),
+        ("python", platform.python_version()),
+        ("torch", torch.__version__),
+        ("kornia", kornia_version),
+        ("numpy", numpy.__version__),
+        ("pillow", PIL.__version__),
+        ("cuda", cuda),
+        ("default device", "cuda" if torch.cuda.is_available() else "cpu"),
+        ("default weights", f"{DEFAULT_WEIGHTS} ({weights})"),
+        ("methods", ", ".join(METHODS)),
+    ):
+        print(f"{label + ':':17}{value}")
+    return 0
+
+
+def main(argv=None) -> int:
+    arguments = _build_parser().parse_args(argv)
+    try:
+        return _transfer(arguments) if arguments.command == "transfer" else _info()
+    except HistocolorError as error:
+        print(f"histocolor: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except MemoryError:
+        print("histocolor: error: out of memory (try a smaller --max-side)", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("histocolor: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,166 @@
+"""Benchmarks whose numbers go into docs/BENCHMARKS.md (timings never run as tests).
+
+    python -m histocolor.benchmark speed [--megapixels 12 24]
+    python -m histocolor.benchmark upsampling [--data ../shared/data/dpst-dev]
+
+``speed`` runs the real ``histocolor transfer`` command on a large JPEG, one process per
+run, and reports its stage timings and peak memory. ``upsampling`` compares the ways of
+bringing a working-size result to full resolution against the operator run at full
+resolution.
+"""
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from histocolor.color import lab_to_rgb, rgb_to_lab
+from histocolor.imageio import read_image
+from histocolor.metrics import gradient_ssim, psnr
+from histocolor.model import AnalogyConfig, CTNOutput, HistogramAnalogy
+from histocolor.transfer import ColorTransfer
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = Path(__file__).resolve().parent / "resources" / "samples"
+DEFAULT_PHOTO = ROOT.parent / "shared" / "data" / "photos" / "picosdeeuropa-by-aitzol_berasategi.jpg"
+DEFAULT_DPST = ROOT.parent / "shared" / "data" / "dpst-dev"
+
+
+def random_network(seed: int = 0, head_std: float = 0.02) -> HistogramAnalogy:
+    """The default-size network with random, non-zero residual heads (it changes colours)."""
+    torch.manual_seed(seed)
+    model = HistogramAnalogy(AnalogyConfig())
+    for head in model.ctn.heads:
+        torch.nn.init.normal_(head.weight, std=head_std)
+    return model.eval()
+
+
+class ReinhardOperator(torch.nn.Module):
+    """Reinhard's Lab mean/std transfer with the network's interface: a global, smooth operator."""
+
+    def forward(self, source_lab, reference_lab, source_regions=None, reference_regions=None):
+        source_mean, source_std = source_lab.mean((2, 3), keepdim=True), source_lab.std((2, 3), keepdim=True)
+        reference_mean, reference_std = reference_lab.mean((2, 3), keepdim=True), reference_lab.std((2, 3), keepdim=True)
+        output = (source_lab - source_mean) / source_std.clamp(min=1e-3) * reference_std + reference_mean
+        return CTNOutput(output, [])
+
+
+# ---------------------------------------------------------------------------------- speed
+
+
+def _make_large_jpeg(photo: Path, megapixels: float, path: Path) -> tuple[int, int]:
+    image = Image.open(photo).convert("RGB")
+    scale = (megapixels * 1e6 / (image.width * image.height)) ** 0.5
+    size = (round(image.width * scale), round(image.height * scale))
+    image.resize(size, Image.Resampling.LANCZOS).save(path, quality=92)
+    return size
+
+
+def _run_cli(arguments: list[str]) -> tuple[dict[str, float], float]:
+    """Run ``histocolor`` in a child process: its stage timings and peak resident memory (MiB)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "histocolor", *arguments, "--timings"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    stderr = process.stderr.read().decode()
+    process.stdout.close()
+    process.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"histocolor failed: {stderr.strip()}")
+    timings = {name: float(seconds) for name, seconds in re.findall(r"(\w+) ([\d.]+)s", stderr)}
+    return timings, usage.ru_maxrss / 1024
+
+
+def speed(arguments) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        weights = folder / "weights"
+        random_network().save_pretrained(weights)
+        reference = SAMPLES / "reference.jpg"
+        print(f"photo: {arguments.photo}, torch threads: {torch.get_num_threads()}, repeats: {arguments.repeat}\n")
+        print("| image | method | decode | network / fit | LUT fit | LUT apply / apply | encode | total | peak memory |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for megapixels in arguments.megapixels:
+            source = folder / f"source-{megapixels}mp.jpg"
+            width, height = _make_large_jpeg(arguments.photo, megapixels, source)
+            for method in ("mkl", "analogy"):
+                extra = ["--weights", str(weights)] if method == "analogy" else []
+                runs = [
+                    _run_cli(["transfer", str(source), str(reference), "-o", str(folder / "out.jpg"), "--method", method, *extra])
+                    for _ in range(arguments.repeat)
+                ]
+                stages = {name: statistics.median(run[0][name] for run in runs) for name in runs[0][0]}
+                peak = max(run[1] for run in runs)
+                main_stage = stages.get("network", stages.get("fit", 0.0))
+                apply_stage = stages.get("lut_apply", stages.get("apply", 0.0))
+                cells = [stages.get("decode", 0.0), main_stage, stages.get("lut_fit"), apply_stage, stages["encode"]]
+                text = " | ".join("-" if value is None else f"{value:.2f} s" for value in cells)
+                print(
+                    f"| {width}x{height} ({width * height / 1e6:.1f} MP) | {method} | {text} | "
+                    f"{sum(stages.values()):.2f} s | {peak:.0f} MiB |"
+                )
+
+
+# ------------------------------------------------------------------------------- upsampling
+
+
+def _pairs(data: Path, limit: int | None):
+    sources = sorted((data / "input").glob("in*.png"), key=lambda p: int(p.stem[2:]))[:limit]
+    for source in sources:
+        yield source.stem, read_image(source).rgb, read_image(data / "style" / f"tar{source.stem[2:]}.png").rgb
+
+
+def upsampling(arguments) -> None:
+    operators = {"random network": random_network(), "Reinhard (global)": ReinhardOperator()}
+    variants = [(f"LUT {size}^3", "lut", size) for size in (17, 33)] + [
+        ("resize output", "output", 33),
+        ("resize Lab change", "lab-difference", 33),
+    ]
+    rows = {}
+    for name, source, reference in _pairs(arguments.data, arguments.limit):
+        for operator_name, operator in operators.items():
+            truth = ColorTransfer(model=operator, max_side=max(source.shape), upsampling="output")(source, reference).image
+            for working in arguments.sizes:
+                for label, mode, lut_size in variants:
+                    engine = ColorTransfer(model=operator, max_side=working, upsampling=mode, lut_size=lut_size)
+                    clock = time.perf_counter()
+                    image = engine(source, reference).image
+                    seconds = time.perf_counter() - clock
+                    scores = (psnr(image, truth), gradient_ssim(image, source), seconds)
+                    rows.setdefault((operator_name, working, label), []).append(scores)
+        print(f"{name} done", file=sys.stderr)
+    count = len(next(iter(rows.values())))
+    print(f"{count} pairs from {arguments.data}; truth = the operator run at full resolution\n")
+    print("| operator | working size | upsampling | PSNR to truth (dB) | gradient SSIM to source | seconds |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for (operator_name, working, label), scores in rows.items():
+        means = np.mean(np.array(scores), axis=0)
+        print(f"| {operator_name} | {working} | {label} | {means[0]:.2f} | {means[1]:.4f} | {means[2]:.3f} |")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m histocolor.benchmark", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    timing = commands.add_parser("speed", help="stage timings and peak memory of the CLI on large JPEGs")
+    timing.add_argument("--megapixels", type=float, nargs="+", default=[12, 24])
+    timing.add_argument("--photo", type=Path, default=DEFAULT_PHOTO if DEFAULT_PHOTO.exists() else SAMPLES / "source.jpg")
+    timing.add_argument("--repeat", type=int, default=3)
+    upsample = commands.add_parser("upsampling", help="LUT vs resized output vs resized Lab change on dpst-dev")
+    upsample.add_argument("--data", type=Path, default=DEFAULT_DPST)
+    upsample.add_argument("--sizes", type=int, nargs="+", default=[256, 384, 512])
+    upsample.add_argument("--limit", type=int, default=None, help="only the first N pairs")
+    arguments = parser.parse_args(argv)
+    speed(arguments) if arguments.command == "speed" else upsampling(arguments)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,522 @@
+"""Reading and writing image files for color transfer.
+
+Color transfer works on sRGB pixel values, so everything read here comes out as
+upright sRGB with an optional separate alpha channel, whatever the file held:
+gray, palette, CMYK, an embedded ICC profile or an EXIF orientation. Pillow alone
+silently drops the low byte of 16-bit RGB PNGs and cannot read most 16-bit TIFFs,
+so those go through pypng and tifffile to keep their full precision.
+
+Files are untrusted input: every problem a user can fix (missing, empty, truncated,
+huge or unsupported files, unwritable destinations) becomes a one-line
+:class:`~histocolor.errors.HistocolorError` naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import os
+import pathlib
+import struct
+import tempfile
+import warnings
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import png
+import tifffile
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from histocolor.errors import HistocolorError
+
+__all__ = [
+    "MAX_PIXELS",
+    "WRITE_EXTENSIONS",
+    "LoadedImage",
+    "check_output_path",
+    "read_image",
+    "to_uint",
+    "write_image",
+]
+
+#: Largest image (width * height) that will be decoded; a guard against
+#: decompression bombs. Read at call time, so it can be changed at run time.
+MAX_PIXELS: int = 250_000_000
+
+#: Output extensions :func:`write_image` understands (compared case-insensitively).
+WRITE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
+
+_EIGHT_BIT_ONLY = (".jpg", ".jpeg", ".webp", ".bmp")
+_PILLOW_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF",
+                   ".tiff": "TIFF", ".webp": "WEBP", ".bmp": "BMP"}
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_ORIENTATION_TAG = 274
+_ICC_TAG = 34675
+# What decoders raise on corrupt or truncated data (Pillow uses SyntaxError for
+# some broken PNG chunks; pypng and tifffile have their own error types).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error,
+                  zlib.error, MemoryError, png.Error, tifffile.TiffFileError)
+
+
+@dataclass
+class LoadedImage:
+    """An image as color transfer wants it: upright sRGB plus optional alpha.
+
+    ``rgb`` is (H, W, 3) and C-contiguous, uint8 or uint16; ``alpha`` is (H, W) of
+    the same dtype or None. ``was_grayscale`` records that the file was gray (then
+    the three channels are equal), so a front end can offer to save gray again.
+    """
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    was_grayscale: bool
+
+    @property
+    def bit_depth(self) -> int:
+        """Bits per channel: 8 or 16."""
+        return 16 if self.rgb.dtype == np.uint16 else 8
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def read_image(path) -> LoadedImage:
+    """Decode an image file fully into an upright sRGB :class:`LoadedImage`.
+
+    Raises HistocolorError (one line, naming the file) for anything wrong with the
+    file itself.
+    """
+    path = pathlib.Path(path)
+    head = _read_head(path)
+    if head.startswith(_PNG_MAGIC) and _png_bit_depth(path, head) == 16:
+        return _read_png16(path)
+    if head[:4] in _TIFF_MAGIC:
+        loaded = _read_tiff_wide(path)
+        if loaded is not None:
+            return loaded
+    return _read_with_pillow(path)
+
+
+def _fail(path, reason: str) -> HistocolorError:
+    """Build the one-line user error for an unreadable file."""
+    return HistocolorError(f"cannot read '{path}': {reason}")
+
+
+def _one_line(exc: BaseException) -> str:
+    """Squash an exception's message to one line (decoders sometimes use several)."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def _read_head(path: pathlib.Path) -> bytes:
+    """Check the path is a non-empty readable file and return its first bytes."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(32)
+    except FileNotFoundError:
+        raise _fail(path, "no such file") from None
+    except IsADirectoryError:
+        raise _fail(path, "it is a directory") from None
+    except OSError as exc:
+        raise _fail(path, _one_line(exc)) from None
+    if not head:
+        raise _fail(path, "file is empty")
+    return head
+
+
+def _check_size(path, width: int, height: int) -> None:
+    """Refuse images over MAX_PIXELS before any pixel data is decoded."""
+    if width * height > MAX_PIXELS:
+        raise _fail(path, f"image is {width}x{height} = {width * height} pixels, more than "
+                          f"the limit of {MAX_PIXELS} (histocolor.imageio.MAX_PIXELS)")
+
+
+def _png_bit_depth(path, head: bytes) -> int:
+    """Bit depth from the PNG IHDR chunk (Pillow hides it for 16-bit RGB)."""
+    if len(head) < 26 or head[12:16] != b"IHDR":
+        raise _fail(path, "not a valid PNG file (no IHDR header)")
+    width, height, depth = struct.unpack(">IIB", head[16:25])
+    _check_size(path, width, height)
+    return depth
+
+
+def _warn_icc_ignored(path) -> None:
+    warnings.warn(f"'{path}': embedded ICC profile ignored for a 16-bit image; "
+                  "values are used as if they were sRGB", stacklevel=4)
+
+
+def _read_png16(path: pathlib.Path) -> LoadedImage:
+    """Read a 16-bit PNG with pypng, which keeps all 16 bits (Pillow does not)."""
+    # Pillow still parses the chunks before IDAT well: orientation and profile.
+    # (im.getexif() would decode the whole image looking for a late eXIf chunk.)
+    with _open_with_pillow(path) as im:
+        exif = Image.Exif()
+        if im.info.get("exif"):
+            exif.load(im.info["exif"])
+        orientation = exif.get(_ORIENTATION_TAG, 1)
+        has_icc = bool(im.info.get("icc_profile"))
+    try:
+        with open(path, "rb") as f:  # png.Reader(filename=...) would leak the handle
+            width, height, rows, info = png.Reader(file=f).asDirect()
+            planes = info["planes"]
+            data = np.empty((height, width * planes), np.uint16)
+            count = 0
+            for count, row in enumerate(rows, start=1):
+                data[count - 1] = row
+        if count != height:
+            raise EOFError(f"{height - count} rows missing")
+    except _DECODE_ERRORS as exc:
+        raise _fail(path, f"corrupt or truncated PNG ({_one_line(exc)})") from None
+    if info["bitdepth"] != 16:  # asDirect() shifted values down to the sBIT depth
+        data = _rescale(data, info["bitdepth"])
+    if has_icc:
+        _warn_icc_ignored(path)
+    data = _orient(data.reshape(height, width, planes), orientation)
+    return _split_planes(data, gray=info["greyscale"], alpha=info["alpha"])
+
+
+def _rescale(data: np.ndarray, bits: int) -> np.ndarray:
+    """Stretch values of a lower significant bit depth back to the full uint16 range."""
+    scaled = data.astype(np.float64) * (65535 / (2**bits - 1))
+    return np.floor(scaled + 0.5).astype(np.uint16)
+
+
+def _read_tiff_wide(path: pathlib.Path) -> LoadedImage | None:
+    """Read a 16-bit TIFF with tifffile; return None for 8-bit ones Pillow handles."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            dtype = page.dtype
+            if dtype is None or dtype.itemsize == 1 or dtype == np.bool_:
+                return None
+            if dtype != np.uint16:
+                raise _fail(path, f"unsupported TIFF sample type {dtype} "
+                                  "(only 8- and 16-bit unsigned integers)")
+            _check_size(path, page.imagewidth, page.imagelength)
+            photometric = int(page.photometric)
+            if photometric not in (0, 1, 2):  # MINISWHITE, MINISBLACK, RGB
+                raise _fail(path, f"unsupported 16-bit TIFF color space "
+                                  f"{page.photometric.name}")
+            if page.axes not in ("YX", "YXS", "SYX"):
+                raise _fail(path, f"unsupported TIFF layout {page.axes!r} (not a 2-D image)")
+            tag = page.tags.get(_ORIENTATION_TAG)
+            orientation = int(tag.value) if tag is not None else 1
+            has_icc = _ICC_TAG in page.tags
+            extrasamples = tuple(page.extrasamples)
+            data = page.asarray()
+    except HistocolorError:
+        raise
+    except _DECODE_ERRORS as exc:
+        raise _fail(path, f"corrupt or truncated TIFF ({_one_line(exc)})") from None
+    if page.axes == "SYX":  # planar configuration "separate"
+        data = np.moveaxis(data, 0, -1)
+    elif page.axes == "YX":
+        data = data[..., None]
+    gray = photometric in (0, 1)
+    if photometric == 0:
+        data = data.copy()
+        data[..., :1] = 65535 - data[..., :1]
+    color_planes = 1 if gray else 3
+    alpha = int(data.shape[2] > color_planes)
+    if alpha and extrasamples[:1] == (1,):  # associated (premultiplied) alpha
+        data = _unpremultiply(data, color_planes)
+    if has_icc:
+        _warn_icc_ignored(path)
+    return _split_planes(_orient(data[..., :color_planes + alpha], orientation),
+                         gray=gray, alpha=bool(alpha))
+
+
+def _unpremultiply(data: np.ndarray, color_planes: int) -> np.ndarray:
+    """Undo premultiplied alpha so color values mean the same as in other files."""
+    alpha = data[..., color_planes:color_planes + 1].astype(np.float64)
+    color = data[..., :color_planes] * (65535 / np.maximum(alpha, 1))
+    out = data.copy()
+    out[..., :color_planes] = np.clip(np.floor(color + 0.5), 0, 65535)
+    return out
+
+
+def _orient(data: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF/TIFF orientation (1-8) to an (H, W, C) array, like exif_transpose."""
+    transforms = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+        8: lambda a: np.rot90(a, 1),
+    }
+    return transforms.get(orientation, lambda a: a)(data)
+
+
+def _split_planes(data: np.ndarray, *, gray: bool, alpha: bool) -> LoadedImage:
+    """Turn (H, W, planes) into a LoadedImage, replicating gray to three channels."""
+    color = data[..., :1] if gray else data[..., :3]
+    if gray:
+        color = np.repeat(color, 3, axis=2)
+    return LoadedImage(
+        rgb=np.ascontiguousarray(color),
+        alpha=np.ascontiguousarray(data[..., -1]) if alpha else None,
+        was_grayscale=gray,
+    )
+
+
+def _open_with_pillow(path: pathlib.Path) -> Image.Image:
+    """Open lazily (header only) with Pillow and apply our pixel limit."""
+    # Pillow's own bomb guard must never refuse what MAX_PIXELS allows, and its
+    # warning is redundant with our check, so keep it quiet.
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_PIXELS:
+        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except Image.DecompressionBombError:
+        raise _fail(path, f"image has more than {MAX_PIXELS} pixels "
+                          "(histocolor.imageio.MAX_PIXELS)") from None
+    except UnidentifiedImageError:
+        raise _fail(path, "not an image file or an unsupported format") from None
+    except _DECODE_ERRORS as exc:
+        raise _fail(path, _one_line(exc)) from None
+    try:
+        _check_size(path, im.width, im.height)
+    except HistocolorError:
+        im.close()
+        raise
+    return im
+
+
+def _read_with_pillow(path: pathlib.Path) -> LoadedImage:
+    """Decode with Pillow and normalize mode, color profile and orientation."""
+    with _open_with_pillow(path) as im:
+        try:
+            im.load()  # full decode now, so truncation is an error here, not later
+        except _DECODE_ERRORS as exc:
+            raise _fail(path, f"corrupt or truncated {im.format or 'image'} file "
+                              f"({_one_line(exc)})") from None
+        icc = im.info.get("icc_profile")
+        upright = ImageOps.exif_transpose(im)
+    return _normalize(path, upright, icc)
+
+
+def _normalize(path, im: Image.Image, icc: bytes | None) -> LoadedImage:
+    """Convert any Pillow mode to sRGB uint8 (or uint16 gray) plus alpha."""
+    mode = im.mode
+    if mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+        return _wide_gray(path, im, icc)
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode in ("1", "L", "RGB") and "transparency" in im.info:
+        im = im.convert("LA" if mode != "RGB" else "RGBA")
+    elif mode in ("1", "La", "PA", "RGBa", "RGBX", "YCbCr", "HSV"):
+        im = im.convert({"1": "L", "La": "LA", "PA": "RGBA", "RGBa": "RGBA"}.get(mode, "RGB"))
+    if im.mode not in ("L", "LA", "RGB", "RGBA", "CMYK"):
+        raise _fail(path, f"unsupported pixel format {im.mode!r}")
+
+    alpha = None
+    if im.mode in ("LA", "RGBA"):
+        alpha = np.array(im.getchannel("A"))
+        im = im.convert(im.mode[:-1])
+    gray = im.mode == "L"
+    if icc:
+        converted = _icc_to_srgb(path, im, icc)
+        if converted is not None:
+            rgb = np.array(converted)
+            if gray:  # a gray profile maps to neutral sRGB; keep channels exactly equal
+                rgb = np.repeat(rgb[..., 1:2], 3, axis=2)
+            return LoadedImage(np.ascontiguousarray(rgb), alpha, gray)
+    if gray:
+        rgb = np.repeat(np.array(im)[..., None], 3, axis=2)
+    else:
+        rgb = np.array(im.convert("RGB"))
+    return LoadedImage(np.ascontiguousarray(rgb), alpha, gray)
+
+
+def _wide_gray(path, im: Image.Image, icc: bytes | None) -> LoadedImage:
+    """Pillow's 16/32-bit integer gray modes -> uint16, if the values fit."""
+    values = np.array(im)
+    if values.size and (values.min() < 0 or values.max() > 65535):
+        raise _fail(path, f"unsupported pixel format {im.mode!r} "
+                          "(values outside the 16-bit range)")
+    if icc:
+        _warn_icc_ignored(path)
+    return _split_planes(values.astype(np.uint16)[..., None], gray=True, alpha=False)
+
+
+@functools.cache
+def _srgb_profile() -> ImageCms.ImageCmsProfile:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def _icc_to_srgb(path, im: Image.Image, icc: bytes) -> Image.Image | None:
+    """Convert through the embedded profile to sRGB; warn and give None if unusable."""
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return ImageCms.profileToProfile(im, source, _srgb_profile(), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError) as exc:
+        warnings.warn(f"'{path}': embedded ICC profile ignored ({_one_line(exc)})",
+                      stacklevel=5)
+        return None
+
+
+# ---------------------------------------------------------------------- writing
+
+
+def _extension(path: pathlib.Path) -> str:
+    """The lower-case output extension, or a HistocolorError listing supported ones."""
+    ext = path.suffix.lower()
+    if ext not in WRITE_EXTENSIONS:
+        raise HistocolorError(f"cannot write '{path}': unsupported extension "
+                              f"{path.suffix or '(none)'!r}; use one of "
+                              f"{', '.join(WRITE_EXTENSIONS)}")
+    return ext
+
+
+def check_output_path(path) -> pathlib.Path:
+    """Check, before any expensive work, that :func:`write_image` can write ``path``.
+
+    Nothing is created: the nearest existing ancestor of the target must be a
+    writable directory (so missing parents can be made later). Writability is
+    proven by creating and removing a temporary file there, because
+    ``os.access`` says yes to root even on /proc or read-only mounts.
+    """
+    path = pathlib.Path(path)
+    _extension(path)
+    if path.is_dir():
+        raise HistocolorError(f"cannot write '{path}': it is a directory")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise HistocolorError(f"cannot write '{path}': '{ancestor}' is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise HistocolorError(f"cannot write '{path}': directory '{ancestor}' is not writable")
+    try:
+        fd, probe = tempfile.mkstemp(dir=ancestor, prefix=".histocolor-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise HistocolorError(f"cannot write '{path}': directory '{ancestor}' is not "
+                              f"writable ({_one_line(exc)})") from None
+    return path
+
+
+def write_image(path, rgb: np.ndarray, alpha: np.ndarray | None = None, *,
+                quality: int = 95) -> None:
+    """Write an (H, W, 3) uint8/uint16 image atomically, format from the extension.
+
+    The file is written to a temporary name in the target directory and renamed
+    over the target only once complete, so a failure never leaves a partial file
+    or destroys an existing one. Formats that cannot hold 16 bits (JPEG, WebP,
+    BMP) get an 8-bit copy, and JPEG drops alpha; both with a warning.
+    """
+    _validate(rgb, alpha)
+    path = pathlib.Path(path)
+    ext = _extension(path)
+    if rgb.dtype == np.uint16 and ext in _EIGHT_BIT_ONLY:
+        warnings.warn(f"'{path}': {ext} cannot hold 16 bits per channel; writing 8 bits",
+                      stacklevel=2)
+        rgb = _to_eight_bit(rgb)
+        alpha = None if alpha is None else _to_eight_bit(alpha)
+    if alpha is not None and ext in (".jpg", ".jpeg"):
+        warnings.warn(f"'{path}': JPEG has no alpha channel; transparency dropped",
+                      stacklevel=2)
+        alpha = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HistocolorError(f"cannot write '{path}': cannot create directory "
+                              f"'{path.parent}' ({_one_line(exc)})") from None
+
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=ext)
+    except OSError as exc:
+        raise HistocolorError(f"cannot write '{path}': {_one_line(exc)}") from None
+    try:
+        os.close(fd)
+        with open(tmp, "wb") as f:  # by name: tifffile wants a named file object
+            os.fchmod(f.fileno(), _new_file_mode(path))
+            _encode(f, ext, rgb, alpha, quality)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if not isinstance(exc, Exception):  # KeyboardInterrupt etc.: clean up, re-raise
+            raise
+        raise HistocolorError(f"cannot write '{path}': {_one_line(exc)}") from exc
+
+
+def _validate(rgb, alpha) -> None:
+    """Catch programming errors (wrong shapes or dtypes) early, as ValueError."""
+    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"rgb must be an (H, W, 3) array, got {getattr(rgb, 'shape', rgb)!r}")
+    if rgb.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"rgb must be uint8 or uint16, got {rgb.dtype}")
+    if alpha is not None:
+        if not isinstance(alpha, np.ndarray) or alpha.shape != rgb.shape[:2]:
+            raise ValueError(f"alpha must be an {rgb.shape[:2]} array, "
+                             f"got {getattr(alpha, 'shape', alpha)!r}")
+        if alpha.dtype != rgb.dtype:
+            raise ValueError(f"alpha dtype {alpha.dtype} differs from rgb dtype {rgb.dtype}")
+
+
+def _to_eight_bit(values: np.ndarray) -> np.ndarray:
+    return ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files readable by the owner only; give the output the usual
+# permissions instead (those of a replaced file, else 0o666 minus the umask).
+_UMASK = _current_umask()
+
+
+def _new_file_mode(path: pathlib.Path) -> int:
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_UMASK
+
+
+def _encode(f, ext: str, rgb: np.ndarray, alpha: np.ndarray | None, quality: int) -> None:
+    """Encode into the open file ``f``: pypng/tifffile for 16 bits, else Pillow."""
+    pixels = rgb if alpha is None else np.dstack([rgb, alpha])
+    height, width, planes = pixels.shape
+    if rgb.dtype == np.uint16 and ext == ".png":
+        writer = png.Writer(width, height, greyscale=False, alpha=alpha is not None,
+                            bitdepth=16)
+        rows = pixels.astype(">u2").reshape(height, width * planes)
+        writer.write_packed(f, (row.tobytes() for row in rows))
+    elif rgb.dtype == np.uint16:  # TIFF
+        tifffile.imwrite(f, pixels, photometric="rgb", compression="zlib",
+                         extrasamples=("unassalpha",) if alpha is not None else None)
+    else:
+        options = {"quality": quality} if ext in (".jpg", ".jpeg", ".webp") else {}
+        if ext in (".tif", ".tiff"):
+            options["compression"] = "tiff_adobe_deflate"
+        Image.fromarray(np.ascontiguousarray(pixels)).save(f, format=_PILLOW_FORMATS[ext],
+                                                           **options)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def to_uint(image: np.ndarray, dtype) -> np.ndarray:
+    """Float values in [0, 1] -> uint8 or uint16, clipped and rounded half up.
+
+    NaN becomes 0 so a numerical glitch cannot turn into arbitrary integers.
+    """
+    dtype = np.dtype(dtype)
+    if dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"dtype must be uint8 or uint16, got {dtype}")
+    values = np.clip(np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0), 0.0, 1.0)
+    return np.floor(values * np.iinfo(dtype).max + 0.5).astype(dtype)

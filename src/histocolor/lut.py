@@ -1,0 +1,236 @@
+"""3D colour lookup tables: fit one to example colour pairs, apply one to any image.
+
+A LUT here is a float32 array ``(S, S, S, 3)`` indexed ``[r, g, b]`` over an even grid
+of sRGB in [0, 1], holding output sRGB in [0, 1]; it is applied by trilinear
+interpolation. The transfer engine runs the network at a small working size, fits a
+LUT to the (source colour -> output colour) pairs it sees there and applies it to the
+full-resolution source: the colour change reaches every pixel without any blur,
+because no pixel looks at its neighbours.
+"""
+
+from functools import lru_cache
+
+import numpy as np
+import scipy.sparse as sparse
+import torch
+import torch.nn.functional as F
+
+DEFAULT_LUT_SIZE = 33
+DEFAULT_SMOOTHNESS = 1e-4
+_COARSEST_SIZE = 9
+
+# The eight cell corners as (dr, dg, db) offsets, in a fixed order.
+_CORNERS = np.array([(dr, dg, db) for dr in (0, 1) for dg in (0, 1) for db in (0, 1)])
+
+
+def identity_lut(size: int = DEFAULT_LUT_SIZE) -> np.ndarray:
+    """The LUT that maps every colour to itself, ``(size, size, size, 3)`` float32."""
+    axis = np.linspace(0.0, 1.0, size, dtype=np.float32)
+    r, g, b = np.meshgrid(axis, axis, axis, indexing="ij")
+    return np.stack([r, g, b], axis=-1)
+
+
+def lut_from_mapping(mapping, size: int = DEFAULT_LUT_SIZE) -> np.ndarray:
+    """Tabulate a colour mapping ``(N, 3) -> (N, 3)`` (sRGB in [0, 1]) on the LUT grid."""
+    nodes = identity_lut(size).reshape(-1, 3)
+    return np.clip(mapping(nodes), 0.0, 1.0).astype(np.float32).reshape(size, size, size, 3)
+
+
+def blend_luts(lut: np.ndarray, strength: float) -> np.ndarray:
+    """Blend ``lut`` toward the identity: strength 1 keeps it, 0 changes nothing."""
+    identity = identity_lut(lut.shape[0])
+    return (identity + np.float32(strength) * (lut - identity)).astype(np.float32)
+
+
+def _cells(pixels: np.ndarray, size: int):
+    """Flat index of each pixel's lower cell corner and its position inside the cell."""
+    scaled = np.clip(pixels, 0.0, 1.0).astype(np.float32) * (size - 1)
+    lower = np.minimum(scaled.astype(np.int64), size - 2)
+    fraction = scaled - lower
+    base = (lower[:, 0] * size + lower[:, 1]) * size + lower[:, 2]
+    return base, fraction
+
+
+def _corner_weights(fraction: np.ndarray):
+    """Trilinear weight of each of the eight corners, ``(8, N)``, and their flat offsets."""
+    weights = np.ones((8, len(fraction)), dtype=np.float32)
+    for k, corner in enumerate(_CORNERS):
+        for axis in range(3):
+            weights[k] *= fraction[:, axis] if corner[axis] else 1.0 - fraction[:, axis]
+    return weights
+
+
+def _corner_offsets(size: int) -> np.ndarray:
+    return (_CORNERS[:, 0] * size + _CORNERS[:, 1]) * size + _CORNERS[:, 2]
+
+
+def interpolate(lut: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """Trilinear lookup of ``pixels`` ``(N, 3)`` in [0, 1] -> ``(N, 3)`` float32."""
+    size = lut.shape[0]
+    base, fraction = _cells(pixels, size)
+    weights = _corner_weights(fraction)
+    table = lut.reshape(-1, 3)
+    out = np.zeros((len(pixels), 3), dtype=np.float32)
+    for k, offset in enumerate(_corner_offsets(size)):
+        out += weights[k, :, None] * table[base + offset]
+    return out
+
+
+@lru_cache(maxsize=4)
+def _grid_laplacian(size: int) -> sparse.csr_matrix:
+    """Graph Laplacian of the ``size^3`` grid (6-neighbourhood): the smoothness penalty."""
+    difference = sparse.diags([-np.ones(size - 1), np.ones(size - 1)], [0, 1], shape=(size - 1, size))
+    path = (difference.T @ difference).tocsr()
+    eye = sparse.identity(size, format="csr")
+    return (
+        sparse.kron(sparse.kron(path, eye), eye)
+        + sparse.kron(sparse.kron(eye, path), eye)
+        + sparse.kron(sparse.kron(eye, eye), path)
+    ).tocsr()
+
+
+def _normal_matrix(base, weights, size):
+    """``W^T W`` of the trilinear design matrix, built diagonal by diagonal with bincount.
+
+    Corners a and b of a cell sit a fixed flat distance apart, so every product
+    ``w_a * w_b`` lands on one of 27 diagonals; this avoids a 64 N-entry sparse product.
+    """
+    cells = size**3
+    offsets = _corner_offsets(size)
+    diagonals = {}
+    for a in range(8):
+        rows = base + offsets[a]
+        for b in range(8):
+            shift = int(offsets[b] - offsets[a])
+            values = np.bincount(rows, weights=weights[a] * weights[b], minlength=cells)
+            diagonals[shift] = diagonals.get(shift, 0) + values
+    row_list, col_list, value_list = [], [], []
+    for shift, values in diagonals.items():
+        rows = np.flatnonzero(values)
+        row_list.append(rows)
+        col_list.append(rows + shift)
+        value_list.append(values[rows])
+    return sparse.csr_matrix(
+        (np.concatenate(value_list), (np.concatenate(row_list), np.concatenate(col_list))), shape=(cells, cells)
+    )
+
+
+def _conjugate_gradient(matrix, rhs, initial, tolerance=1e-4, max_iterations=1000):
+    """Jacobi-preconditioned CG on several right-hand sides at once (columns of ``rhs``)."""
+    inverse_diagonal = 1.0 / matrix.diagonal()[:, None]
+    solution = initial.copy()
+    residual = rhs - matrix @ solution
+    preconditioned = residual * inverse_diagonal
+    direction = preconditioned.copy()
+    residual_dot = np.sum(residual * preconditioned, axis=0)
+    stop = tolerance * np.maximum(np.linalg.norm(rhs, axis=0), 1e-30)
+    for _ in range(max_iterations):
+        if np.all(np.linalg.norm(residual, axis=0) <= stop):
+            break
+        product = matrix @ direction
+        step = residual_dot / np.maximum(np.sum(direction * product, axis=0), 1e-30)
+        solution += step * direction
+        residual -= step * product
+        preconditioned = residual * inverse_diagonal
+        new_residual_dot = np.sum(residual * preconditioned, axis=0)
+        direction = preconditioned + (new_residual_dot / np.maximum(residual_dot, 1e-30)) * direction
+        residual_dot = new_residual_dot
+    return solution
+
+
+def fit_lut(
+    source: np.ndarray,
+    target: np.ndarray,
+    size: int = DEFAULT_LUT_SIZE,
+    smoothness: float = DEFAULT_SMOOTHNESS,
+    _unclipped: bool = False,
+) -> np.ndarray:
+    """Fit the LUT whose trilinear lookup of ``source`` best reproduces ``target``.
+
+    Least squares on the colour *change* (LUT minus identity) with a Laplacian
+    smoothness penalty: cells the examples never reach are filled by the smoothest
+    continuation of the change around them, so unseen colours move like their
+    neighbours instead of snapping back to themselves.
+
+    Args:
+        source: ``(N, 3)`` sRGB in [0, 1], the colours the change was observed on.
+        target: ``(N, 3)`` sRGB in [0, 1], what they became.
+        size: grid points per axis.
+        smoothness: weight of the penalty relative to the mean squared data error.
+
+    Returns:
+        ``(size, size, size, 3)`` float32 LUT with values in [0, 1].
+    """
+    source = np.asarray(source, dtype=np.float32).reshape(-1, 3)
+    target = np.asarray(target, dtype=np.float32).reshape(-1, 3)
+    if len(source) == 0 or len(source) != len(target):
+        raise ValueError("fit_lut needs as many target colours as source colours, at least one")
+    base, fraction = _cells(source, size)
+    weights = _corner_weights(fraction)
+    change = (target - np.clip(source, 0.0, 1.0)).astype(np.float64)
+    count = float(len(source))
+    rhs = np.zeros((size**3, 3))
+    for k, offset in enumerate(_corner_offsets(size)):
+        for channel in range(3):
+            rhs[:, channel] += np.bincount(base + offset, weights=weights[k] * change[:, channel], minlength=size**3)
+    matrix = _normal_matrix(base, weights, size) / count + smoothness * _grid_laplacian(size)
+    # A tiny ridge keeps the system positive definite whatever the data.
+    matrix = matrix + 1e-9 * sparse.identity(size**3, format="csr")
+    # Coarse to fine: the smooth solution on a half-resolution grid is a close start,
+    # which saves most of the iterations the Laplacian would otherwise need.
+    initial = np.zeros((size**3, 3))
+    if size > _COARSEST_SIZE:
+        coarse = fit_lut(source, target, (size + 1) // 2, smoothness, _unclipped=True)
+        initial = (interpolate(coarse, identity_lut(size).reshape(-1, 3)) - identity_lut(size).reshape(-1, 3))
+    offsets = _conjugate_gradient(matrix.tocsr(), rhs / count, initial.astype(np.float64))
+    lut = identity_lut(size) + offsets.reshape(size, size, size, 3).astype(np.float32)
+    return lut if _unclipped else np.clip(lut, 0.0, 1.0)
+
+
+def _apply_uint8(image: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """8-bit fast path: interpolate each distinct colour once, then gather.
+
+    A photo of 12 megapixels holds well under a million distinct colours, so looking
+    them up in a 2^24-entry table beats interpolating every pixel.
+    """
+    height, width, _ = image.shape
+    packed = (image[..., 0].astype(np.int32) << 16) | (image[..., 1].astype(np.int32) << 8) | image[..., 2]
+    packed = packed.ravel()
+    seen = np.zeros(1 << 24, dtype=bool)
+    seen[packed] = True
+    colors = np.flatnonzero(seen)
+    channels = np.stack([(colors >> 16) & 255, (colors >> 8) & 255, colors & 255], axis=1)
+    mapped = interpolate(lut, channels.astype(np.float32) / 255.0)
+    # Four bytes per entry so the gather moves one uint32 per pixel; only seen entries are read.
+    table = np.empty((1 << 24, 4), dtype=np.uint8)
+    table[colors, :3] = np.clip(np.rint(mapped * 255.0), 0, 255).astype(np.uint8)
+    gathered = table.view(np.uint32).ravel()[packed]
+    return gathered.view(np.uint8).reshape(height, width, 4)[..., :3].copy()
+
+
+def _apply_chunked(image: np.ndarray, lut: np.ndarray, rows_per_chunk: int) -> np.ndarray:
+    """Any dtype: trilinear interpolation with torch, a band of rows at a time."""
+    scale = float(np.iinfo(image.dtype).max) if image.dtype.kind in "ui" else 1.0
+    volume = torch.from_numpy(np.ascontiguousarray(lut.transpose(3, 0, 1, 2)))[None]
+    out = np.empty_like(image)
+    for start in range(0, image.shape[0], rows_per_chunk):
+        band = torch.from_numpy(np.ascontiguousarray(image[start : start + rows_per_chunk]))
+        pixels = band.reshape(-1, 3).float() / scale
+        # grid_sample's last coordinate indexes the volume's first axis: pass (b, g, r).
+        grid = (pixels.flip(-1) * 2.0 - 1.0).view(1, 1, 1, -1, 3)
+        mapped = F.grid_sample(volume, grid, mode="bilinear", align_corners=True).view(3, -1).T
+        mapped = mapped.clamp(0.0, 1.0).numpy()
+        if scale != 1.0:
+            mapped = np.rint(mapped * scale).astype(image.dtype)
+        out[start : start + rows_per_chunk] = mapped.reshape(band.shape)
+    return out
+
+
+def apply_lut(image: np.ndarray, lut: np.ndarray, chunk_pixels: int = 1 << 21) -> np.ndarray:
+    """Apply ``lut`` to an ``(H, W, 3)`` image (uint8, uint16 or float in [0, 1]); same dtype out."""
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
+    if image.dtype == np.uint8:
+        return _apply_uint8(image, lut)
+    rows_per_chunk = max(1, chunk_pixels // max(1, image.shape[1]))
+    return _apply_chunked(image, lut, rows_per_chunk)

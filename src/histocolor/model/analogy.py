@@ -1,0 +1,72 @@
+"""Histogram analogy: HEN encodes both images' colour histograms, CTN recolours the source."""
+
+import torch
+from torch import nn
+
+from histocolor.color import denormalize_lab, normalize_lab
+from histocolor.histogram import hen_input
+from histocolor.model.config import AnalogyConfig
+from histocolor.model.ctn import ColorTransferNet, CTNOutput
+from histocolor.model.hen import HistogramEncoder
+
+
+class HistogramAnalogy(nn.Module):
+    """The whole network: ``forward(source_lab, reference_lab) -> CTNOutput`` in Lab units."""
+
+    def __init__(self, config: AnalogyConfig | None = None):
+        super().__init__()
+        self.config = config or AnalogyConfig()
+        self.hen = HistogramEncoder(self.config)
+        self.ctn = ColorTransferNet(self.config)
+
+    def encode(self, lab: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """HEN feature ``(B, feature_size)`` of Lab images ``(B, 3, H, W)``, optionally weighted."""
+        return self.hen(hen_input(lab, self.config.l_bins, self.config.ab_bins, weights))
+
+    def condition(self, source_lab, reference_lab, source_regions=None, reference_regions=None):
+        """The CTN's condition: both features per image, or a per-pixel map with regions.
+
+        With regions, ``source_regions`` ``(B, R, H, W)`` and ``reference_regions``
+        ``(B, R, h, w)`` hold soft weights of R corresponding regions (region r of the source
+        matches region r of the reference). Each source pixel gets its regions' features,
+        mixed by its weights; whatever weight is missing, or belongs to a region absent from
+        either image, goes to the global features.
+        """
+        global_condition = torch.cat([self.encode(source_lab), self.encode(reference_lab)], dim=1)
+        if source_regions is None and reference_regions is None:
+            return global_condition
+        if source_regions is None or reference_regions is None:
+            raise ValueError("give regions for both the source and the reference, or for neither")
+        batch, regions = source_regions.shape[:2]
+        if reference_regions.shape[:2] != (batch, regions):
+            raise ValueError("source and reference must have the same number of regions")
+        source_weights = source_regions.flatten(0, 1)
+        reference_weights = reference_regions.flatten(0, 1)
+        source_features = self.encode(source_lab.repeat_interleave(regions, 0), source_weights)
+        reference_features = self.encode(reference_lab.repeat_interleave(regions, 0), reference_weights)
+        region_condition = torch.cat([source_features, reference_features], dim=1).view(batch, regions, -1)
+        present = (source_weights.flatten(1).sum(1) > 0) & (reference_weights.flatten(1).sum(1) > 0)
+        present = present.view(batch, regions)
+        weights = source_regions * present[:, :, None, None].to(source_regions.dtype)
+        remainder = (1.0 - weights.sum(dim=1, keepdim=True)).clamp(min=0.0)
+        return torch.einsum("brhw,brc->bchw", weights, region_condition) + remainder * global_condition[:, :, None, None]
+
+    def forward(self, source_lab, reference_lab, source_regions=None, reference_regions=None) -> CTNOutput:
+        """Recolour ``source_lab`` ``(B, 3, H, W)`` after ``reference_lab`` ``(B, 3, h, w)``.
+
+        Returns the result and the coarser decoder outputs, all in Lab units.
+        """
+        condition = self.condition(source_lab, reference_lab, source_regions, reference_regions)
+        result = self.ctn(normalize_lab(source_lab), condition)
+        return CTNOutput(denormalize_lab(result.output), [denormalize_lab(t) for t in result.intermediate])
+
+    def save_pretrained(self, directory) -> None:
+        from histocolor.model.io import save_pretrained
+
+        save_pretrained(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory, device="cpu") -> "HistogramAnalogy":
+        from histocolor.model.io import from_pretrained
+
+        return from_pretrained(directory, device)

@@ -1,0 +1,53 @@
+"""One configuration for the histogram-analogy network, from a CPU toy to the paper's size."""
+
+from dataclasses import asdict, dataclass, fields
+
+from histocolor.histogram import DEFAULT_AB_BINS, DEFAULT_L_BINS, MAX_L_BINS
+
+
+@dataclass(frozen=True)
+class AnalogyConfig:
+    """Shapes of HEN and CTN. Saved as ``config.json`` next to the weights.
+
+    Attributes:
+        l_bins: bins of the L histogram (the paper's text says 64, its released model 8).
+        ab_bins: bins per axis of the (a, b) histogram.
+        hen_widths: channels of the HEN's stride-2 convolutions, one entry per halving.
+        feature_size: length of the HEN's feature vector.
+        ctn_width: channels of the CTN's first U-Net level (doubled at each level below).
+        ctn_depth: number of U-Net down-sampling steps.
+    """
+
+    l_bins: int = DEFAULT_L_BINS
+    ab_bins: int = DEFAULT_AB_BINS
+    hen_widths: tuple[int, ...] = (16, 32, 64, 64)
+    feature_size: int = 64
+    ctn_width: int = 16
+    ctn_depth: int = 3
+
+    def __post_init__(self):
+        object.__setattr__(self, "hen_widths", tuple(int(w) for w in self.hen_widths))
+        if not 1 <= self.l_bins <= MAX_L_BINS:
+            raise ValueError(f"l_bins must be in 1..{MAX_L_BINS}, got {self.l_bins}")
+        if not self.hen_widths or self.ab_bins % (2 ** len(self.hen_widths)):
+            raise ValueError(f"ab_bins ({self.ab_bins}) must be divisible by 2^{len(self.hen_widths)}")
+        if min(self.feature_size, self.ctn_width, self.ctn_depth, *self.hen_widths) < 1:
+            raise ValueError("widths, depth and feature size must be positive")
+
+    @classmethod
+    def paper(cls) -> "AnalogyConfig":
+        """Widths of the paper's networks (64-channel U-Net, four levels): for GPUs."""
+        return cls(hen_widths=(64, 128, 256, 512), feature_size=64, ctn_width=64, ctn_depth=4)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["hen_widths"] = list(self.hen_widths)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AnalogyConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}")
+        return cls(**data)

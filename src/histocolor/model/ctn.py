@@ -1,0 +1,91 @@
+"""CTN, the colour transfer network: a U-Net over the source, steered by histogram features."""
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from histocolor.model.config import AnalogyConfig
+
+
+class CTNOutput(NamedTuple):
+    output: torch.Tensor  # (B, 3, H, W), the final result
+    intermediate: list[torch.Tensor]  # coarse to fine, one per lower decoder level (deep supervision)
+
+
+class FiLM(nn.Module):
+    """Per-channel scale and bias predicted from the condition (features of both histograms).
+
+    The paper tiles the features and concatenates them at every decoder level; FiLM is the
+    same information at a fraction of the cost. The condition is either one vector per
+    image ``(B, C)`` or a spatial map ``(B, C, h, w)`` (region-wise features).
+    """
+
+    def __init__(self, condition_size: int, channels: int):
+        super().__init__()
+        self.linear = nn.Linear(condition_size, 2 * channels)
+
+    def forward(self, features: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        if condition.ndim == 2:
+            params = self.linear(condition)[:, :, None, None]
+        else:
+            condition = F.interpolate(condition, size=features.shape[-2:], mode="bilinear", align_corners=False)
+            params = torch.einsum("bchw,oc->bohw", condition, self.linear.weight)
+            params = params + self.linear.bias[None, :, None, None]
+        scale, bias = params.chunk(2, dim=1)
+        return features * (1.0 + scale) + bias
+
+
+def _convolutions(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(out_channels, out_channels, 3, padding=1),
+        nn.LeakyReLU(0.2),
+    )
+
+
+class ColorTransferNet(nn.Module):
+    """U-Net on normalised Lab that predicts a residual on the source at every decoder scale.
+
+    The residual heads start at zero, so an untrained network returns its input: training
+    starts from "change nothing", the right answer for identical pairs.
+    """
+
+    def __init__(self, config: AnalogyConfig):
+        super().__init__()
+        self.depth = config.ctn_depth
+        widths = [config.ctn_width * 2**level for level in range(config.ctn_depth + 1)]
+        condition_size = 2 * config.feature_size
+        self.stem = _convolutions(3, widths[0])
+        self.down = nn.ModuleList(_convolutions(widths[i - 1], widths[i], stride=2) for i in range(1, len(widths)))
+        self.bottleneck_film = FiLM(condition_size, widths[-1])
+        # Decoder modules are listed coarse to fine.
+        levels = range(config.ctn_depth - 1, -1, -1)
+        self.up = nn.ModuleList(_convolutions(widths[i + 1] + widths[i], widths[i]) for i in levels)
+        self.films = nn.ModuleList(FiLM(condition_size, widths[i]) for i in levels)
+        self.heads = nn.ModuleList(nn.Conv2d(widths[i], 3, 3, padding=1) for i in levels)
+        for head in self.heads:
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+
+    def forward(self, source: torch.Tensor, condition: torch.Tensor) -> CTNOutput:
+        """``source`` ``(B, 3, H, W)`` normalised Lab, any H and W; ``condition`` from :class:`FiLM`."""
+        height, width = source.shape[-2:]
+        multiple = 2**self.depth
+        padded = F.pad(source, (0, -width % multiple, 0, -height % multiple), mode="replicate")
+        skips = [self.stem(padded)]
+        for down in self.down:
+            skips.append(down(skips[-1]))
+        features = self.bottleneck_film(skips[-1], condition)
+        outputs = []
+        for index, (up, film, head) in enumerate(zip(self.up, self.films, self.heads)):
+            skip = skips[self.depth - 1 - index]
+            upsampled = F.interpolate(features, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            features = film(up(torch.cat([upsampled, skip], dim=1)), condition)
+            factor = padded.shape[-1] // skip.shape[-1]
+            base = F.avg_pool2d(padded, factor) if factor > 1 else padded
+            scale_height, scale_width = -(-height // factor), -(-width // factor)
+            outputs.append((base + head(features))[..., :scale_height, :scale_width])
+        return CTNOutput(outputs[-1], outputs[:-1])

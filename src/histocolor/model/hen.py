@@ -1,0 +1,32 @@
+"""HEN, the histogram encoding network: a histogram stack -> one feature vector."""
+
+import torch
+from torch import nn
+
+from histocolor.model.config import AnalogyConfig
+
+
+class HistogramEncoder(nn.Module):
+    """Stride-2 convolutions over the ``(l_bins + 1, ab_bins, ab_bins)`` histogram stack.
+
+    The last map is flattened rather than pooled: where mass sits in the (a, b) plane is
+    exactly what the feature must describe.
+    """
+
+    def __init__(self, config: AnalogyConfig):
+        super().__init__()
+        layers = []
+        channels = config.l_bins + 1
+        for width in config.hen_widths:
+            layers += [nn.Conv2d(channels, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            channels = width
+        self.convolutions = nn.Sequential(*layers)
+        side = config.ab_bins // 2 ** len(config.hen_widths)
+        self.project = nn.Linear(channels * side * side, config.feature_size)
+
+    def forward(self, histograms: torch.Tensor) -> torch.Tensor:
+        """``(B, l_bins + 1, ab_bins, ab_bins)`` histograms summing to 1 -> ``(B, feature_size)``."""
+        # Square roots (the Hellinger embedding) lift rare colours out of the noise floor;
+        # the offset keeps the gradient finite at empty bins.
+        encoded = self.convolutions(torch.sqrt(histograms + 1e-6))
+        return self.project(encoded.flatten(1))

@@ -1,0 +1,95 @@
+"""Weights on disk: ``config.json`` + ``model.safetensors`` in a directory, never pickle."""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from histocolor.errors import HistocolorError
+from histocolor.model.config import AnalogyConfig
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+MODEL_TYPE = "histogram-analogy"
+FORMAT_VERSION = 1
+
+
+def _replace_atomically(target: Path, write) -> None:
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(temporary)
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def save_pretrained(model, directory) -> None:
+    """Write ``model``'s config and weights into ``directory`` (created if needed)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    document = {"model_type": MODEL_TYPE, "format_version": FORMAT_VERSION, **model.config.to_dict()}
+    tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
+    _replace_atomically(directory / WEIGHTS_NAME, lambda path: save_file(tensors, path))
+
+    def write_config(path):
+        with open(path, "w") as stream:
+            json.dump(document, stream, indent=2)
+            stream.write("\n")
+
+    _replace_atomically(directory / CONFIG_NAME, write_config)
+
+
+def load_config(directory) -> AnalogyConfig:
+    """Read and check ``config.json``; any problem is a one-line :class:`HistocolorError`."""
+    path = Path(directory) / CONFIG_NAME
+    if not Path(directory).is_dir():
+        raise HistocolorError(f"weights directory '{directory}' does not exist")
+    if not path.is_file():
+        raise HistocolorError(f"'{directory}' holds no {CONFIG_NAME}: not a histocolor weights directory")
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise HistocolorError(f"cannot read '{path}': {error}") from None
+    if not isinstance(document, dict) or document.pop("model_type", None) != MODEL_TYPE:
+        raise HistocolorError(f"'{path}' does not describe a {MODEL_TYPE} model")
+    version = document.pop("format_version", None)
+    if version != FORMAT_VERSION:
+        raise HistocolorError(f"'{path}' has format version {version}; this histocolor reads {FORMAT_VERSION}")
+    try:
+        return AnalogyConfig.from_dict(document)
+    except (TypeError, ValueError) as error:
+        raise HistocolorError(f"invalid config '{path}': {error}") from None
+
+
+def from_pretrained(directory, device="cpu"):
+    """Build the model that ``directory`` describes and load its weights, in eval mode."""
+    from histocolor.model.analogy import HistogramAnalogy
+
+    config = load_config(directory)
+    weights_path = Path(directory) / WEIGHTS_NAME
+    if not weights_path.is_file():
+        raise HistocolorError(f"'{directory}' holds no {WEIGHTS_NAME}")
+    try:
+        state = load_file(weights_path, device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise HistocolorError(f"corrupt weights file '{weights_path}': {str(error).splitlines()[0]}") from None
+    model = HistogramAnalogy(config)
+    expected = {name: tensor.shape for name, tensor in model.state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = sorted(name for name in set(expected) & set(state) if state[name].shape != expected[name])
+    if missing or unexpected or wrong_shape:
+        details = "; ".join(
+            f"{label}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+            for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
+            if names
+        )
+        raise HistocolorError(f"weights in '{directory}' do not match its config.json ({details})")
+    model.load_state_dict(state)
+    return model.to(torch.device(device)).eval()

@@ -1,0 +1,61 @@
+import numpy as np
+import torch
+from skimage import color as skcolor
+
+from histocolor.color import denormalize_lab, lab_to_rgb, normalize_lab, rgb_to_lab
+from histocolor.imageio import read_image
+
+from conftest import SAMPLES
+
+
+def _to_tensor(rgb):
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
+
+
+def test_rgb_to_lab_matches_scikit_image_on_random_colors(rng):
+    rgb = rng.random((64, 64, 3))
+    ours = rgb_to_lab(_to_tensor(rgb))[0].numpy().transpose(1, 2, 0)
+    assert np.abs(ours - skcolor.rgb2lab(rgb)).max() < 0.01
+
+
+def test_rgb_to_lab_matches_scikit_image_on_real_photos():
+    for name in ("source.jpg", "reference.jpg"):
+        rgb = read_image(SAMPLES / name).rgb.astype(np.float64) / 255
+        ours = rgb_to_lab(_to_tensor(rgb))[0].numpy().transpose(1, 2, 0)
+        assert np.abs(ours - skcolor.rgb2lab(rgb)).max() < 0.01
+
+
+def test_float32_batches_agree_with_scikit_image(rng):
+    rgb = rng.random((2, 5, 16, 16, 3)).astype(np.float32)
+    ours = rgb_to_lab(torch.from_numpy(rgb).movedim(-1, -3)).movedim(-3, -1).numpy()
+    assert ours.shape == rgb.shape
+    assert np.abs(ours - skcolor.rgb2lab(rgb.reshape(-1, 16, 3)).reshape(rgb.shape)).max() < 0.01
+
+
+def test_lab_to_rgb_matches_scikit_image_and_round_trips(rng):
+    rgb = rng.random((32, 32, 3))
+    lab = skcolor.rgb2lab(rgb)
+    back = lab_to_rgb(_to_tensor(lab))[0].numpy().transpose(1, 2, 0)
+    assert np.abs(back - skcolor.lab2rgb(lab)).max() < 1e-4
+    assert np.abs(back - rgb).max() < 1e-4
+
+
+def test_lab_to_rgb_clips_out_of_gamut_colors():
+    lab = torch.tensor([[[[100.0]], [[120.0]], [[-120.0]]]], dtype=torch.float64)
+    clipped = lab_to_rgb(lab)
+    assert clipped.min() >= 0 and clipped.max() <= 1
+    assert lab_to_rgb(lab, clip=False).max() > 1
+
+
+def test_conversions_are_differentiable(rng):
+    rgb = torch.from_numpy(0.05 + 0.9 * rng.random((1, 3, 3, 3))).requires_grad_()
+    assert torch.autograd.gradcheck(rgb_to_lab, (rgb,), eps=1e-6, atol=1e-4)
+    lab = rgb_to_lab(rgb.detach()).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: lab_to_rgb(x, clip=False), (lab,), eps=1e-6, atol=1e-4)
+
+
+def test_normalised_lab_round_trips_and_is_about_unit_range(rng):
+    lab = rgb_to_lab(torch.from_numpy(rng.random((1, 3, 8, 8))))
+    normalised = normalize_lab(lab)
+    assert normalised.abs().max() <= 1.01
+    assert torch.allclose(denormalize_lab(normalised), lab)

@@ -1,0 +1,123 @@
+import json
+
+import pytest
+import torch
+
+from histocolor.errors import HistocolorError
+from histocolor.model import AnalogyConfig, HistogramAnalogy, from_pretrained
+
+SMALL = AnalogyConfig(hen_widths=(8, 8, 8, 8), feature_size=16, ctn_width=8, ctn_depth=2)
+
+
+def _lab(batch, height, width, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    lab = torch.rand(batch, 3, height, width, generator=generator)
+    return lab * torch.tensor([100.0, 120.0, 120.0]).view(3, 1, 1) - torch.tensor([0.0, 60.0, 60.0]).view(3, 1, 1)
+
+
+def _randomise_heads(model):
+    torch.manual_seed(1)
+    for head in model.ctn.heads:
+        torch.nn.init.normal_(head.weight, std=0.05)
+
+
+@pytest.mark.parametrize("size", [(37, 53), (64, 64), (5, 130), (1, 1)])
+def test_untrained_network_is_the_identity_at_any_size(size):
+    model = HistogramAnalogy(SMALL).eval()
+    source = _lab(2, *size)
+    result = model(source, _lab(2, 20, 30, seed=1))
+    assert result.output.shape == source.shape
+    assert torch.allclose(result.output, source, atol=1e-4)
+
+
+def test_intermediate_outputs_are_coarse_to_fine_and_supervisable():
+    model = HistogramAnalogy(AnalogyConfig(ctn_depth=3, ctn_width=8, hen_widths=(8, 8, 8, 8), feature_size=16))
+    result = model(_lab(1, 50, 70), _lab(1, 40, 40, seed=2))
+    assert [tuple(t.shape[-2:]) for t in result.intermediate] == [(13, 18), (25, 35)]
+    loss = sum((t - t.detach() - 1).square().mean() for t in [result.output, *result.intermediate])
+    loss.backward()
+    assert all(head.weight.grad.abs().sum() > 0 for head in model.ctn.heads)
+
+
+def test_output_depends_on_the_reference_histogram():
+    model = HistogramAnalogy(SMALL).eval()
+    _randomise_heads(model)
+    source = _lab(1, 32, 32)
+    first = model(source, _lab(1, 32, 32, seed=5)).output
+    second = model(source, _lab(1, 32, 32, seed=5) * 0.5).output
+    assert (first - second).abs().max() > 1e-3
+
+
+def test_region_features_act_where_the_region_is():
+    model = HistogramAnalogy(SMALL).eval()
+    _randomise_heads(model)
+    source, reference = _lab(1, 32, 32), _lab(1, 32, 32, seed=3)
+    global_output = model(source, reference).output
+    source_regions = torch.zeros(1, 1, 32, 32)
+    source_regions[..., :, 16:] = 1.0
+    reference_regions = torch.zeros(1, 1, 32, 32)
+    reference_regions[..., :8, :] = 1.0
+    regional = model(source, reference, source_regions, reference_regions).output
+    # Left half: no region, global features, so the result matches the global one away from the seam.
+    assert torch.allclose(regional[..., :, :8], global_output[..., :, :8], atol=1e-4)
+    assert (regional[..., :, 24:] - global_output[..., :, 24:]).abs().max() > 1e-3
+
+
+def test_a_region_missing_from_the_reference_falls_back_to_global_features():
+    model = HistogramAnalogy(SMALL).eval()
+    _randomise_heads(model)
+    source, reference = _lab(1, 16, 16), _lab(1, 16, 16, seed=4)
+    regions = torch.ones(1, 1, 16, 16)
+    fallback = model(source, reference, regions, torch.zeros(1, 1, 16, 16)).output
+    assert torch.allclose(fallback, model(source, reference).output, atol=1e-5)
+    with pytest.raises(ValueError):
+        model(source, reference, regions, None)
+
+
+def test_paper_config_builds_the_same_code_larger():
+    paper = HistogramAnalogy(AnalogyConfig.paper())
+    small = HistogramAnalogy(SMALL)
+    assert sum(p.numel() for p in paper.parameters()) > 50 * sum(p.numel() for p in small.parameters())
+    assert AnalogyConfig.from_dict(AnalogyConfig.paper().to_dict()) == AnalogyConfig.paper()
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        AnalogyConfig(l_bins=65)
+    with pytest.raises(ValueError):
+        AnalogyConfig(ab_bins=60)
+    with pytest.raises(ValueError):
+        AnalogyConfig.from_dict({"l_bins": 8, "colour": 3})
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = HistogramAnalogy(SMALL).eval()
+    _randomise_heads(model)
+    model.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    loaded = from_pretrained(tmp_path)
+    assert loaded.config == SMALL and not loaded.training
+    source, reference = _lab(1, 24, 24), _lab(1, 24, 24, seed=9)
+    assert torch.equal(loaded(source, reference).output, model(source, reference).output)
+
+
+def test_loading_errors_are_clear(tmp_path):
+    HistogramAnalogy(SMALL).save_pretrained(tmp_path)
+    with pytest.raises(HistocolorError, match="does not exist"):
+        from_pretrained(tmp_path / "nowhere")
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "ctn_width": 16}))
+    with pytest.raises(HistocolorError, match="do not match its config"):
+        from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({**config, "unknown": 1}))
+    with pytest.raises(HistocolorError, match="unknown config keys"):
+        from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(HistocolorError, match="cannot read"):
+        from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(HistocolorError, match="corrupt weights") as caught:
+        from_pretrained(tmp_path)
+    assert "\n" not in str(caught.value)

@@ -1,0 +1,125 @@
+import sys
+
+import numpy as np
+import pytest
+from skimage.color import rgb2lab
+
+import histocolor
+from histocolor.benchmark import ReinhardOperator
+from histocolor.errors import HistocolorError
+from histocolor.lut import apply_lut
+from histocolor.metrics import psnr
+from histocolor.model import AnalogyConfig, HistogramAnalogy
+from histocolor.transfer import METHODS, ColorTransfer
+
+from conftest import SAMPLES
+
+CLASSICAL = [m for m in METHODS if m != "analogy"]
+
+
+def _mean_lab(image):
+    return rgb2lab(image[..., :3]).reshape(-1, 3).mean(0)
+
+
+@pytest.mark.parametrize("method", CLASSICAL)
+def test_classical_methods_move_colours_toward_the_reference(sample_pair, method):
+    source, reference = sample_pair
+    result = histocolor.transfer(source, reference, method)
+    assert result.image.shape == source.shape and result.image.dtype == np.uint8
+    before = np.linalg.norm(_mean_lab(source) - _mean_lab(reference))
+    after = np.linalg.norm(_mean_lab(result.image) - _mean_lab(reference))
+    assert after < 0.5 * before
+    # The exported LUT reproduces the result up to interpolation error.
+    assert psnr(apply_lut(source, result.lut), result.image) > 30
+
+
+def test_analogy_runs_at_working_size_and_returns_its_lut(sample_pair, tiny_weights):
+    source, reference = sample_pair
+    result = histocolor.transfer(source, reference, weights=tiny_weights, max_side=128)
+    assert result.image.shape == source.shape and result.image.dtype == np.uint8
+    assert result.lut.shape == (33, 33, 33, 3)
+    assert np.array_equal(apply_lut(source, result.lut), result.image)
+    assert {"network", "lut_fit", "lut_apply"} <= set(result.timings)
+    assert np.abs(result.image.astype(int) - source).mean() > 0.5  # the random heads change colours
+
+
+def test_untrained_network_leaves_the_image_alone(sample_pair):
+    source, reference = sample_pair
+    result = histocolor.transfer(source, reference, model=HistogramAnalogy(AnalogyConfig(ctn_width=8)))
+    assert np.abs(result.image.astype(int) - source).max() <= 2
+
+
+def test_lut_brings_a_global_change_to_full_resolution(sample_pair):
+    source, reference = sample_pair
+    truth = ColorTransfer(model=ReinhardOperator(), max_side=10_000, upsampling="output")(source, reference).image
+    for mode, minimum in (("lut", 35.0), ("output", 20.0)):
+        image = ColorTransfer(model=ReinhardOperator(), max_side=150, upsampling=mode)(source, reference).image
+        assert psnr(image, truth) > minimum
+    lut_result = ColorTransfer(model=ReinhardOperator(), max_side=150)(source, reference).image
+    blurred = ColorTransfer(model=ReinhardOperator(), max_side=150, upsampling="output")(source, reference).image
+    assert psnr(lut_result, truth) > psnr(blurred, truth) + 5
+
+
+@pytest.mark.parametrize("method", ["mkl", "analogy"])
+def test_strength_blends_toward_the_source(sample_pair, tiny_weights, method):
+    source, reference = sample_pair
+    engine = ColorTransfer(method, weights=tiny_weights, max_side=128)
+    assert np.abs(engine(source, reference, strength=0.0).image.astype(int) - source).max() <= 1
+    full = engine(source, reference).image.astype(float)
+    half = engine(source, reference, strength=0.5).image.astype(float)
+    assert np.abs(half - (full + source) / 2).mean() < 1.0
+
+
+@pytest.mark.parametrize("method", ["mkl", "analogy"])
+@pytest.mark.parametrize("shape", [(1, 1, 3), (2, 5000, 3), (5000, 2, 3), (3, 7, 3)])
+def test_any_size_and_aspect_ratio(rng, tiny_weights, method, shape):
+    source = rng.integers(0, 256, shape, dtype=np.uint8)
+    reference = rng.integers(0, 256, (9, 4, 3), dtype=np.uint8)
+    result = histocolor.transfer(source, reference, method, weights=tiny_weights)
+    assert result.image.shape == shape and result.image.dtype == np.uint8
+
+
+def test_formats_are_kept(rng, sample_pair):
+    source, reference = sample_pair
+    rgba = np.dstack([source, rng.integers(0, 256, source.shape[:2], dtype=np.uint8)])
+    out = histocolor.transfer(rgba, reference, "reinhard").image
+    assert out.shape == rgba.shape and np.array_equal(out[..., 3], rgba[..., 3])
+    gray = histocolor.transfer(source[..., 0], reference, "reinhard").image
+    assert gray.shape == source.shape and not np.array_equal(gray[..., 0], gray[..., 2])
+    deep = histocolor.transfer(source.astype(np.uint16) * 257, reference, "mkl").image
+    assert deep.dtype == np.uint16 and deep.max() > 255
+    unit = histocolor.transfer(source / 255.0, reference, "mkl").image
+    assert unit.dtype == np.float32 and 0 <= unit.min() and unit.max() <= 1
+    from_paths = histocolor.transfer(SAMPLES / "source.jpg", reference, "mkl")
+    assert from_paths.image.shape == source.shape and "decode" in from_paths.timings
+
+
+def test_user_errors_are_histocolor_errors(sample_pair, tmp_path, monkeypatch):
+    source, reference = sample_pair
+    for call in (
+        lambda: histocolor.transfer(source, reference, "nope"),
+        lambda: histocolor.transfer(source, reference, "mkl", strength=1.5),
+        lambda: histocolor.transfer(source, reference, "mkl", max_side=4),
+        lambda: histocolor.transfer(source, reference, "mkl", device="tpu"),
+        lambda: histocolor.transfer(np.zeros((4, 4, 4, 3), np.uint8), reference, "mkl"),
+        lambda: histocolor.transfer(source.astype(np.int32), reference, "mkl"),
+        lambda: histocolor.transfer(np.full((4, 4, 3), np.nan), reference, "mkl"),
+        lambda: histocolor.transfer(source, reference, weights=tmp_path),
+    ):
+        with pytest.raises(HistocolorError) as caught:
+            call()
+        assert "\n" not in str(caught.value)
+    monkeypatch.setattr(sys.modules["histocolor.transfer"], "DEFAULT_WEIGHTS", tmp_path / "missing")
+    with pytest.raises(HistocolorError, match="--weights"):
+        histocolor.transfer(source, reference)
+
+
+def test_device_auto_falls_back_to_cpu():
+    import torch
+
+    from histocolor.transfer import resolve_device
+
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(HistocolorError, match="no CUDA"):
+            resolve_device("cuda")
