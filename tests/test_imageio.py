@@ -15,7 +15,7 @@ import pytest
 import tifffile
 from PIL import Image, ImageCms, ImageFile
 
-from histocolor import imageio
+from histocolor import atomic, imageio
 from histocolor.errors import HistocolorError
 from histocolor.imageio import (
     WRITE_EXTENSIONS,
@@ -169,7 +169,7 @@ def test_write_creates_parent_directories(tmp_path):
 def test_written_file_gets_normal_permissions(tmp_path):
     path = tmp_path / "out.png"
     write_image(path, noise())
-    assert path.stat().st_mode & 0o777 == 0o666 & ~imageio._UMASK
+    assert path.stat().st_mode & 0o777 == 0o666 & ~atomic._UMASK
     path.chmod(0o640)
     write_image(path, noise())
     assert path.stat().st_mode & 0o777 == 0o640

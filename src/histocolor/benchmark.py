@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from histocolor.color import lab_to_rgb, rgb_to_lab
 from histocolor.imageio import read_image
 from histocolor.metrics import gradient_ssim, psnr
 from histocolor.model import AnalogyConfig, CTNOutput, HistogramAnalogy

@@ -13,7 +13,6 @@ huge or unsupported files, unwritable destinations) becomes a one-line
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
 import os
@@ -29,6 +28,7 @@ import png
 import tifffile
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from histocolor.atomic import atomic_write
 from histocolor.errors import HistocolorError
 
 __all__ = [
@@ -432,22 +432,9 @@ def write_image(path, rgb: np.ndarray, alpha: np.ndarray | None = None, *,
                               f"'{path.parent}' ({_one_line(exc)})") from None
 
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=ext)
-    except OSError as exc:
-        raise HistocolorError(f"cannot write '{path}': {_one_line(exc)}") from None
-    try:
-        os.close(fd)
-        with open(tmp, "wb") as f:  # by name: tifffile wants a named file object
-            os.fchmod(f.fileno(), _new_file_mode(path))
-            _encode(f, ext, rgb, alpha, quality)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if not isinstance(exc, Exception):  # KeyboardInterrupt etc.: clean up, re-raise
-            raise
+        with atomic_write(path, suffix=ext) as stream:
+            _encode(stream, ext, rgb, alpha, quality)
+    except Exception as exc:
         raise HistocolorError(f"cannot write '{path}': {_one_line(exc)}") from exc
 
 
@@ -467,24 +454,6 @@ def _validate(rgb, alpha) -> None:
 
 def _to_eight_bit(values: np.ndarray) -> np.ndarray:
     return ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-
-
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-# mkstemp creates files readable by the owner only; give the output the usual
-# permissions instead (those of a replaced file, else 0o666 minus the umask).
-_UMASK = _current_umask()
-
-
-def _new_file_mode(path: pathlib.Path) -> int:
-    try:
-        return path.stat().st_mode & 0o7777
-    except OSError:
-        return 0o666 & ~_UMASK
 
 
 def _encode(f, ext: str, rgb: np.ndarray, alpha: np.ndarray | None, quality: int) -> None:

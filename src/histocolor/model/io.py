@@ -1,14 +1,13 @@
 """Weights on disk: ``config.json`` + ``model.safetensors`` in a directory, never pickle."""
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
+from histocolor.atomic import atomic_write
 from histocolor.errors import HistocolorError
 from histocolor.model.config import AnalogyConfig
 
@@ -18,31 +17,16 @@ MODEL_TYPE = "histogram-analogy"
 FORMAT_VERSION = 1
 
 
-def _replace_atomically(target: Path, write) -> None:
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
 def save_pretrained(model, directory) -> None:
     """Write ``model``'s config and weights into ``directory`` (created if needed)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     document = {"model_type": MODEL_TYPE, "format_version": FORMAT_VERSION, **model.config.to_dict()}
     tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
-    _replace_atomically(directory / WEIGHTS_NAME, lambda path: save_file(tensors, path))
-
-    def write_config(path):
-        with open(path, "w") as stream:
-            json.dump(document, stream, indent=2)
-            stream.write("\n")
-
-    _replace_atomically(directory / CONFIG_NAME, write_config)
+    with atomic_write(directory / WEIGHTS_NAME) as stream:
+        stream.write(save(tensors))
+    with atomic_write(directory / CONFIG_NAME) as stream:
+        stream.write((json.dumps(document, indent=2) + "\n").encode())
 
 
 def load_config(directory) -> AnalogyConfig:
