@@ -27,7 +27,6 @@ system:
 
 $(VENV)/.installed: pyproject.toml | system
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH)
 	$(PIP) install -q -e ".[test]"
 	touch $@

@@ -18,8 +18,9 @@ Methods:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -54,9 +55,11 @@ _PROJECTION_GRID = 4096
 # on up to this many threads.
 _BLOCK = 1 << 16
 _THREADS = os.cpu_count() or 1
-# Variance floor (RGB units, i.e. a std of 1e-3) that keeps MKL's inverse square root finite
-# for a flat or degenerate source.
-_MKL_EPS = 1e-6
+# Variance floor (RGB units: a std of 1e-4, 1/40 of an 8-bit level) that keeps MKL's
+# inverse square root finite for a flat or rank-deficient (e.g. grey) source. Smaller
+# floors give T huge entries along the missing directions, whose float32 products then
+# cancel badly when mapping that source's own colours.
+_MKL_EPS = 1e-8
 # Lab std below which a source channel counts as flat: it is then shifted, not scaled.
 _FLAT_LAB_STD = 1e-3
 
@@ -315,7 +318,7 @@ class ChannelMapping(_Mapping):
         self.tables = tables
 
     def _map_block(self, x):
-        channels = np.ascontiguousarray(x.T)  # a copy, so apply_ may use it as scratch
+        channels = np.array(x.T, order="C")  # always a copy: apply_ uses it as scratch
         for table, channel in zip(self.tables, channels):
             table.apply_(channel)
         return channels.T
@@ -408,9 +411,7 @@ def fit_idt(source: np.ndarray, reference: np.ndarray, *, iterations: int = 20, 
         source_q = _quantiles(moved)
         reference_q = _quantiles(rotation.astype(np.float32) @ target)
         distances.append(float(np.sqrt(np.mean((source_q - reference_q) ** 2))))
-        tables = [
-            _Table1D(s, r, s[0], s[-1], _PROJECTION_GRID) for s, r in zip(source_q, reference_q)
-        ]
+        tables = [_Table1D(s, r, s[0], s[-1], _PROJECTION_GRID) for s, r in zip(source_q, reference_q)]
         for table, row in zip(tables, moved):
             table.apply_(row)
         rotations.append(rotation)
