@@ -8,6 +8,8 @@ full-resolution source: the colour change reaches every pixel without any blur,
 because no pixel looks at its neighbours.
 """
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import numpy as np
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 DEFAULT_LUT_SIZE = 33
 DEFAULT_SMOOTHNESS = 1e-4
 _COARSEST_SIZE = 9
+_THREADS = max(1, min(8, os.cpu_count() or 1))
 
 # The eight cell corners as (dr, dg, db) offsets, in a fixed order.
 _CORNERS = np.array([(dr, dg, db) for dr in (0, 1) for dg in (0, 1) for db in (0, 1)])
@@ -115,6 +118,10 @@ def _normal_matrix(base, weights, size):
     )
 
 
+def _columnwise_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->j", a, b)
+
+
 def _conjugate_gradient(matrix, rhs, initial, tolerance=1e-4, max_iterations=1000):
     """Jacobi-preconditioned CG on several right-hand sides at once (columns of ``rhs``)."""
     inverse_diagonal = 1.0 / matrix.diagonal()[:, None]
@@ -122,18 +129,19 @@ def _conjugate_gradient(matrix, rhs, initial, tolerance=1e-4, max_iterations=100
     residual = rhs - matrix @ solution
     preconditioned = residual * inverse_diagonal
     direction = preconditioned.copy()
-    residual_dot = np.sum(residual * preconditioned, axis=0)
-    stop = tolerance * np.maximum(np.linalg.norm(rhs, axis=0), 1e-30)
+    residual_dot = _columnwise_dot(residual, preconditioned)
+    stop = (tolerance**2) * np.maximum(_columnwise_dot(rhs, rhs), 1e-60)
     for _ in range(max_iterations):
-        if np.all(np.linalg.norm(residual, axis=0) <= stop):
+        if np.all(_columnwise_dot(residual, residual) <= stop):
             break
         product = matrix @ direction
-        step = residual_dot / np.maximum(np.sum(direction * product, axis=0), 1e-30)
+        step = residual_dot / np.maximum(_columnwise_dot(direction, product), 1e-30)
         solution += step * direction
         residual -= step * product
-        preconditioned = residual * inverse_diagonal
-        new_residual_dot = np.sum(residual * preconditioned, axis=0)
-        direction = preconditioned + (new_residual_dot / np.maximum(residual_dot, 1e-30)) * direction
+        np.multiply(residual, inverse_diagonal, out=preconditioned)
+        new_residual_dot = _columnwise_dot(residual, preconditioned)
+        direction *= new_residual_dot / np.maximum(residual_dot, 1e-30)
+        direction += preconditioned
         residual_dot = new_residual_dot
     return solution
 
@@ -191,21 +199,39 @@ def _apply_uint8(image: np.ndarray, lut: np.ndarray) -> np.ndarray:
     """8-bit fast path: interpolate each distinct colour once, then gather.
 
     A photo of 12 megapixels holds well under a million distinct colours, so looking
-    them up in a 2^24-entry table beats interpolating every pixel.
+    them up in a 2^24-entry table beats interpolating every pixel. Each pixel's colour is
+    read as one little-endian uint32 (r | g << 8 | b << 16), and the table holds four
+    bytes per entry, so both passes move one word per pixel; they run in threads over
+    bands of pixels (numpy releases the GIL there).
     """
-    height, width, _ = image.shape
-    packed = (image[..., 0].astype(np.int32) << 16) | (image[..., 1].astype(np.int32) << 8) | image[..., 2]
-    packed = packed.ravel()
+    flat = image.reshape(-1, 3)
+    count = len(flat)
+    words = np.zeros((count, 4), dtype=np.uint8)
     seen = np.zeros(1 << 24, dtype=bool)
-    seen[packed] = True
-    colors = np.flatnonzero(seen)
-    channels = np.stack([(colors >> 16) & 255, (colors >> 8) & 255, colors & 255], axis=1)
-    mapped = interpolate(lut, channels.astype(np.float32) / 255.0)
-    # Four bytes per entry so the gather moves one uint32 per pixel; only seen entries are read.
-    table = np.empty((1 << 24, 4), dtype=np.uint8)
-    table[colors, :3] = np.clip(np.rint(mapped * 255.0), 0, 255).astype(np.uint8)
-    gathered = table.view(np.uint32).ravel()[packed]
-    return gathered.view(np.uint8).reshape(height, width, 4)[..., :3].copy()
+    bands = np.linspace(0, count, _THREADS + 1).astype(np.int64)
+
+    def mark(band):
+        start, stop = bands[band], bands[band + 1]
+        words[start:stop, :3] = flat[start:stop]
+        seen[words[start:stop].view(np.uint32).ravel()] = True
+
+    with ThreadPoolExecutor(_THREADS) as pool:
+        list(pool.map(mark, range(_THREADS)))
+        codes = np.flatnonzero(seen).astype(np.uint32)
+        colors = np.stack([codes & 255, (codes >> 8) & 255, codes >> 16], axis=1)
+        mapped = interpolate(lut, colors.astype(np.float32) / 255.0)
+        table = np.empty((1 << 24, 4), dtype=np.uint8)  # only the seen entries are ever read
+        table[codes, :3] = np.clip(np.rint(mapped * 255.0), 0, 255).astype(np.uint8)
+        table_words = table.view(np.uint32).ravel()
+        out = np.empty_like(flat)
+
+        def gather(band):
+            start, stop = bands[band], bands[band + 1]
+            looked_up = table_words[words[start:stop].view(np.uint32).ravel()]
+            out[start:stop] = looked_up.view(np.uint8).reshape(-1, 4)[:, :3]
+
+        list(pool.map(gather, range(_THREADS)))
+    return out.reshape(image.shape)
 
 
 def _apply_chunked(image: np.ndarray, lut: np.ndarray, rows_per_chunk: int) -> np.ndarray:
