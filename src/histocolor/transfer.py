@@ -18,7 +18,7 @@ from histocolor.classical import CLASSICAL_METHODS
 from histocolor.color import lab_to_rgb, rgb_to_lab
 from histocolor.errors import HistocolorError
 from histocolor.imageio import LoadedImage, read_image
-from histocolor.lut import DEFAULT_LUT_SIZE, apply_lut, blend_luts, fit_lut, lut_from_mapping
+from histocolor.lut import DEFAULT_LUT_SIZE, DEFAULT_SMOOTHNESS, apply_lut, blend_luts, fit_lut, lut_from_mapping
 
 METHODS = ("analogy", *CLASSICAL_METHODS)
 UPSAMPLING = ("lut", "output", "lab-difference")
@@ -138,6 +138,7 @@ class ColorTransfer:
         device: ``auto``, ``cpu`` or ``cuda``.
         max_side: long side of the working size the network runs at.
         lut_size: grid points per axis of the fitted LUT.
+        lut_smoothness: weight of the LUT fit's smoothness penalty.
         upsampling: how the network's change reaches full resolution: ``lut`` (fit a LUT),
             ``output`` (resize the network's output) or ``lab-difference`` (resize the Lab change).
     """
@@ -151,6 +152,7 @@ class ColorTransfer:
         device="auto",
         max_side: int = DEFAULT_MAX_SIDE,
         lut_size: int = DEFAULT_LUT_SIZE,
+        lut_smoothness: float = DEFAULT_SMOOTHNESS,
         upsampling: str = "lut",
     ):
         if method not in METHODS:
@@ -164,6 +166,7 @@ class ColorTransfer:
         self.method = method
         self.max_side = int(max_side)
         self.lut_size = int(lut_size)
+        self.lut_smoothness = float(lut_smoothness)
         self.upsampling = upsampling
         self.device = resolve_device(device)
         self.model = None
@@ -209,7 +212,9 @@ class ColorTransfer:
         if self.upsampling == "lut":
             output_rgb = lab_to_rgb(output_lab).clamp(0.0, 1.0)
             lut = fit_lut(
-                small_source[0].flatten(1).T.cpu().numpy(), output_rgb[0].flatten(1).T.cpu().numpy(), self.lut_size
+                small_source[0].flatten(1).T.cpu().numpy(), output_rgb[0].flatten(1).T.cpu().numpy(),
+                self.lut_size,
+                self.lut_smoothness,
             )
             lut = blend_luts(lut, strength)
             timings["lut_fit"] = time.perf_counter() - clock
