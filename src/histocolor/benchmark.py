@@ -23,11 +23,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from histocolor.color import rgb_to_lab
 from histocolor.imageio import read_image
 from histocolor.lut import DEFAULT_SMOOTHNESS
 from histocolor.metrics import gradient_ssim, psnr
 from histocolor.model import AnalogyConfig, CTNOutput, HistogramAnalogy
-from histocolor.transfer import ColorTransfer
+from histocolor.transfer import ColorTransfer, _to_tensor
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = Path(__file__).resolve().parent / "resources" / "samples"
@@ -50,13 +51,23 @@ def random_network(seed: int = 0, head_std: float = 0.02) -> HistogramAnalogy:
 
 
 class ReinhardOperator(torch.nn.Module):
-    """Reinhard's Lab mean/std transfer with the network's interface: a global, smooth operator."""
+    """Reinhard's Lab mean/std transfer with the network's interface: a global, smooth change.
 
-    def forward(self, source_lab, reference_lab, source_regions=None, reference_regions=None):
-        source_mean, source_std = source_lab.mean((2, 3), keepdim=True), source_lab.std((2, 3), keepdim=True)
-        reference_mean, reference_std = reference_lab.mean((2, 3), keepdim=True), reference_lab.std((2, 3), keepdim=True)
-        output = (source_lab - source_mean) / source_std.clamp(min=1e-3) * reference_std + reference_mean
-        return CTNOutput(output, [])
+    The statistics are fixed once per pair (from the full-resolution images), so the
+    operator is the same colour map at every size and any gap to the full-resolution
+    truth is the upsampling's alone.
+    """
+
+    def __init__(self, source_rgb: np.ndarray, reference_rgb: np.ndarray):
+        super().__init__()
+        source_lab, reference_lab = (rgb_to_lab(_to_tensor(rgb)) for rgb in (source_rgb, reference_rgb))
+        self.source_mean, self.source_std = source_lab.mean((2, 3), keepdim=True), source_lab.std((2, 3), keepdim=True)
+        self.reference_mean = reference_lab.mean((2, 3), keepdim=True)
+        self.reference_std = reference_lab.std((2, 3), keepdim=True)
+
+    def forward(self, source_lab, reference_lab, source_regions=None, reference_regions=None, **weights):
+        normalised = (source_lab - self.source_mean) / self.source_std.clamp(min=1e-3)
+        return CTNOutput(normalised * self.reference_std + self.reference_mean, [])
 
 
 # ---------------------------------------------------------------------------------- speed
@@ -72,14 +83,15 @@ def _make_large_jpeg(photo: Path, megapixels: float, path: Path) -> tuple[int, i
 
 def _run_cli(arguments: list[str]) -> tuple[dict[str, float], float]:
     """Run ``histocolor`` in a child process: its stage timings and peak resident memory (MiB)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "histocolor", *arguments, "--timings"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    _, status, usage = os.wait4(process.pid, 0)
-    stderr = process.stderr.read().decode()
-    process.stdout.close()
-    process.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty child cannot block
+        process = subprocess.Popen(
+            [sys.executable, "-m", "histocolor", *arguments, "--timings"], stdout=subprocess.DEVNULL, stderr=log
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        stderr = log.read().decode()
+    if process.returncode != 0:
         raise RuntimeError(f"histocolor failed: {stderr.strip()}")
     timings = {name: float(seconds) for name, seconds in re.findall(r"(\w+) ([\d.]+)s", stderr)}
     return timings, usage.ru_maxrss / 1024
@@ -92,7 +104,9 @@ def speed(arguments) -> None:
         random_network().save_pretrained(weights)
         reference = SAMPLES / "reference.jpg"
         print(f"photo: {arguments.photo}, torch threads: {torch.get_num_threads()}, repeats: {arguments.repeat}\n")
-        print("| image | method | decode | network / fit | LUT fit | LUT apply / apply | encode | total | peak memory |")
+        print(
+            "| image | method | decode | network / fit | LUT fit | LUT apply / apply | encode | total | peak memory |"
+        )
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for megapixels in arguments.megapixels:
             source = folder / f"source-{megapixels}mp.jpg"
@@ -100,7 +114,18 @@ def speed(arguments) -> None:
             for method in ("mkl", "analogy"):
                 extra = ["--weights", str(weights)] if method == "analogy" else []
                 runs = [
-                    _run_cli(["transfer", str(source), str(reference), "-o", str(folder / "out.jpg"), "--method", method, *extra])
+                    _run_cli(
+                        [
+                            "transfer",
+                            str(source),
+                            str(reference),
+                            "-o",
+                            str(folder / "out.jpg"),
+                            "--method",
+                            method,
+                            *extra,
+                        ]
+                    )
                     for _ in range(arguments.repeat)
                 ]
                 stages = {name: statistics.median(run[0][name] for run in runs) for name in runs[0][0]}
@@ -125,19 +150,25 @@ def _pairs(data: Path, limit: int | None):
 
 
 def upsampling(arguments) -> None:
-    operators = {
-        "random network (local change)": random_network(head_std=arguments.head_std),
-        "Reinhard in Lab (global change)": ReinhardOperator(),
-    }
+    network = random_network(head_std=arguments.head_std)
     variants = [
         (f"LUT {size}^3, smoothness {smoothness:g}", "lut", size, smoothness)
         for size in (17, 33)
         for smoothness in arguments.smoothness
-    ] + [("resize output", "output", 33, 0.0), ("resize Lab change", "lab-difference", 33, 0.0)]
+    ] + [
+        ("resize output", "output", 33, DEFAULT_SMOOTHNESS),
+        ("resize Lab change", "lab-difference", 33, DEFAULT_SMOOTHNESS),
+    ]
     rows = {}
     for name, source, reference in _pairs(arguments.data, arguments.limit):
+        operators = {
+            "random network (local change)": network,
+            "Reinhard in Lab (global change)": ReinhardOperator(source, reference),
+        }
         for operator_name, operator in operators.items():
-            truth = ColorTransfer(model=operator, max_side=max(source.shape), upsampling="output")(source, reference).image
+            truth = ColorTransfer(model=operator, max_side=max(source.shape), upsampling="output")(
+                source, reference
+            ).image
             truth_row = rows.setdefault((operator_name, "-", "truth (full resolution)"), [])
             truth_row.append((PSNR_CAP, gradient_ssim(truth, source), abs_change(truth, source), 0.0))
             for working in arguments.sizes:
@@ -148,20 +179,33 @@ def upsampling(arguments) -> None:
                     clock = time.perf_counter()
                     image = engine(source, reference).image
                     seconds = time.perf_counter() - clock
-                    scores = (min(psnr(image, truth), PSNR_CAP), gradient_ssim(image, source), gradient_ssim(image, truth), seconds)
+                    scores = (
+                        min(psnr(image, truth), PSNR_CAP),
+                        gradient_ssim(image, source),
+                        gradient_ssim(image, truth),
+                        seconds,
+                    )
                     rows.setdefault((operator_name, working, label), []).append(scores)
         print(f"{name} done", file=sys.stderr)
     count = len(next(iter(rows.values())))
-    print(f"{count} pairs from {arguments.data}; truth = the operator run at full resolution; PSNR capped at {PSNR_CAP:g} dB")
-    print("(pair 23 is one photo twice, which a global operator maps exactly)\n")
-    print("| operator | working size | upsampling | PSNR to truth (dB) | gradient SSIM to source | gradient SSIM to truth | seconds |")
+    print(
+        f"{count} pairs from {arguments.data}; truth = the operator run at full resolution; PSNR capped at {PSNR_CAP:g} dB"
+    )
+    print("(a pair of one photo twice, such as dpst-dev's pair 23, is mapped exactly by a global operator)\n")
+    print(
+        "| operator | working size | upsampling | PSNR to truth (dB) | gradient SSIM to source | gradient SSIM to truth | seconds |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for (operator_name, working, label), scores in rows.items():
         means = np.mean(np.array(scores), axis=0)
         if label.startswith("truth"):
-            print(f"| {operator_name} | {working} | {label} (mean change {means[2]:.1f}/255) | - | {means[1]:.4f} | 1 | - |")
+            print(
+                f"| {operator_name} | {working} | {label} (mean change {means[2]:.1f}/255) | - | {means[1]:.4f} | 1 | - |"
+            )
         else:
-            print(f"| {operator_name} | {working} | {label} | {means[0]:.2f} | {means[1]:.4f} | {means[2]:.4f} | {means[3]:.3f} |")
+            print(
+                f"| {operator_name} | {working} | {label} | {means[0]:.2f} | {means[1]:.4f} | {means[2]:.4f} | {means[3]:.3f} |"
+            )
 
 
 def abs_change(image: np.ndarray, source: np.ndarray) -> float:
@@ -174,7 +218,9 @@ def main(argv=None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     timing = commands.add_parser("speed", help="stage timings and peak memory of the CLI on large JPEGs")
     timing.add_argument("--megapixels", type=float, nargs="+", default=[12, 24])
-    timing.add_argument("--photo", type=Path, default=DEFAULT_PHOTO if DEFAULT_PHOTO.exists() else SAMPLES / "source.jpg")
+    timing.add_argument(
+        "--photo", type=Path, default=DEFAULT_PHOTO if DEFAULT_PHOTO.exists() else SAMPLES / "source.jpg"
+    )
     timing.add_argument("--repeat", type=int, default=3)
     upsample = commands.add_parser("upsampling", help="LUT vs resized output vs resized Lab change on dpst-dev")
     upsample.add_argument("--data", type=Path, default=DEFAULT_DPST)

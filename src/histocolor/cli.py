@@ -9,13 +9,18 @@ import csv
 import platform
 import sys
 import time
+import warnings
 from pathlib import Path
+
+import torch
 
 from histocolor import __version__
 from histocolor.errors import HistocolorError
 
 USAGE_ERROR = 2
 ROWS_FAILED = 1
+# torch raises its own error when a GPU runs out of memory; both mean "try smaller".
+_OUT_OF_MEMORY = (MemoryError, torch.OutOfMemoryError)
 _CSV_REQUIRED = ("source", "reference", "output")
 _CSV_MASKS = ("source_mask", "reference_mask")
 
@@ -77,13 +82,19 @@ def _run_single(arguments, engine) -> int:
 
 
 def read_pairs(path) -> list[dict]:
-    """Rows of a pairs CSV, paths resolved against the CSV's folder; empty mask cells become None."""
+    """Rows of a pairs CSV, paths resolved against the CSV's folder; empty cells become None.
+
+    Each row also holds ``line``, its line number in the file (for error messages).
+    """
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as stream:
             reader = csv.DictReader(stream)
             header = [name.strip() for name in reader.fieldnames or []]
-            rows = [{key.strip(): (value or "").strip() for key, value in row.items() if key} for row in reader]
+            rows = []
+            for row in reader:
+                cells = {key.strip(): (value or "").strip() for key, value in row.items() if isinstance(key, str)}
+                rows.append((reader.line_num, cells))
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise HistocolorError(f"cannot read pairs file '{path}': {error}") from None
     missing = [name for name in _CSV_REQUIRED if name not in header]
@@ -93,19 +104,18 @@ def read_pairs(path) -> list[dict]:
         raise HistocolorError(f"pairs file '{path}' has no rows")
     base = path.parent
     return [
-        {name: (base / row[name] if row.get(name) else None) for name in (*_CSV_REQUIRED, *_CSV_MASKS)} for row in rows
+        {"line": line, **{name: (base / row[name] if row.get(name) else None) for name in (*_CSV_REQUIRED, *_CSV_MASKS)}}
+        for line, row in rows
     ]
 
 
-def _run_batch(arguments, engine) -> int:
+def _run_batch(arguments, rows, engine) -> int:
     from tqdm import tqdm
 
-    if arguments.source or arguments.reference or arguments.output:
-        raise HistocolorError("--pairs takes its paths from the CSV: drop SOURCE, REFERENCE and -o")
-    rows = read_pairs(arguments.pairs)
     failures = 0
     with tqdm(rows, desc="transfer", unit="pair", file=sys.stderr) as bar:
-        for number, row in enumerate(bar, start=2):  # line 1 is the header
+        for row in bar:
+            number = row["line"]
             try:
                 if row["source"] is None or row["reference"] is None or row["output"] is None:
                     raise HistocolorError("source, reference and output must all be given")
@@ -118,9 +128,13 @@ def _run_batch(arguments, engine) -> int:
             except HistocolorError as error:
                 failures += 1
                 bar.write(f"line {number}: error: {error}", file=sys.stderr)
-            except MemoryError:
+            except _OUT_OF_MEMORY:
                 failures += 1
                 bar.write(f"line {number}: error: out of memory (try a smaller --max-side)", file=sys.stderr)
+            except Exception as error:  # a bug must not cost the other rows their results
+                failures += 1
+                summary = str(error).splitlines()[0] if str(error) else ""
+                bar.write(f"line {number}: error: unexpected {type(error).__name__}: {summary}", file=sys.stderr)
     if failures:
         print(f"histocolor: {failures} of {len(rows)} pairs failed", file=sys.stderr)
         return ROWS_FAILED
@@ -132,14 +146,17 @@ def _transfer(arguments) -> int:
 
     if not 0.0 <= arguments.strength <= 1.0:
         raise HistocolorError(f"--strength must be between 0 and 1, got {arguments.strength}")
+    rows = None
     if arguments.pairs:
-        read_pairs(arguments.pairs)  # a bad CSV fails before the model loads
+        if arguments.source or arguments.reference or arguments.output:
+            raise HistocolorError("--pairs takes its paths from the CSV: drop SOURCE, REFERENCE and -o")
+        rows = read_pairs(arguments.pairs)  # a bad CSV fails before the model loads
     elif not (arguments.source and arguments.reference and arguments.output):
         raise HistocolorError("give SOURCE REFERENCE -o OUTPUT, or --pairs CSV")
     engine = ColorTransfer(
         arguments.method, weights=arguments.weights, device=arguments.device, max_side=arguments.max_side
     )
-    return _run_batch(arguments, engine) if arguments.pairs else _run_single(arguments, engine)
+    return _run_batch(arguments, rows, engine) if rows is not None else _run_single(arguments, engine)
 
 
 def _info() -> int:
@@ -168,14 +185,20 @@ def _info() -> int:
     return 0
 
 
+def _show_one_line(message, category, filename, lineno, file=None, line=None):
+    print(f"histocolor: warning: {message}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     arguments = _build_parser().parse_args(argv)
     try:
-        return _transfer(arguments) if arguments.command == "transfer" else _info()
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_one_line
+            return _transfer(arguments) if arguments.command == "transfer" else _info()
     except HistocolorError as error:
         print(f"histocolor: error: {error}", file=sys.stderr)
         return USAGE_ERROR
-    except MemoryError:
+    except _OUT_OF_MEMORY:
         print("histocolor: error: out of memory (try a smaller --max-side)", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:

@@ -38,20 +38,21 @@ def _memberships(values: torch.Tensor, bins: int, value_range, kernel: Kernel, b
 
     ``bandwidth`` is in bin widths: the Gaussian's sigma, or the triangle's half width.
     """
+    if kernel == "hard":
+        return torch.nn.functional.one_hot(_hard_index(values, bins, value_range), bins).to(values.dtype)
     low, high = value_range
     width = (high - low) / bins
-    if kernel == "hard":
-        index = ((values - low) / width).floor().clamp(0, bins - 1).long()
-        return torch.nn.functional.one_hot(index, bins).to(values.dtype)
     centers = low + width * (torch.arange(bins, dtype=values.dtype, device=values.device) + 0.5)
-    # Clamp into the centres' span so out-of-range values fall in the edge bins, as hard ones do.
-    distance = (values.clamp(centers[0], centers[-1]).unsqueeze(-1) - centers) / (bandwidth * width)
     if kernel == "gaussian":
+        # Unclamped: far values still fall to the edge bin after normalisation, and keep a
+        # gradient there (a loss can still move deep shadows and highlights).
+        squared = ((values.unsqueeze(-1) - centers) / (bandwidth * width)).square()
         # Subtracting the row's smallest squared distance keeps exp() from underflowing to 0
         # everywhere when the bandwidth is tiny; it cancels in the normalisation.
-        squared = distance.square()
         membership = torch.exp(-0.5 * (squared - squared.min(dim=-1, keepdim=True).values))
     elif kernel == "triangular":
+        # Clamped into the centres' span: beyond the edge centres every triangle would be 0.
+        distance = (values.clamp(centers[0], centers[-1]).unsqueeze(-1) - centers) / (bandwidth * width)
         membership = (1.0 - distance.abs()).clamp(min=0.0)
     else:
         raise ValueError(f"unknown kernel {kernel!r}: use 'hard', 'gaussian' or 'triangular'")

@@ -241,7 +241,8 @@ def _apply_chunked(image: np.ndarray, lut: np.ndarray, rows_per_chunk: int) -> n
     out = np.empty_like(image)
     for start in range(0, image.shape[0], rows_per_chunk):
         band = torch.from_numpy(np.ascontiguousarray(image[start : start + rows_per_chunk]))
-        pixels = band.reshape(-1, 3).float() / scale
+        # Clamped like interpolate(): grid_sample would fade out-of-range values toward 0.
+        pixels = (band.reshape(-1, 3).float() / scale).clamp_(0.0, 1.0)
         # grid_sample's last coordinate indexes the volume's first axis: pass (b, g, r).
         grid = (pixels.flip(-1) * 2.0 - 1.0).view(1, 1, 1, -1, 3)
         mapped = F.grid_sample(volume, grid, mode="bilinear", align_corners=True).view(3, -1).T

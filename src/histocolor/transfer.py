@@ -7,7 +7,6 @@ Classical methods fit a global colour mapping and apply it to every pixel direct
 """
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,22 +26,30 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "resources" / "weights" / "d
 _CHUNK_PIXELS = 1 << 21
 
 
-@dataclass
 class TransferResult:
     """The recoloured image and how it was made.
 
     Attributes:
-        image: same shape convention and dtype as the source (grayscale sources come back RGB).
-        lut: ``(S, S, S, 3)`` float32 LUT over sRGB that maps source colours to result colours
-            (strength included), or None when the change was upsampled instead of fitted.
+        image: the source's shape convention and dtype (float input comes back float32;
+            grayscale sources come back RGB; alpha is passed through untouched).
         method: the method name.
         timings: seconds per stage.
+        lut: ``(S, S, S, 3)`` float32 LUT over sRGB that maps source colours to result
+            colours (strength included), or None when the change was resized instead of
+            fitted. Classical methods tabulate it on first access.
     """
 
-    image: np.ndarray
-    lut: np.ndarray | None
-    method: str
-    timings: dict[str, float] = field(default_factory=dict)
+    def __init__(self, image: np.ndarray, lut, method: str, timings: dict[str, float]):
+        self.image = image
+        self.method = method
+        self.timings = timings
+        self._lut = lut
+
+    @property
+    def lut(self) -> np.ndarray | None:
+        if callable(self._lut):
+            self._lut = self._lut()
+        return self._lut
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -52,9 +59,15 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise HistocolorError("device 'cuda' requested but no CUDA GPU is available (use --device cpu)")
-    if name != "cpu" and not name.startswith("cuda"):
+    try:
+        resolved = torch.device(name)
+    except RuntimeError:
+        resolved = None
+    if resolved is None or resolved.type not in ("cpu", "cuda"):
         raise HistocolorError(f"unknown device {name!r}: use auto, cpu or cuda")
-    return torch.device(name)
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise HistocolorError(f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA GPU(s) present")
+    return resolved
 
 
 def as_image(image) -> LoadedImage:
@@ -114,6 +127,26 @@ def _from_unit(values: np.ndarray, dtype) -> np.ndarray:
     return np.clip(np.rint(values * scale), 0, scale).astype(dtype)
 
 
+def _visible_pixels(image: LoadedImage) -> np.ndarray:
+    """All pixels as ``(N, 3)`` floats, leaving out fully transparent ones (unless all are)."""
+    pixels = _pixels(image.rgb)
+    if image.alpha is None:
+        return pixels
+    visible = image.alpha.reshape(-1) > 0
+    return pixels[visible] if visible.any() else pixels
+
+
+def _working_alpha(image: LoadedImage, max_side: int) -> torch.Tensor | None:
+    """Alpha at the working size, ``(1, h, w)`` in [0, 1], to weight histograms; None if opaque."""
+    if image.alpha is None:
+        return None
+    opaque = np.iinfo(image.alpha.dtype).max if image.alpha.dtype.kind in "ui" else 1.0
+    if image.alpha.min() >= opaque or image.alpha.max() == 0:
+        return None
+    alpha = np.ascontiguousarray(np.repeat(image.alpha[..., None], 3, axis=-1))
+    return _to_tensor(alpha, max_side)[:, 0]
+
+
 def _apply_mapping(rgb: np.ndarray, mapping, strength: float) -> np.ndarray:
     """Apply a colour mapping to every pixel, a chunk at a time to bound memory."""
     flat = rgb.reshape(-1, 3)
@@ -163,6 +196,8 @@ class ColorTransfer:
             raise HistocolorError(f"the working size must be at least 16 pixels, got {max_side}")
         if not 2 <= lut_size <= 129:
             raise HistocolorError(f"the LUT size must be between 2 and 129, got {lut_size}")
+        if not lut_smoothness > 0:
+            raise HistocolorError(f"the LUT smoothness must be positive, got {lut_smoothness}")
         self.method = method
         self.max_side = int(max_side)
         self.lut_size = int(lut_size)
@@ -184,47 +219,56 @@ class ColorTransfer:
         if isinstance(source, (str, Path)) or isinstance(reference, (str, Path)):
             timings["decode"] = time.perf_counter() - started
         if self.method == "analogy":
-            rgb, lut = self._run_network(source_image.rgb, reference_image.rgb, strength, timings)
+            rgb, lut = self._run_network(source_image, reference_image, strength, timings)
         else:
-            rgb, lut = self._run_classical(source_image.rgb, reference_image.rgb, strength, timings)
+            rgb, lut = self._run_classical(source_image, reference_image, strength, timings)
         image = rgb if source_image.alpha is None else np.dstack([rgb, source_image.alpha])
         return TransferResult(image, lut, self.method, timings)
 
-    def _run_classical(self, source_rgb, reference_rgb, strength, timings):
+    def _run_classical(self, source_image, reference_image, strength, timings):
         clock = time.perf_counter()
-        mapping = CLASSICAL_METHODS[self.method](_pixels(source_rgb), _pixels(reference_rgb))
+        mapping = CLASSICAL_METHODS[self.method](_visible_pixels(source_image), _visible_pixels(reference_image))
         timings["fit"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        rgb = _apply_mapping(source_rgb, mapping, strength)
+        rgb = _apply_mapping(source_image.rgb, mapping, strength)
         timings["apply"] = time.perf_counter() - clock
-        lut = blend_luts(lut_from_mapping(mapping, self.lut_size), strength)
-        return rgb, lut
+        return rgb, lambda: blend_luts(lut_from_mapping(mapping, self.lut_size), strength)
 
     @torch.no_grad()
-    def _run_network(self, source_rgb, reference_rgb, strength, timings):
+    def _run_network(self, source_image, reference_image, strength, timings):
         clock = time.perf_counter()
-        small_source = _to_tensor(source_rgb, self.max_side).to(self.device)
-        small_reference = _to_tensor(reference_rgb, self.max_side).to(self.device)
+        small_source = _to_tensor(source_image.rgb, self.max_side).to(self.device)
+        small_reference = _to_tensor(reference_image.rgb, self.max_side).to(self.device)
+        source_weights, reference_weights = (
+            None if weights is None else weights.to(self.device)
+            for weights in (_working_alpha(source_image, self.max_side), _working_alpha(reference_image, self.max_side))
+        )
         source_lab = rgb_to_lab(small_source)
-        output_lab = self.model(source_lab, rgb_to_lab(small_reference)).output
+        output_lab = self.model(
+            source_lab, rgb_to_lab(small_reference), source_weights=source_weights, reference_weights=reference_weights
+        ).output
+        self._synchronize()
         timings["network"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        if self.upsampling == "lut":
-            output_rgb = lab_to_rgb(output_lab).clamp(0.0, 1.0)
-            lut = fit_lut(
-                small_source[0].flatten(1).T.cpu().numpy(), output_rgb[0].flatten(1).T.cpu().numpy(),
-                self.lut_size,
-                self.lut_smoothness,
-            )
-            lut = blend_luts(lut, strength)
-            timings["lut_fit"] = time.perf_counter() - clock
-            clock = time.perf_counter()
-            rgb = apply_lut(source_rgb, lut)
-            timings["lut_apply"] = time.perf_counter() - clock
-            return rgb, lut
-        rgb = self._upsample(source_rgb, source_lab, output_lab, strength)
-        timings["upsample"] = time.perf_counter() - clock
-        return rgb, None
+        if self.upsampling != "lut":
+            rgb = self._upsample(source_image.rgb, source_lab, output_lab, strength)
+            timings["upsample"] = time.perf_counter() - clock
+            return rgb, None
+        seen = small_source[0].flatten(1).T.cpu().numpy()
+        became = lab_to_rgb(output_lab).clamp(0.0, 1.0)[0].flatten(1).T.cpu().numpy()
+        if source_weights is not None:  # transparent pixels say nothing about the change
+            visible = source_weights.flatten().cpu().numpy() > 0
+            seen, became = seen[visible], became[visible]
+        lut = blend_luts(fit_lut(seen, became, self.lut_size, self.lut_smoothness), strength)
+        timings["lut_fit"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        rgb = apply_lut(source_image.rgb, lut)
+        timings["lut_apply"] = time.perf_counter() - clock
+        return rgb, lut
+
+    def _synchronize(self):
+        if self.device.type == "cuda":  # so that the network's time is not billed to the next stage
+            torch.cuda.synchronize(self.device)
 
     def _upsample(self, source_rgb, source_lab, output_lab, strength):
         """The alternatives to a LUT, kept for comparison: resize the output or the Lab change."""

@@ -10,6 +10,10 @@ from histocolor.model.ctn import ColorTransferNet, CTNOutput
 from histocolor.model.hen import HistogramEncoder
 
 
+def _weighted(regions: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    return regions if weights is None else regions * weights.unsqueeze(1)
+
+
 class HistogramAnalogy(nn.Module):
     """The whole network: ``forward(source_lab, reference_lab) -> CTNOutput`` in Lab units."""
 
@@ -23,8 +27,19 @@ class HistogramAnalogy(nn.Module):
         """HEN feature ``(B, feature_size)`` of Lab images ``(B, 3, H, W)``, optionally weighted."""
         return self.hen(hen_input(lab, self.config.l_bins, self.config.ab_bins, weights))
 
-    def condition(self, source_lab, reference_lab, source_regions=None, reference_regions=None):
+    def condition(
+        self,
+        source_lab,
+        reference_lab,
+        source_regions=None,
+        reference_regions=None,
+        source_weights=None,
+        reference_weights=None,
+    ):
         """The CTN's condition: both features per image, or a per-pixel map with regions.
+
+        ``source_weights`` ``(B, H, W)`` and ``reference_weights`` ``(B, h, w)`` (e.g. alpha)
+        weight every pixel in every histogram; None counts all pixels fully.
 
         With regions, ``source_regions`` ``(B, R, H, W)`` and ``reference_regions``
         ``(B, R, h, w)`` hold soft weights of R corresponding regions (region r of the source
@@ -32,7 +47,9 @@ class HistogramAnalogy(nn.Module):
         mixed by its weights; whatever weight is missing, or belongs to a region absent from
         either image, goes to the global features.
         """
-        global_condition = torch.cat([self.encode(source_lab), self.encode(reference_lab)], dim=1)
+        global_condition = torch.cat(
+            [self.encode(source_lab, source_weights), self.encode(reference_lab, reference_weights)], dim=1
+        )
         if source_regions is None and reference_regions is None:
             return global_condition
         if source_regions is None or reference_regions is None:
@@ -40,23 +57,35 @@ class HistogramAnalogy(nn.Module):
         batch, regions = source_regions.shape[:2]
         if reference_regions.shape[:2] != (batch, regions):
             raise ValueError("source and reference must have the same number of regions")
-        source_weights = source_regions.flatten(0, 1)
-        reference_weights = reference_regions.flatten(0, 1)
-        source_features = self.encode(source_lab.repeat_interleave(regions, 0), source_weights)
-        reference_features = self.encode(reference_lab.repeat_interleave(regions, 0), reference_weights)
+        source_region_weights = _weighted(source_regions, source_weights).flatten(0, 1)
+        reference_region_weights = _weighted(reference_regions, reference_weights).flatten(0, 1)
+        source_features = self.encode(source_lab.repeat_interleave(regions, 0), source_region_weights)
+        reference_features = self.encode(reference_lab.repeat_interleave(regions, 0), reference_region_weights)
         region_condition = torch.cat([source_features, reference_features], dim=1).view(batch, regions, -1)
-        present = (source_weights.flatten(1).sum(1) > 0) & (reference_weights.flatten(1).sum(1) > 0)
+        present = (source_region_weights.flatten(1).sum(1) > 0) & (reference_region_weights.flatten(1).sum(1) > 0)
         present = present.view(batch, regions)
         weights = source_regions * present[:, :, None, None].to(source_regions.dtype)
         remainder = (1.0 - weights.sum(dim=1, keepdim=True)).clamp(min=0.0)
         return torch.einsum("brhw,brc->bchw", weights, region_condition) + remainder * global_condition[:, :, None, None]
 
-    def forward(self, source_lab, reference_lab, source_regions=None, reference_regions=None) -> CTNOutput:
+    def forward(
+        self,
+        source_lab,
+        reference_lab,
+        source_regions=None,
+        reference_regions=None,
+        *,
+        source_weights=None,
+        reference_weights=None,
+    ) -> CTNOutput:
         """Recolour ``source_lab`` ``(B, 3, H, W)`` after ``reference_lab`` ``(B, 3, h, w)``.
 
-        Returns the result and the coarser decoder outputs, all in Lab units.
+        Regions and weights are described in :meth:`condition`. Returns the result and the
+        coarser decoder outputs, all in Lab units.
         """
-        condition = self.condition(source_lab, reference_lab, source_regions, reference_regions)
+        condition = self.condition(
+            source_lab, reference_lab, source_regions, reference_regions, source_weights, reference_weights
+        )
         result = self.ctn(normalize_lab(source_lab), condition)
         return CTNOutput(denormalize_lab(result.output), [denormalize_lab(t) for t in result.intermediate])
 

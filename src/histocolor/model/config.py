@@ -5,6 +5,12 @@ from dataclasses import asdict, dataclass, fields
 from histocolor.histogram import DEFAULT_AB_BINS, DEFAULT_L_BINS, MAX_L_BINS
 
 
+def _require_integer(name: str, value) -> None:
+    # JSON hands over 8.0 or "8" as easily as 8; torch would fail later, less clearly.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+
+
 @dataclass(frozen=True)
 class AnalogyConfig:
     """Shapes of HEN and CTN. Saved as ``config.json`` next to the weights.
@@ -26,7 +32,13 @@ class AnalogyConfig:
     ctn_depth: int = 3
 
     def __post_init__(self):
-        object.__setattr__(self, "hen_widths", tuple(int(w) for w in self.hen_widths))
+        if not isinstance(self.hen_widths, (list, tuple)):
+            raise ValueError(f"hen_widths must be a list of integers, got {self.hen_widths!r}")
+        object.__setattr__(self, "hen_widths", tuple(self.hen_widths))
+        for name in ("l_bins", "ab_bins", "feature_size", "ctn_width", "ctn_depth"):
+            _require_integer(name, getattr(self, name))
+        for width in self.hen_widths:
+            _require_integer("hen_widths entry", width)
         if not 1 <= self.l_bins <= MAX_L_BINS:
             raise ValueError(f"l_bins must be in 1..{MAX_L_BINS}, got {self.l_bins}")
         if not self.hen_widths or self.ab_bins % (2 ** len(self.hen_widths)):

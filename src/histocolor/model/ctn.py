@@ -71,10 +71,20 @@ class ColorTransferNet(nn.Module):
             nn.init.zeros_(head.bias)
 
     def forward(self, source: torch.Tensor, condition: torch.Tensor) -> CTNOutput:
-        """``source`` ``(B, 3, H, W)`` normalised Lab, any H and W; ``condition`` from :class:`FiLM`."""
+        """Recolour ``source`` ``(B, 3, H, W)`` (normalised Lab, any H and W).
+
+        ``condition`` is ``(B, C)`` (one feature pair per image) or ``(B, C, H, W)`` (a
+        per-pixel feature map, see :meth:`HistogramAnalogy.condition`).
+        """
         height, width = source.shape[-2:]
         multiple = 2**self.depth
-        padded = F.pad(source, (0, -width % multiple, 0, -height % multiple), mode="replicate")
+        padding = (0, -width % multiple, 0, -height % multiple)
+        padded = F.pad(source, padding, mode="replicate")
+        if condition.ndim == 4:
+            if condition.shape[-2:] != source.shape[-2:]:
+                raise ValueError("a spatial condition must have the source's height and width")
+            # Padded like the source, so that every decoder level sees it aligned.
+            condition = F.pad(condition, padding, mode="replicate")
         skips = [self.stem(padded)]
         for down in self.down:
             skips.append(down(skips[-1]))

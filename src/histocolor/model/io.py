@@ -32,8 +32,10 @@ def save_pretrained(model, directory) -> None:
 def load_config(directory) -> AnalogyConfig:
     """Read and check ``config.json``; any problem is a one-line :class:`HistocolorError`."""
     path = Path(directory) / CONFIG_NAME
-    if not Path(directory).is_dir():
+    if not Path(directory).exists():
         raise HistocolorError(f"weights directory '{directory}' does not exist")
+    if not Path(directory).is_dir():
+        raise HistocolorError(f"weights path '{directory}' is not a directory")
     if not path.is_file():
         raise HistocolorError(f"'{directory}' holds no {CONFIG_NAME}: not a histocolor weights directory")
     try:
