@@ -51,6 +51,7 @@ def test_sixteen_bit_png_keeps_sixteen_bits(tmp_path, capsys, rng):
     assert code == 0
     result = read_image(output)
     assert result.rgb.dtype == np.uint16 and result.rgb.shape == (20, 30, 3)
+    assert np.any(result.rgb % 257)  # real 16-bit values, not 8-bit ones scaled up
 
 
 @pytest.mark.parametrize("size", [(1, 1), (5000, 2)])
@@ -96,6 +97,9 @@ def test_usage_errors_are_one_line(capsys, tmp_path):
         ["transfer", SOURCE, REFERENCE],
         ["transfer", SOURCE, REFERENCE, "-o", str(tmp_path / "x.png"), "--strength", "2"],
         ["transfer", "--pairs", str(tmp_path / "none.csv")],
+        ["transfer", SOURCE, REFERENCE, "-o", str(tmp_path / "x.png"), "--max-side", "4"],
+        ["transfer", SOURCE, REFERENCE, "-o", str(tmp_path / "x.png"), "--weights", str(tmp_path / "nowhere")],
+        ["transfer", "--pairs", str(tmp_path / "none.csv"), SOURCE],
     ):
         code, err = _run(capsys, *argv)
         _assert_one_line_error(code, err)
@@ -146,3 +150,54 @@ def test_module_entry_point_has_no_traceback_for_user_errors(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "missing.jpg" in result.stderr
+
+
+def test_cuda_without_a_gpu_is_a_one_line_error(capsys, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    code, err = _run(capsys, "transfer", SOURCE, REFERENCE, "-o", str(tmp_path / "x.png"), "--method", "mkl", "--device", "cuda")
+    _assert_one_line_error(code, err)
+
+
+def test_strength_reaches_the_result(tmp_path, capsys):
+    outputs = []
+    for strength in ("0", "1"):
+        outputs.append(tmp_path / f"s{strength}.png")
+        code, _ = _run(capsys, "transfer", SOURCE, REFERENCE, "-o", str(outputs[-1]), "--method", "mkl", "--strength", strength)
+        assert code == 0
+    source = read_image(SOURCE).rgb.astype(int)
+    assert np.abs(read_image(outputs[0]).rgb - source).max() <= 1
+    assert np.abs(read_image(outputs[1]).rgb - source).mean() > 10
+
+
+def test_batch_csv_with_bom_spaces_and_mask_cells(tmp_path, capsys):
+    (tmp_path / "pairs.csv").write_text(
+        "\ufeff source , reference , output , source_mask , reference_mask \n"
+        f"{SOURCE} , {REFERENCE} , a.png , , \n"
+        "\n"
+        f"{SOURCE},{REFERENCE},b.png,mask.png,mask.png\n",
+        encoding="utf-8",
+    )
+    code, err = _run(capsys, "transfer", "--pairs", str(tmp_path / "pairs.csv"), "--method", "mkl")
+    assert code == 1
+    assert (tmp_path / "a.png").exists() and not (tmp_path / "b.png").exists()
+    assert "line 4: error: mask columns" in err  # the blank line 3 is skipped, line numbers stay true
+
+
+def test_an_unexpected_failure_in_one_row_spares_the_others(tmp_path, capsys, monkeypatch):
+    import histocolor.cli as cli
+
+    real = cli._transfer_and_write
+
+    def flaky(engine, source, reference, output, strength, timings):
+        if output.name == "boom.png":
+            raise ValueError("simulated bug\nsecond line")
+        return real(engine, source, reference, output, strength, timings)
+
+    monkeypatch.setattr(cli, "_transfer_and_write", flaky)
+    (tmp_path / "pairs.csv").write_text(f"source,reference,output\n{SOURCE},{REFERENCE},boom.png\n{SOURCE},{REFERENCE},ok.png\n")
+    code, err = _run(capsys, "transfer", "--pairs", str(tmp_path / "pairs.csv"), "--method", "mkl")
+    assert code == 1 and (tmp_path / "ok.png").exists()
+    assert "line 2: error: unexpected ValueError: simulated bug" in err and "second line" not in err

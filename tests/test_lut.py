@@ -56,7 +56,14 @@ def test_float_and_uint16_images_keep_their_dtype(rng):
     out = apply_lut(image, lut, chunk_pixels=20)
     assert out.dtype == np.float32 and np.abs(out - _grading(image.reshape(-1, 3)).reshape(image.shape)).max() < 0.01
     image16 = (image * 65535).astype(np.uint16)
-    assert apply_lut(image16, lut).dtype == np.uint16
+    expected16 = np.rint(interpolate(lut, image16.reshape(-1, 3) / 65535.0) * 65535).reshape(image.shape)
+    out16 = apply_lut(image16, lut, chunk_pixels=20)
+    assert out16.dtype == np.uint16 and np.abs(out16.astype(float) - expected16).max() <= 1
+
+
+def test_out_of_range_floats_are_clamped_not_faded():
+    out = apply_lut(np.array([[[1.2, -0.1, 0.5]]], np.float32), identity_lut(5))
+    assert np.allclose(out, [[[1.0, 0.0, 0.5]]], atol=1e-6)
 
 
 def test_blend_toward_identity():

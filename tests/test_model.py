@@ -63,6 +63,24 @@ def test_region_features_act_where_the_region_is():
     assert (regional[..., :, 24:] - global_output[..., :, 24:]).abs().max() > 1e-3
 
 
+def test_region_maps_stay_aligned_when_the_network_pads():
+    config = AnalogyConfig(hen_widths=(8, 8, 8, 8), feature_size=16, ctn_width=8, ctn_depth=3)
+    model = HistogramAnalogy(config).eval()
+    _randomise_heads(model)
+    source, reference = _lab(1, 30, 37), _lab(1, 30, 37, seed=3)
+    source_regions = torch.zeros(1, 1, 30, 37)
+    source_regions[..., 20:] = 1.0  # columns 20.. belong to the region
+    reference_regions = torch.zeros(1, 1, 30, 37)
+    reference_regions[..., :10, :] = 1.0
+    regional = model(source, reference, source_regions, reference_regions).output
+    global_output = model(source, reference).output
+    # Columns well left of the region (receptive field aside) keep the global result.
+    assert torch.allclose(regional[..., :6], global_output[..., :6], atol=1e-4)
+    # The region's features act from the region's own columns onward, not several pixels later.
+    difference = (regional - global_output).abs().amax(dim=(0, 1, 2))
+    assert difference[20:].min() > difference[:6].max()
+
+
 def test_a_region_missing_from_the_reference_falls_back_to_global_features():
     model = HistogramAnalogy(SMALL).eval()
     _randomise_heads(model)

@@ -85,10 +85,11 @@ def test_formats_are_kept(rng, sample_pair):
     assert out.shape == rgba.shape and np.array_equal(out[..., 3], rgba[..., 3])
     gray = histocolor.transfer(source[..., 0], reference, "reinhard").image
     assert gray.shape == source.shape and not np.array_equal(gray[..., 0], gray[..., 2])
+    eight = histocolor.transfer(source, reference, "mkl").image.astype(float)
     deep = histocolor.transfer(source.astype(np.uint16) * 257, reference, "mkl").image
-    assert deep.dtype == np.uint16 and deep.max() > 255
+    assert deep.dtype == np.uint16 and np.abs(deep / 257.0 - eight).max() <= 1.0
     unit = histocolor.transfer(source / 255.0, reference, "mkl").image
-    assert unit.dtype == np.float32 and 0 <= unit.min() and unit.max() <= 1
+    assert unit.dtype == np.float32 and np.abs(unit * 255.0 - eight).max() <= 1.0
     from_paths = histocolor.transfer(SAMPLES / "source.jpg", reference, "mkl")
     assert from_paths.image.shape == source.shape and "decode" in from_paths.timings
 
@@ -122,3 +123,30 @@ def test_device_auto_falls_back_to_cpu():
     if not torch.cuda.is_available():
         with pytest.raises(HistocolorError, match="no CUDA"):
             resolve_device("cuda")
+
+
+@pytest.mark.parametrize("method", ["mkl", "analogy"])
+def test_transparent_reference_pixels_do_not_count(rng, tiny_weights, method):
+    source = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    visible = rng.integers(100, 256, (64, 32, 3), dtype=np.uint8)
+    # The transparent half is black: if it counted, the result would be much darker.
+    padded = np.concatenate([visible, np.zeros_like(visible)], axis=1)
+    alpha = np.concatenate([np.full((64, 32), 255, np.uint8), np.zeros((64, 32), np.uint8)], axis=1)
+    engine = ColorTransfer(method, weights=tiny_weights)
+    with_alpha = engine(source, np.dstack([padded, alpha])).image.astype(int)
+    cropped = engine(source, visible).image.astype(int)
+    assert np.abs(with_alpha - cropped).max() <= 1
+    unmasked = engine(source, padded).image.astype(int)
+    # The tiny random network reacts only a little to its reference; MKL reacts strongly.
+    assert np.abs(unmasked - cropped).mean() > (1.0 if method == "mkl" else 0.0)
+
+
+def test_one_model_load_serves_many_pairs(sample_pair, tiny_weights, monkeypatch):
+    from histocolor.model.io import from_pretrained
+
+    loads = []
+    monkeypatch.setattr(sys.modules["histocolor.model.io"], "from_pretrained", lambda *a: loads.append(a) or from_pretrained(*a))
+    engine = ColorTransfer(weights=tiny_weights, max_side=64)
+    for _ in range(3):
+        engine(*sample_pair)
+    assert len(loads) == 1
