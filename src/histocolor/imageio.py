@@ -298,8 +298,9 @@ def _read_with_pillow(path: pathlib.Path) -> LoadedImage:
             raise _fail(path, f"corrupt or truncated {im.format or 'image'} file "
                               f"({_one_line(exc)})") from None
         icc = im.info.get("icc_profile")
-        upright = ImageOps.exif_transpose(im)
-    return _normalize(path, upright, icc)
+        # In place and inside the block: no copy of the decoded pixels (im closes on exit).
+        ImageOps.exif_transpose(im, in_place=True)
+        return _normalize(path, im, icc)
 
 
 def _normalize(path, im: Image.Image, icc: bytes | None) -> LoadedImage:

@@ -18,8 +18,10 @@ import torch
 import torch.nn.functional as F
 
 DEFAULT_LUT_SIZE = 33
-DEFAULT_SMOOTHNESS = 1e-4
+DEFAULT_SMOOTHNESS = 1e-6
 _COARSEST_SIZE = 9
+_TOLERANCE = 1e-4  # relative residual of the LUT fit's linear solve
+_COARSE_TOLERANCE = 1e-2  # coarse grids only provide the starting point
 _THREADS = max(1, min(8, os.cpu_count() or 1))
 
 # The eight cell corners as (dr, dg, db) offsets, in a fixed order.
@@ -97,16 +99,21 @@ def _normal_matrix(base, weights, size):
 
     Corners a and b of a cell sit a fixed flat distance apart, so every product
     ``w_a * w_b`` lands on one of 27 diagonals; this avoids a 64 N-entry sparse product.
+    The matrix is symmetric: each pair a < b is counted once and mirrored.
     """
     cells = size**3
     offsets = _corner_offsets(size)
     diagonals = {}
     for a in range(8):
         rows = base + offsets[a]
-        for b in range(8):
+        for b in range(a, 8):
             shift = int(offsets[b] - offsets[a])
             values = np.bincount(rows, weights=weights[a] * weights[b], minlength=cells)
             diagonals[shift] = diagonals.get(shift, 0) + values
+            if shift:  # entry (i, i + shift) mirrored to (i + shift, i)
+                mirrored = np.zeros(cells)
+                mirrored[shift:] = values[:-shift]
+                diagonals[-shift] = diagonals.get(-shift, 0) + mirrored
     row_list, col_list, value_list = [], [], []
     for shift, values in diagonals.items():
         rows = np.flatnonzero(values)
@@ -151,7 +158,6 @@ def fit_lut(
     target: np.ndarray,
     size: int = DEFAULT_LUT_SIZE,
     smoothness: float = DEFAULT_SMOOTHNESS,
-    _unclipped: bool = False,
 ) -> np.ndarray:
     """Fit the LUT whose trilinear lookup of ``source`` best reproduces ``target``.
 
@@ -169,13 +175,18 @@ def fit_lut(
     Returns:
         ``(size, size, size, 3)`` float32 LUT with values in [0, 1].
     """
-    source = np.asarray(source, dtype=np.float32).reshape(-1, 3)
+    source = np.clip(np.asarray(source, dtype=np.float32).reshape(-1, 3), 0.0, 1.0)
     target = np.asarray(target, dtype=np.float32).reshape(-1, 3)
     if len(source) == 0 or len(source) != len(target):
         raise ValueError("fit_lut needs as many target colours as source colours, at least one")
+    change = (target - source).astype(np.float64)
+    return np.clip(identity_lut(size) + _fit_change(source, change, size, smoothness, _TOLERANCE), 0.0, 1.0)
+
+
+def _fit_change(source, change, size, smoothness, tolerance) -> np.ndarray:
+    """The regularised least-squares colour change on a ``size^3`` grid, ``(S, S, S, 3)``."""
     base, fraction = _cells(source, size)
     weights = _corner_weights(fraction)
-    change = (target - np.clip(source, 0.0, 1.0)).astype(np.float64)
     count = float(len(source))
     rhs = np.zeros((size**3, 3))
     for k, offset in enumerate(_corner_offsets(size)):
@@ -183,16 +194,15 @@ def fit_lut(
             rhs[:, channel] += np.bincount(base + offset, weights=weights[k] * change[:, channel], minlength=size**3)
     matrix = _normal_matrix(base, weights, size) / count + smoothness * _grid_laplacian(size)
     # A tiny ridge keeps the system positive definite whatever the data.
-    matrix = matrix + 1e-9 * sparse.identity(size**3, format="csr")
-    # Coarse to fine: the smooth solution on a half-resolution grid is a close start,
-    # which saves most of the iterations the Laplacian would otherwise need.
+    matrix = (matrix + 1e-9 * sparse.identity(size**3, format="csr")).tocsr()
+    # Coarse to fine: the solution on a half-resolution grid (solved loosely, it is only a
+    # start) saves most of the iterations the Laplacian would otherwise need.
     initial = np.zeros((size**3, 3))
     if size > _COARSEST_SIZE:
-        coarse = fit_lut(source, target, (size + 1) // 2, smoothness, _unclipped=True)
-        initial = (interpolate(coarse, identity_lut(size).reshape(-1, 3)) - identity_lut(size).reshape(-1, 3))
-    offsets = _conjugate_gradient(matrix.tocsr(), rhs / count, initial.astype(np.float64))
-    lut = identity_lut(size) + offsets.reshape(size, size, size, 3).astype(np.float32)
-    return lut if _unclipped else np.clip(lut, 0.0, 1.0)
+        coarse = _fit_change(source, change, (size + 1) // 2, smoothness, _COARSE_TOLERANCE)
+        initial = interpolate(coarse, identity_lut(size).reshape(-1, 3)).astype(np.float64)
+    solution = _conjugate_gradient(matrix, rhs / count, initial, tolerance)
+    return solution.reshape(size, size, size, 3).astype(np.float32)
 
 
 def _apply_uint8(image: np.ndarray, lut: np.ndarray) -> np.ndarray:
