@@ -205,42 +205,54 @@ def _fit_change(source, change, size, smoothness, tolerance) -> np.ndarray:
     return solution.reshape(size, size, size, 3).astype(np.float32)
 
 
+def _colour_codes(image: np.ndarray) -> np.ndarray:
+    """Each pixel of a C-contiguous uint8 ``(H, W, 3)`` image as one integer r | g << 8 | b << 16.
+
+    Read straight from the bytes: a little-endian uint32 every 3 bytes holds a pixel and
+    the next pixel's red, which the mask drops (the last pixel, lacking a 4th byte, is
+    done apart). No (N, 4) staging copy is needed.
+    """
+    raw = np.ascontiguousarray(image).reshape(-1)
+    count = raw.size // 3
+    codes = np.empty(count, dtype=np.uint32)
+    codes[:-1] = np.ndarray((count - 1,), dtype="<u4", buffer=raw, strides=(3,))
+    last = raw[-3:].astype(np.uint32)
+    codes[-1] = last[0] | (last[1] << 8) | (last[2] << 16)
+    codes &= 0xFFFFFF
+    return codes
+
+
 def _apply_uint8(image: np.ndarray, lut: np.ndarray) -> np.ndarray:
     """8-bit fast path: interpolate each distinct colour once, then gather.
 
     A photo of 12 megapixels holds well under a million distinct colours, so looking
-    them up in a 2^24-entry table beats interpolating every pixel. Each pixel's colour is
-    read as one little-endian uint32 (r | g << 8 | b << 16), and the table holds four
-    bytes per entry, so both passes move one word per pixel; they run in threads over
-    bands of pixels (numpy releases the GIL there).
+    them up in a 2^24-entry table beats interpolating every pixel. The table holds four
+    bytes per entry so the gather moves one word per pixel; marking and gathering run in
+    threads over bands of pixels (numpy releases the GIL there).
     """
-    flat = image.reshape(-1, 3)
-    count = len(flat)
-    words = np.zeros((count, 4), dtype=np.uint8)
+    codes = _colour_codes(image)
     seen = np.zeros(1 << 24, dtype=bool)
-    bands = np.linspace(0, count, _THREADS + 1).astype(np.int64)
+    bounds = np.linspace(0, len(codes), _THREADS + 1).astype(np.int64)
+    spans = list(zip(bounds[:-1], bounds[1:]))
 
-    def mark(band):
-        start, stop = bands[band], bands[band + 1]
-        words[start:stop, :3] = flat[start:stop]
-        seen[words[start:stop].view(np.uint32).ravel()] = True
+    def mark(span):
+        seen[codes[span[0] : span[1]]] = True
 
     with ThreadPoolExecutor(_THREADS) as pool:
-        list(pool.map(mark, range(_THREADS)))
-        codes = np.flatnonzero(seen).astype(np.uint32)
-        colors = np.stack([codes & 255, (codes >> 8) & 255, codes >> 16], axis=1)
+        list(pool.map(mark, spans))
+        distinct = np.flatnonzero(seen).astype(np.uint32)
+        colors = np.stack([distinct & 255, (distinct >> 8) & 255, distinct >> 16], axis=1)
         mapped = interpolate(lut, colors.astype(np.float32) / 255.0)
         table = np.empty((1 << 24, 4), dtype=np.uint8)  # only the seen entries are ever read
-        table[codes, :3] = np.clip(np.rint(mapped * 255.0), 0, 255).astype(np.uint8)
+        table[distinct, :3] = np.clip(np.rint(mapped * 255.0), 0, 255).astype(np.uint8)
         table_words = table.view(np.uint32).ravel()
-        out = np.empty_like(flat)
+        out = np.empty((len(codes), 3), dtype=np.uint8)
 
-        def gather(band):
-            start, stop = bands[band], bands[band + 1]
-            looked_up = table_words[words[start:stop].view(np.uint32).ravel()]
-            out[start:stop] = looked_up.view(np.uint8).reshape(-1, 4)[:, :3]
+        def gather(span):
+            looked_up = table_words[codes[span[0] : span[1]]]
+            out[span[0] : span[1]] = looked_up.view(np.uint8).reshape(-1, 4)[:, :3]
 
-        list(pool.map(gather, range(_THREADS)))
+        list(pool.map(gather, spans))
     return out.reshape(image.shape)
 
 
