@@ -33,6 +33,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from histocolor.lut import DEFAULT_LUT_SIZE
     from histocolor.transfer import DEFAULT_MAX_SIDE, METHODS
 
     parser = _Parser(prog="histocolor", description="Colour transfer by histogram analogy.")
@@ -47,6 +48,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--method", default="analogy", choices=METHODS, help="default: analogy (the network)")
     run.add_argument("--strength", type=float, default=1.0, help="0 keeps the source, 1 the full change")
     run.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="working size of the network (long side)")
+    run.add_argument("--lut-size", type=int, default=DEFAULT_LUT_SIZE, help="grid points per axis of the fitted 3D LUT")
     run.add_argument("--weights", metavar="DIR", help="network weights directory (default: the shipped model)")
     run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     run.add_argument("--timings", action="store_true", help="print the seconds each stage took")
@@ -99,12 +101,17 @@ def read_pairs(path) -> list[dict]:
         raise HistocolorError(f"cannot read pairs file '{path}': {error}") from None
     missing = [name for name in _CSV_REQUIRED if name not in header]
     if missing:
-        raise HistocolorError(f"pairs file '{path}' lacks the column(s) {', '.join(missing)} (header: {','.join(header)})")
+        raise HistocolorError(
+            f"pairs file '{path}' lacks the column(s) {', '.join(missing)} (header: {','.join(header)})"
+        )
     if not rows:
         raise HistocolorError(f"pairs file '{path}' has no rows")
     base = path.parent
     return [
-        {"line": line, **{name: (base / row[name] if row.get(name) else None) for name in (*_CSV_REQUIRED, *_CSV_MASKS)}}
+        {
+            "line": line,
+            **{name: (base / row[name] if row.get(name) else None) for name in (*_CSV_REQUIRED, *_CSV_MASKS)},
+        }
         for line, row in rows
     ]
 
@@ -154,7 +161,11 @@ def _transfer(arguments) -> int:
     elif not (arguments.source and arguments.reference and arguments.output):
         raise HistocolorError("give SOURCE REFERENCE -o OUTPUT, or --pairs CSV")
     engine = ColorTransfer(
-        arguments.method, weights=arguments.weights, device=arguments.device, max_side=arguments.max_side
+        arguments.method,
+        weights=arguments.weights,
+        device=arguments.device,
+        max_side=arguments.max_side,
+        lut_size=arguments.lut_size,
     )
     return _run_batch(arguments, rows, engine) if rows is not None else _run_single(arguments, engine)
 
