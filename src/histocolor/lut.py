@@ -17,7 +17,7 @@ import scipy.sparse as sparse
 import torch
 import torch.nn.functional as F
 
-DEFAULT_LUT_SIZE = 33
+DEFAULT_LUT_SIZE = 17  # by measurement: see docs/BENCHMARKS.md (33 for the finest fit)
 DEFAULT_SMOOTHNESS = 1e-6
 _COARSEST_SIZE = 9
 _TOLERANCE = 1e-4  # relative residual of the LUT fit's linear solve
