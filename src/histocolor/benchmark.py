@@ -106,10 +106,8 @@ def speed(arguments) -> None:
         configurations = [
             ("mkl", ["--method", "mkl"]),
             ("analogy", ["--weights", str(weights)]),
-            (
-                "analogy --max-side 256 --lut-size 17",
-                ["--weights", str(weights), "--max-side", "256", "--lut-size", "17"],
-            ),
+            ("analogy --lut-size 33", ["--weights", str(weights), "--lut-size", "33"]),
+            ("analogy --max-side 256", ["--weights", str(weights), "--max-side", "256"]),
         ]
         print(
             f"photo: {arguments.photo.name}, torch threads: {torch.get_num_threads()}, median of {arguments.repeat} runs\n"
@@ -226,7 +224,7 @@ def main(argv=None) -> None:
     timing.add_argument(
         "--photo", type=Path, default=DEFAULT_PHOTO if DEFAULT_PHOTO.exists() else SAMPLES / "source.jpg"
     )
-    timing.add_argument("--repeat", type=int, default=3)
+    timing.add_argument("--repeat", type=int, default=5)
     upsample = commands.add_parser("upsampling", help="LUT vs resized output vs resized Lab change on dpst-dev")
     upsample.add_argument("--data", type=Path, default=DEFAULT_DPST)
     upsample.add_argument("--sizes", type=int, nargs="+", default=[256, 384, 512])
