@@ -107,7 +107,7 @@ def speed(arguments) -> None:
             ("mkl", ["--method", "mkl"]),
             ("analogy", ["--weights", str(weights)]),
             ("analogy --lut-size 33", ["--weights", str(weights), "--lut-size", "33"]),
-            ("analogy --max-side 256", ["--weights", str(weights), "--max-side", "256"]),
+            ("analogy --max-side 384", ["--weights", str(weights), "--max-side", "384"]),
         ]
         print(
             f"photo: {arguments.photo.name}, torch threads: {torch.get_num_threads()}, median of {arguments.repeat} runs\n"

@@ -21,7 +21,7 @@ from histocolor.lut import DEFAULT_LUT_SIZE, DEFAULT_SMOOTHNESS, apply_lut, blen
 
 METHODS = ("analogy", *CLASSICAL_METHODS)
 UPSAMPLING = ("lut", "output", "lab-difference")
-DEFAULT_MAX_SIDE = 384
+DEFAULT_MAX_SIDE = 256  # by measurement: see docs/BENCHMARKS.md
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "resources" / "weights" / "default"
 _CHUNK_PIXELS = 1 << 21
 
