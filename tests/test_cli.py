@@ -201,3 +201,12 @@ def test_an_unexpected_failure_in_one_row_spares_the_others(tmp_path, capsys, mo
     code, err = _run(capsys, "transfer", "--pairs", str(tmp_path / "pairs.csv"), "--method", "mkl")
     assert code == 1 and (tmp_path / "ok.png").exists()
     assert "line 2: error: unexpected ValueError: simulated bug" in err and "second line" not in err
+
+
+def test_console_script_is_installed():
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "histocolor"
+    assert script.exists()
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("histocolor ")
