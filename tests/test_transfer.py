@@ -104,6 +104,8 @@ def test_user_errors_are_histocolor_errors(sample_pair, tmp_path, monkeypatch):
         lambda: histocolor.transfer(np.zeros((4, 4, 4, 3), np.uint8), reference, "mkl"),
         lambda: histocolor.transfer(source.astype(np.int32), reference, "mkl"),
         lambda: histocolor.transfer(np.full((4, 4, 3), np.nan), reference, "mkl"),
+        lambda: histocolor.transfer(np.zeros((0, 5), np.uint8), reference, "mkl"),
+        lambda: histocolor.transfer(source, np.zeros((3, 0, 3), np.uint8), "mkl"),
         lambda: histocolor.transfer(source, reference, weights=tmp_path),
     ):
         with pytest.raises(HistocolorError) as caught:

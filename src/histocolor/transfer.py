@@ -85,12 +85,12 @@ def as_image(image) -> LoadedImage:
         raise HistocolorError(f"unsupported image dtype {array.dtype}: use uint8, uint16 or float in [0, 1]")
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
+    if array.ndim in (2, 3) and min(array.shape[:2]) < 1:
+        raise HistocolorError("the image has no pixels")
     if array.ndim == 2:
         return LoadedImage(np.ascontiguousarray(np.repeat(array[..., None], 3, axis=-1)), None, True)
     if array.ndim != 3 or array.shape[-1] not in (3, 4):
         raise HistocolorError(f"expected a 2-D grayscale, RGB or RGBA image, got an array of shape {array.shape}")
-    if min(array.shape[:2]) < 1:
-        raise HistocolorError("the image has no pixels")
     alpha = array[..., 3].copy() if array.shape[-1] == 4 else None
     return LoadedImage(np.ascontiguousarray(array[..., :3]), alpha, False)
 
