@@ -45,3 +45,20 @@ def tiny_weights(tmp_path_factory):
     directory = tmp_path_factory.mktemp("weights")
     model.save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory):
+    """Six small synthetic 'photos' (smooth colour fields with texture) as JPEG files."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("photos")
+    generator = np.random.default_rng(7)
+    y, x = np.mgrid[0:60, 0:80] / 80.0
+    for index in range(6):
+        base = generator.random((3, 1, 1))
+        field = base + 0.4 * np.sin(6 * x * generator.random() + y * 4 * generator.random())
+        noise = 0.05 * generator.standard_normal((3, 60, 80))
+        rgb = np.clip((field + noise).transpose(1, 2, 0), 0, 1)
+        Image.fromarray((rgb * 255).astype(np.uint8)).save(folder / f"photo{index}.jpg", quality=95)
+    return folder

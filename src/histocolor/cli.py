@@ -53,6 +53,15 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     run.add_argument("--timings", action="store_true", help="print the seconds each stage took")
 
+    learn = commands.add_parser("train", help="train the network (one device, or DDP under torchrun)")
+    learn.add_argument("--data", action="append", default=[], metavar="DIR", help="folder of photos (repeatable)")
+    learn.add_argument("--fivek", metavar="DIR", help="MIT-Adobe FiveK root (input/ or raw/, expertA/ .. expertE/)")
+    learn.add_argument("--config", metavar="FILE", help="training settings (JSON); defaults when omitted")
+    learn.add_argument("--out", required=True, metavar="DIR", help="output: weights, checkpoints, log.csv")
+    learn.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    learn.add_argument("--init", metavar="DIR", help="start from these weights (fine-tuning)")
+    learn.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
     commands.add_parser("info", help="versions, device and weights found")
     return parser
 
@@ -170,6 +179,23 @@ def _transfer(arguments) -> int:
     return _run_batch(arguments, rows, engine) if rows is not None else _run_single(arguments, engine)
 
 
+def _train(arguments) -> int:
+    from histocolor.train import TrainConfig, train
+
+    config = TrainConfig.from_file(arguments.config) if arguments.config else TrainConfig()
+    out = train(
+        config,
+        arguments.data,
+        arguments.out,
+        fivek=arguments.fivek,
+        resume=arguments.resume,
+        init_weights=arguments.init,
+        device=arguments.device,
+    )
+    print(f"weights written to {out}", file=sys.stderr)
+    return 0
+
+
 def _info() -> int:
     import numpy
     import PIL
@@ -205,7 +231,8 @@ def main(argv=None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_one_line
-            return _transfer(arguments) if arguments.command == "transfer" else _info()
+            commands = {"transfer": _transfer, "train": _train, "info": lambda _: _info()}
+            return commands[arguments.command](arguments)
     except HistocolorError as error:
         print(f"histocolor: error: {error}", file=sys.stderr)
         return USAGE_ERROR

@@ -3,11 +3,12 @@
 import torch
 from torch import nn
 
-from histocolor.color import denormalize_lab, normalize_lab
+from histocolor.color import denormalize_lab, lab_to_rgb, normalize_lab, rgb_to_lab
 from histocolor.histogram import hen_input
 from histocolor.model.config import AnalogyConfig
 from histocolor.model.ctn import ColorTransferNet, CTNOutput
 from histocolor.model.hen import HistogramEncoder
+from histocolor.model.lut_head import LUTHead, lookup
 
 
 def _weighted(regions: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
@@ -21,7 +22,10 @@ class HistogramAnalogy(nn.Module):
         super().__init__()
         self.config = config or AnalogyConfig()
         self.hen = HistogramEncoder(self.config)
-        self.ctn = ColorTransferNet(self.config)
+        if self.config.head == "lut":
+            self.lut_head = LUTHead(self.config)
+        else:
+            self.ctn = ColorTransferNet(self.config)
 
     def encode(self, lab: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """HEN feature ``(B, feature_size)`` of Lab images ``(B, 3, H, W)``, optionally weighted."""
@@ -66,7 +70,9 @@ class HistogramAnalogy(nn.Module):
         present = present.view(batch, regions)
         weights = source_regions * present[:, :, None, None].to(source_regions.dtype)
         remainder = (1.0 - weights.sum(dim=1, keepdim=True)).clamp(min=0.0)
-        return torch.einsum("brhw,brc->bchw", weights, region_condition) + remainder * global_condition[:, :, None, None]
+        return (
+            torch.einsum("brhw,brc->bchw", weights, region_condition) + remainder * global_condition[:, :, None, None]
+        )
 
     def forward(
         self,
@@ -86,8 +92,29 @@ class HistogramAnalogy(nn.Module):
         condition = self.condition(
             source_lab, reference_lab, source_regions, reference_regions, source_weights, reference_weights
         )
+        if self.config.head == "lut":
+            return CTNOutput(denormalize_lab(self.lut_head(source_lab, condition)), [])
         result = self.ctn(normalize_lab(source_lab), condition)
         return CTNOutput(denormalize_lab(result.output), [denormalize_lab(t) for t in result.intermediate])
+
+    def color_lut(self, source_lab, reference_lab, size: int, source_weights=None, reference_weights=None):
+        """LUT head only: the sRGB -> sRGB LUTs ``(B, size, size, size, 3)`` it applies, tabulated.
+
+        Exact at the grid points, so the full-resolution step needs no fitting.
+        """
+        if self.config.head != "lut":
+            raise ValueError("only the LUT head predicts a LUT; fit one to the CTN's output instead")
+        condition = self.condition(
+            source_lab, reference_lab, source_weights=source_weights, reference_weights=reference_weights
+        )
+        offsets = self.lut_head.luts(source_lab, condition)
+        axis = torch.linspace(0.0, 1.0, size, dtype=source_lab.dtype, device=source_lab.device)
+        nodes = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=0).reshape(1, 3, size, size * size)
+        nodes = nodes.expand(len(offsets), -1, -1, -1)
+        node_lab = rgb_to_lab(nodes)
+        moved = denormalize_lab(normalize_lab(node_lab) + lookup(offsets, nodes))
+        rgb = lab_to_rgb(moved).clamp(0.0, 1.0)
+        return rgb.reshape(len(offsets), 3, size, size, size).permute(0, 2, 3, 4, 1)
 
     def save_pretrained(self, directory) -> None:
         from histocolor.model.io import save_pretrained

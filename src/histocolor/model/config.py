@@ -5,6 +5,9 @@ from dataclasses import asdict, dataclass, fields
 from histocolor.histogram import DEFAULT_AB_BINS, DEFAULT_L_BINS, MAX_L_BINS
 
 
+HEADS = ("ctn", "lut")
+
+
 def _require_integer(name: str, value) -> None:
     # JSON hands over 8.0 or "8" as easily as 8; torch would fail later, less clearly.
     if not isinstance(value, int) or isinstance(value, bool):
@@ -22,6 +25,9 @@ class AnalogyConfig:
         feature_size: length of the HEN's feature vector.
         ctn_width: channels of the CTN's first U-Net level (doubled at each level below).
         ctn_depth: number of U-Net down-sampling steps.
+        head: ``"ctn"`` (the paper's pixel U-Net) or ``"lut"`` (a per-image 3D LUT).
+        lut_bases: basis LUTs the LUT head mixes.
+        lut_size: grid points per axis of the LUT head's LUTs.
     """
 
     l_bins: int = DEFAULT_L_BINS
@@ -30,12 +36,17 @@ class AnalogyConfig:
     feature_size: int = 64
     ctn_width: int = 16
     ctn_depth: int = 3
+    head: str = "ctn"
+    lut_bases: int = 8
+    lut_size: int = 17
 
     def __post_init__(self):
         if not isinstance(self.hen_widths, (list, tuple)):
             raise ValueError(f"hen_widths must be a list of integers, got {self.hen_widths!r}")
         object.__setattr__(self, "hen_widths", tuple(self.hen_widths))
-        for name in ("l_bins", "ab_bins", "feature_size", "ctn_width", "ctn_depth"):
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        for name in ("l_bins", "ab_bins", "feature_size", "ctn_width", "ctn_depth", "lut_bases", "lut_size"):
             _require_integer(name, getattr(self, name))
         for width in self.hen_widths:
             _require_integer("hen_widths entry", width)
@@ -43,7 +54,10 @@ class AnalogyConfig:
             raise ValueError(f"l_bins must be in 1..{MAX_L_BINS}, got {self.l_bins}")
         if not self.hen_widths or self.ab_bins % (2 ** len(self.hen_widths)):
             raise ValueError(f"ab_bins ({self.ab_bins}) must be divisible by 2^{len(self.hen_widths)}")
-        if min(self.feature_size, self.ctn_width, self.ctn_depth, *self.hen_widths) < 1:
+        if (
+            min(self.feature_size, self.ctn_width, self.ctn_depth, self.lut_bases, *self.hen_widths) < 1
+            or self.lut_size < 2
+        ):
             raise ValueError("widths, depth and feature size must be positive")
 
     @classmethod

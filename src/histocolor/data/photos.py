@@ -1,0 +1,128 @@
+"""Training triplets (source, reference, target) from any folder of photos.
+
+source = s1(A), reference = s2(B), target = s2(A): the network must take the grade s2 from
+B's colours and give it to A, whatever B shows. B is another photo, or another crop of A.
+Two kinds of pairs teach it when to do nothing: identical pairs (reference = source =
+target) and same-grade pairs (reference = s1(B), so target = source).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from histocolor.data.retouch import apply_style, random_style
+from histocolor.errors import HistocolorError
+from histocolor.imageio import read_image
+
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
+
+
+@dataclass
+class Triplet:
+    """Float RGB tensors ``(3, H, W)`` in [0, 1]."""
+
+    source: torch.Tensor
+    reference: torch.Tensor
+    target: torch.Tensor
+
+
+def list_photos(folders) -> list[Path]:
+    """Image files directly inside the given folders, sorted (the order fixes the seeds)."""
+    paths = []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise HistocolorError(f"photo folder '{folder}' does not exist")
+        paths += sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_EXTENSIONS)
+    return paths
+
+
+def load_photo(path: Path, max_side: int) -> torch.Tensor:
+    """A photo as uint8 ``(3, h, w)``, shrunk (antialiased) so its long side is at most ``max_side``."""
+    rgb = read_image(path).rgb
+    if rgb.dtype != np.uint8:
+        rgb = (rgb // 257).astype(np.uint8)
+    tensor = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)
+    scale = max_side / max(rgb.shape[:2])
+    if scale < 1.0:
+        size = (max(1, round(rgb.shape[0] * scale)), max(1, round(rgb.shape[1] * scale)))
+        tensor = F.interpolate(tensor, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return tensor[0].contiguous()
+
+
+class PhotoFolderDataset(torch.utils.data.Dataset):
+    """Deterministic triplets: item ``i`` depends only on ``seed`` and ``i``.
+
+    Args:
+        folders: folders of photos (or a list of photo paths).
+        crop: side of the square crops.
+        length: number of items an epoch has (items are drawn, not stored).
+        seed: base seed.
+        identical_rate: share of identical pairs.
+        same_grade_rate: share of pairs whose reference has the source's grade (target = source).
+        same_photo_rate: share of pairs whose reference is another crop of the source photo.
+        max_side: photos are kept in memory at most this large.
+    """
+
+    def __init__(
+        self,
+        folders,
+        crop: int = 128,
+        length: int = 100_000,
+        seed: int = 0,
+        identical_rate: float = 0.17,
+        same_grade_rate: float = 0.15,
+        same_photo_rate: float = 0.2,
+        max_side: int = 384,
+        photos: list[Path] | None = None,
+    ):
+        paths = photos if photos is not None else list_photos(folders)
+        if len(paths) < 2:
+            raise HistocolorError("training needs at least two photos")
+        self.paths = paths
+        self.images = [load_photo(path, max_side) for path in paths]
+        self.crop = crop
+        self.length = length
+        self.seed = seed
+        self.identical_rate = identical_rate
+        self.same_grade_rate = same_grade_rate
+        self.same_photo_rate = same_photo_rate
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _random_crop(self, image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """A square crop at a random scale (30-100 % of the short side), resized to ``crop``."""
+        height, width = image.shape[-2:]
+        side = max(1, int(min(height, width) * rng.uniform(0.3, 1.0)))
+        top, left = rng.integers(0, height - side + 1), rng.integers(0, width - side + 1)
+        patch = image[:, top : top + side, left : left + side].unsqueeze(0).float() / 255.0
+        return F.interpolate(patch, size=(self.crop, self.crop), mode="bilinear", antialias=True, align_corners=False)[
+            0
+        ].clamp(0.0, 1.0)
+
+    def __getitem__(self, index: int) -> Triplet:
+        rng = np.random.default_rng([self.seed, index])
+        first = int(rng.integers(len(self.images)))
+        source_patch = self._random_crop(self.images[first], rng)
+        if rng.random() < self.same_photo_rate:
+            other = first
+        else:
+            other = int((first + rng.integers(1, len(self.images))) % len(self.images))
+        reference_patch = self._random_crop(self.images[other], rng)
+        source_style = random_style(rng)
+        source = apply_style(source_patch, source_style)
+        kind = rng.random()
+        if kind < self.identical_rate:
+            return Triplet(source, source.clone(), source.clone())
+        if kind < self.identical_rate + self.same_grade_rate:
+            return Triplet(source, apply_style(reference_patch, source_style), source.clone())
+        target_style = random_style(rng)
+        return Triplet(source, apply_style(reference_patch, target_style), apply_style(source_patch, target_style))
+
+
+def collate(triplets: list[Triplet]) -> Triplet:
+    return Triplet(*(torch.stack([getattr(t, name) for t in triplets]) for name in ("source", "reference", "target")))

@@ -1,0 +1,316 @@
+"""The training loop: one device, or several GPUs / nodes under ``torchrun`` (DDP).
+
+Batches are a pure function of the step number (item ``i`` of the dataset is drawn from
+``seed`` and ``i``), so a run resumed from its last checkpoint continues exactly where it
+stopped. Checkpoints are written whole into a new folder, then named in ``latest`` with an
+atomic write: a kill at any moment leaves the previous checkpoint intact.
+"""
+
+import csv
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save
+
+from histocolor.atomic import atomic_write
+from histocolor.color import rgb_to_lab
+from histocolor.data.fivek import FiveKDataset, MixedDataset
+from histocolor.data.photos import PhotoFolderDataset, Triplet, collate, list_photos
+from histocolor.errors import HistocolorError
+from histocolor.losses import LossWeights, transfer_loss
+from histocolor.model import AnalogyConfig, HistogramAnalogy, from_pretrained
+from histocolor.transfer import resolve_device
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; stored in each checkpoint. Read from JSON with :meth:`from_file`."""
+
+    model: dict = field(default_factory=dict)  # AnalogyConfig fields
+    steps: int = 2000
+    batch_size: int = 8
+    crop: int = 128
+    learning_rate: float = 1e-3
+    seed: int = 0
+    checkpoint_every: int = 200
+    log_every: int = 10
+    identical_rate: float = 0.17
+    same_grade_rate: float = 0.15
+    same_photo_rate: float = 0.2
+    l1_weight: float = 1.0
+    deep_supervision_weight: float = 0.5
+    histogram_weight: float = 0.5
+    holdout: list = field(default_factory=list)  # photo file names kept out of training
+    validation_items: int = 32
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise HistocolorError(f"unknown training settings: {', '.join(unknown)}")
+        config = cls(**data)
+        AnalogyConfig.from_dict(config.model)  # fail early on a bad model section
+        return config
+
+    @classmethod
+    def from_file(cls, path) -> "TrainConfig":
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise HistocolorError(f"cannot read training config '{path}': {error}") from None
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as error:
+            raise HistocolorError(f"invalid training config '{path}': {error}") from None
+
+    @property
+    def loss_weights(self) -> LossWeights:
+        return LossWeights(self.l1_weight, self.deep_supervision_weight, self.histogram_weight)
+
+
+@dataclass
+class Progress:
+    """What the callback receives after every step."""
+
+    step: int
+    steps: int
+    losses: dict
+    seconds: float
+
+
+class _Distributed:
+    """Rank and world size; set up by torchrun's environment variables, else a single process."""
+
+    def __init__(self, device: torch.device):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self):
+        if self.world > 1:
+            dist.barrier()
+
+
+def _device_for_rank(device: str) -> torch.device:
+    resolved = resolve_device(device)
+    if resolved.type == "cuda" and "LOCAL_RANK" in os.environ:
+        resolved = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(resolved)
+    return resolved
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+
+def _save_checkpoint(out: Path, model, optimizer, step: int, config: TrainConfig) -> None:
+    folder = out / f"checkpoint-{step:07d}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    model.save_pretrained(folder)
+    state = optimizer.state_dict()
+    tensors = {f"{index}.{name}": value for index, entry in state["state"].items() for name, value in entry.items()}
+    with atomic_write(folder / "optimizer.safetensors") as stream:
+        stream.write(save({name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}))
+    document = {"step": step, "param_groups": state["param_groups"], "config": asdict(config)}
+    with atomic_write(folder / "state.json") as stream:
+        stream.write(json.dumps(document, indent=2).encode())
+    with atomic_write(out / "latest") as stream:
+        stream.write(folder.name.encode())
+    for old in out.glob("checkpoint-*"):  # keep only the newest
+        if old != folder:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(out: Path, model, optimizer) -> int:
+    """Restore weights and optimizer from ``out``'s latest checkpoint; the step reached."""
+    try:
+        folder = out / (out / "latest").read_text().strip()
+        document = json.loads((folder / "state.json").read_text())
+        tensors = load_file(folder / "optimizer.safetensors")
+    except (OSError, json.JSONDecodeError) as error:
+        raise HistocolorError(f"no usable checkpoint in '{out}' to resume from ({error})") from None
+    model.load_state_dict(from_pretrained(folder).state_dict())
+    state = {}
+    for name, tensor in tensors.items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = tensor
+    optimizer.load_state_dict({"state": state, "param_groups": document["param_groups"]})
+    return int(document["step"])
+
+
+# ------------------------------------------------------------------------------------ loop
+
+
+def _batch(dataset, step: int, config: TrainConfig, distributed: _Distributed, device) -> Triplet:
+    first = (step * distributed.world + distributed.rank) * config.batch_size
+    batch = collate([dataset[first + i] for i in range(config.batch_size)])
+    return Triplet(*(tensor.to(device) for tensor in (batch.source, batch.reference, batch.target)))
+
+
+def _forward_loss(model, batch: Triplet, config: TrainConfig, device):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        source_lab, reference_lab, target_lab = (rgb_to_lab(t) for t in (batch.source, batch.reference, batch.target))
+        result = model(source_lab, reference_lab)
+    return transfer_loss(result, target_lab.float(), config.loss_weights)
+
+
+@torch.no_grad()
+def validate(model, triplets: list[Triplet], device) -> dict:
+    """Mean Lab L1 of the model and of doing nothing on fixed held-out triplets."""
+    model.eval()
+    errors, identity = [], []
+    for triplet in triplets:
+        source, reference, target = (rgb_to_lab(t.unsqueeze(0).to(device)) for t in triplet.__dict__.values())
+        errors.append((model(source, reference).output - target).abs().mean().item())
+        identity.append((source - target).abs().mean().item())
+    model.train()
+    return {"validation_l1": float(np.mean(errors)), "identity_l1": float(np.mean(identity))}
+
+
+def train(
+    config: TrainConfig,
+    data,
+    out,
+    *,
+    fivek=None,
+    resume: bool = False,
+    init_weights=None,
+    device: str = "auto",
+    callback=None,
+    should_stop=None,
+    progress_bar: bool = True,
+) -> Path:
+    """Train and save the final weights into ``out`` (loadable with ``from_pretrained``).
+
+    Args:
+        config: the run's settings.
+        data: photo folders (triplets made with random retouch styles), or a ready dataset.
+        fivek: root of an MIT-Adobe FiveK tree; its expert pairs alternate with the photos'.
+        out: output directory: ``config.json`` + ``model.safetensors`` at the end,
+            ``checkpoint-*`` + ``latest`` during the run, ``log.csv``.
+        resume: continue from the latest checkpoint in ``out``.
+        init_weights: start from these weights (fine-tuning) instead of random ones.
+        callback: called with a :class:`Progress` after every step.
+        should_stop: called after every step; when it returns True, a checkpoint is saved and
+            training ends early (the weights saved so far are the result).
+    """
+    out = Path(out)
+    device = _device_for_rank(device)
+    distributed = _Distributed(device)
+    torch.manual_seed(config.seed)
+    if isinstance(data, torch.utils.data.Dataset):
+        dataset, validation = data, []
+    elif not data:
+        if fivek is None:
+            raise HistocolorError("no training data: give photo folders, a FiveK root, or both")
+        dataset, validation = None, []
+    else:
+        photos = list_photos(data)
+        held_out = [p for p in photos if p.name in set(config.holdout)]
+        dataset = PhotoFolderDataset(
+            None,
+            crop=config.crop,
+            seed=config.seed,
+            identical_rate=config.identical_rate,
+            same_grade_rate=config.same_grade_rate,
+            same_photo_rate=config.same_photo_rate,
+            photos=[p for p in photos if p not in held_out],
+            length=10**9,
+        )
+        validation = []
+        if len(held_out) >= 2 and config.validation_items:
+            held = PhotoFolderDataset(None, crop=config.crop, seed=config.seed + 1, photos=held_out, length=10**9)
+            validation = [held[i] for i in range(config.validation_items)]
+
+    if fivek is not None:
+        expert_pairs = FiveKDataset(fivek, crop=config.crop, seed=config.seed, same_photo_rate=config.same_photo_rate)
+        dataset = expert_pairs if dataset is None else MixedDataset([dataset, expert_pairs])
+
+    if init_weights is not None:
+        model = from_pretrained(init_weights)
+        config.model = model.config.to_dict()
+    else:
+        model = HistogramAnalogy(AnalogyConfig.from_dict(config.model))
+    model = model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    step = 0
+    if resume:
+        step = _load_checkpoint(out, model, optimizer)
+    trained = torch.nn.parallel.DistributedDataParallel(model) if distributed.world > 1 else model
+    if distributed.main:
+        out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "log.csv"
+    columns = ["step", "loss", "l1", "deep", "histogram", "validation_l1", "identity_l1", "seconds"]
+    if distributed.main and (not resume or not log_path.exists()):
+        with open(log_path, "w", newline="") as stream:
+            csv.writer(stream).writerow(columns)
+    writer = _tensorboard(out) if distributed.main else None
+
+    bar = None
+    if progress_bar and distributed.main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.steps, initial=step, desc="train", unit="step")
+    started = time.perf_counter()
+    stopped = False
+    while step < config.steps and not stopped:
+        batch = _batch(dataset, step, config, distributed, device)
+        loss, parts = _forward_loss(trained, batch, config, device)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        stopped = bool(should_stop and should_stop())
+        last = step == config.steps or stopped
+        if step % config.checkpoint_every == 0 or last:
+            if distributed.main:
+                _save_checkpoint(out, model, optimizer, step, config)
+            distributed.barrier()
+        if distributed.main and (step % config.log_every == 0 or last):
+            row = {**parts, "step": step, "seconds": time.perf_counter() - started}
+            if validation and (step % config.checkpoint_every == 0 or last):
+                row.update(validate(model, validation, device))
+            with open(log_path, "a", newline="") as stream:
+                csv.writer(stream).writerow([_cell(row.get(name)) for name in columns])
+            if writer is not None:
+                for name, value in row.items():
+                    if name != "step" and value is not None:
+                        writer.add_scalar(name, value, step)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{parts['loss']:.4f}")
+        if callback is not None:
+            callback(Progress(step, config.steps, parts, time.perf_counter() - started))
+    if bar is not None:
+        bar.close()
+    if writer is not None:
+        writer.close()
+    if distributed.main:
+        model.eval().save_pretrained(out)
+    distributed.barrier()
+    return out
+
+
+def _cell(value):
+    return "" if value is None else (f"{value:.6g}" if isinstance(value, float) else value)
+
+
+def _tensorboard(out: Path):
+    """A TensorBoard writer when the optional ``tensorboard`` package is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tensorboard"))

@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from histocolor.data.photos import PhotoFolderDataset, collate
+from histocolor.errors import HistocolorError
+
+
+def test_items_are_deterministic_and_shaped(photo_folder):
+    dataset = PhotoFolderDataset([photo_folder], crop=32, seed=3)
+    again = PhotoFolderDataset([photo_folder], crop=32, seed=3)
+    first, second = dataset[11], again[11]
+    for name in ("source", "reference", "target"):
+        assert getattr(first, name).shape == (3, 32, 32)
+        assert torch.equal(getattr(first, name), getattr(second, name))
+        assert 0 <= getattr(first, name).min() and getattr(first, name).max() <= 1
+    assert not torch.equal(dataset[12].source, first.source)
+    assert not torch.equal(PhotoFolderDataset([photo_folder], crop=32, seed=4)[11].source, first.source)
+
+
+def test_pair_kinds(photo_folder):
+    identical = PhotoFolderDataset([photo_folder], crop=24, identical_rate=1.0, same_grade_rate=0.0)
+    item = identical[0]
+    assert torch.equal(item.reference, item.source) and torch.equal(item.target, item.source)
+    same_grade = PhotoFolderDataset(
+        [photo_folder], crop=24, identical_rate=0.0, same_grade_rate=1.0, same_photo_rate=0.0
+    )
+    item = same_grade[0]
+    assert torch.equal(item.target, item.source) and not torch.equal(item.reference, item.source)
+    graded = PhotoFolderDataset([photo_folder], crop=24, identical_rate=0.0, same_grade_rate=0.0)
+    changed = sum(float((graded[i].target - graded[i].source).abs().mean()) > 0.01 for i in range(20))
+    assert changed >= 15
+
+
+def test_rates_are_respected(photo_folder):
+    dataset = PhotoFolderDataset([photo_folder], crop=16, identical_rate=0.3, same_grade_rate=0.0)
+    identical = sum(torch.equal(dataset[i].reference, dataset[i].source) for i in range(200))
+    assert 40 <= identical <= 80
+
+
+def test_collate_stacks_a_batch(photo_folder):
+    dataset = PhotoFolderDataset([photo_folder], crop=16)
+    batch = collate([dataset[i] for i in range(3)])
+    assert batch.source.shape == batch.reference.shape == batch.target.shape == (3, 3, 16, 16)
+
+
+def test_bad_folders(tmp_path, photo_folder):
+    with pytest.raises(HistocolorError, match="does not exist"):
+        PhotoFolderDataset([tmp_path / "nope"])
+    with pytest.raises(HistocolorError, match="at least two"):
+        PhotoFolderDataset([tmp_path])
