@@ -59,8 +59,8 @@ def test_region_features_act_where_the_region_is():
     reference_regions[..., :8, :] = 1.0
     regional = model(source, reference, source_regions, reference_regions).output
     # Left half: no region, global features, so the result matches the global one away from the seam.
-    assert torch.allclose(regional[..., :, :8], global_output[..., :, :8], atol=1e-4)
-    assert (regional[..., :, 24:] - global_output[..., :, 24:]).abs().max() > 1e-3
+    assert torch.allclose(regional[..., :, :8], global_output[..., :, :8], atol=5e-3)
+    assert (regional[..., :, 24:] - global_output[..., :, 24:]).abs().max() > 0.05
 
 
 def test_region_maps_stay_aligned_when_the_network_pads():
@@ -75,7 +75,7 @@ def test_region_maps_stay_aligned_when_the_network_pads():
     regional = model(source, reference, source_regions, reference_regions).output
     global_output = model(source, reference).output
     # Columns well left of the region (receptive field aside) keep the global result.
-    assert torch.allclose(regional[..., :6], global_output[..., :6], atol=1e-4)
+    assert torch.allclose(regional[..., :6], global_output[..., :6], atol=5e-3)
     # The region's features act from the region's own columns onward, not several pixels later.
     difference = (regional - global_output).abs().amax(dim=(0, 1, 2))
     assert difference[20:].min() > difference[:6].max()

@@ -23,10 +23,23 @@ class HistogramEncoder(nn.Module):
         self.convolutions = nn.Sequential(*layers)
         side = config.ab_bins // 2 ** len(config.hen_widths)
         self.project = nn.Linear(channels * side * side, config.feature_size)
+        # He initialisation for leaky ReLUs keeps the signal's scale through the stack
+        # (PyTorch's default shrinks it about threefold per layer, flattening the features).
+        for layer in self.convolutions:
+            if isinstance(layer, nn.Conv2d):
+                nn.init.kaiming_normal_(layer.weight, a=0.2, nonlinearity="leaky_relu")
+                nn.init.zeros_(layer.bias)
+        nn.init.kaiming_normal_(self.project.weight, nonlinearity="linear")
+        nn.init.zeros_(self.project.bias)
+        # Scaled so a uniform histogram reads 1 in every channel: unscaled, a 4096-bin
+        # histogram is ~1e-3 everywhere and the features hardly differ between images.
+        scale = torch.full((config.l_bins + 1, 1, 1), float(config.l_bins))
+        scale[0] = float(config.ab_bins**2)
+        self.register_buffer("input_scale", scale, persistent=False)
 
     def forward(self, histograms: torch.Tensor) -> torch.Tensor:
         """``(B, l_bins + 1, ab_bins, ab_bins)`` histograms summing to 1 -> ``(B, feature_size)``."""
         # Square roots (the Hellinger embedding) lift rare colours out of the noise floor;
         # the offset keeps the gradient finite at empty bins.
-        encoded = self.convolutions(torch.sqrt(histograms + 1e-6))
+        encoded = self.convolutions(torch.sqrt(histograms * self.input_scale + 1e-6))
         return self.project(encoded.flatten(1))

@@ -29,8 +29,8 @@ class LUTHead(nn.Module):
     def __init__(self, config: AnalogyConfig):
         super().__init__()
         size = config.lut_size
-        # Zero bases with a small random mixer: the head starts as the identity, yet both
-        # factors get gradients at once (zero on both sides would stall training).
+        # Zero bases with a normally initialised mixer: the head starts as the identity, and
+        # the bases get full-sized gradients at once (small factors on both sides stall).
         self.bases = nn.Parameter(torch.zeros(config.lut_bases, 3, size, size, size))
         self.thumbnail_encoder = nn.Sequential(
             nn.Conv2d(3, 16, 3, stride=2, padding=1),
@@ -45,8 +45,6 @@ class LUTHead(nn.Module):
         self.mixer = nn.Sequential(
             nn.Linear(2 * config.feature_size + 32, 64), nn.LeakyReLU(0.2), nn.Linear(64, config.lut_bases)
         )
-        nn.init.normal_(self.mixer[-1].weight, std=0.01)
-        nn.init.zeros_(self.mixer[-1].bias)
 
     def luts(self, source_lab: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """Per-image LUTs of normalised-Lab offsets, ``(B, 3, S, S, S)``."""
