@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import uniform_filter
 
-from histocolor.metrics import gradient_ssim, psnr
+from histocolor.metrics import ciede2000, gradient_ssim, psnr, region_sliced_wasserstein, sliced_wasserstein
 
 
 def test_psnr_known_values(rng):
@@ -19,3 +19,31 @@ def test_gradient_ssim_sees_blur_but_not_a_colour_shift(rng):
     blurred = uniform_filter(image, size=(5, 5, 1))
     assert gradient_ssim(shifted, image) > 0.9
     assert gradient_ssim(blurred, image) < 0.5
+
+
+def test_ciede2000_known_cases(rng):
+    image = rng.random((8, 8, 3))
+    assert ciede2000(image, image) == pytest.approx(0.0, abs=1e-9)
+    grey, lighter = np.full((4, 4, 3), 0.5), np.full((4, 4, 3), 0.6)
+    assert 5 < ciede2000(grey, lighter) < 15
+
+
+def test_sliced_wasserstein_ignores_layout_and_sees_colour(rng):
+    image = rng.random((32, 32, 3))
+    shuffled = rng.permutation(image.reshape(-1, 3)).reshape(16, 64, 3)
+    assert sliced_wasserstein(image, shuffled) < 0.5
+    assert sliced_wasserstein(image, np.clip(image * 0.6, 0, 1)) > 5
+    mask = np.zeros((32, 32), bool)
+    mask[:, :16] = True
+    assert sliced_wasserstein(image, image, mask, mask) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_region_distance_pairs_labels(rng):
+    sky, grass = np.zeros((20, 20, 3)), np.zeros((20, 20, 3))
+    sky[:10], sky[10:] = (0.3, 0.5, 0.9), (0.2, 0.6, 0.2)
+    grass[:10], grass[10:] = (0.2, 0.6, 0.2), (0.3, 0.5, 0.9)  # same colours, swapped places
+    labels = np.zeros((20, 20), int)
+    labels[10:] = 1
+    assert region_sliced_wasserstein(sky, grass, labels, labels) > 10  # each region has the other's colour
+    assert region_sliced_wasserstein(sky, grass, labels, 1 - labels) < 1e-6
+    assert region_sliced_wasserstein(sky, grass, labels, labels + 5) is None

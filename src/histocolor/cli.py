@@ -62,6 +62,15 @@ def _build_parser() -> argparse.ArgumentParser:
     learn.add_argument("--init", metavar="DIR", help="start from these weights (fine-tuning)")
     learn.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
+    bench = commands.add_parser("evaluate", help="compare methods on evaluation sets; Markdown report + grids")
+    bench.add_argument("sets", nargs="+", metavar="SET", help="dpst-style folder or CSV (source,reference[,truth,...])")
+    bench.add_argument("--methods", nargs="+", default=["analogy", "reinhard", "mkl", "histmatch", "idt", "identity"])
+    bench.add_argument("--out", required=True, metavar="DIR", help="where report.md and the grids go")
+    bench.add_argument("--weights", metavar="DIR", help="network weights (default: the shipped model)")
+    bench.add_argument("--max-side", type=int, help="working size of the network")
+    bench.add_argument("--limit", type=int, help="only the first N pairs of each set")
+    bench.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
     commands.add_parser("info", help="versions, device and weights found")
     return parser
 
@@ -196,6 +205,26 @@ def _train(arguments) -> int:
     return 0
 
 
+def _evaluate(arguments) -> int:
+    from histocolor.evaluate import evaluate
+
+    sets = {}
+    for path in map(Path, arguments.sets):
+        name = path.stem if path.is_file() else path.name
+        sets[name if name not in sets else f"{name}-{len(sets)}"] = path
+    evaluate(
+        sets,
+        arguments.methods,
+        arguments.out,
+        weights=arguments.weights,
+        device=arguments.device,
+        max_side=arguments.max_side,
+        limit=arguments.limit,
+    )
+    print(f"report written to {Path(arguments.out) / 'report.md'}", file=sys.stderr)
+    return 0
+
+
 def _info() -> int:
     import numpy
     import PIL
@@ -231,7 +260,7 @@ def main(argv=None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_one_line
-            commands = {"transfer": _transfer, "train": _train, "info": lambda _: _info()}
+            commands = {"transfer": _transfer, "train": _train, "evaluate": _evaluate, "info": lambda _: _info()}
             return commands[arguments.command](arguments)
     except HistocolorError as error:
         print(f"histocolor: error: {error}", file=sys.stderr)

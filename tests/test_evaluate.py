@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from histocolor.cli import main
+from histocolor.data.retouch import RetouchStyle, apply_style
+from histocolor.errors import HistocolorError
+from histocolor.evaluate import evaluate, load_set
+
+from conftest import DPST, require
+
+
+@pytest.fixture
+def graded_set(tmp_path, photo_folder):
+    """Paired set: reference = style(the source mirrored), truth = style(source)."""
+    import torch
+
+    style = RetouchStyle(exposure=1.2, saturation=0.6, white_balance=(1.1, 1.0, 0.9))
+    photos = sorted(photo_folder.iterdir())
+    lines = ["source,reference,truth"]
+    for index in range(3):
+        source = np.array(Image.open(photos[index]))
+        other = np.ascontiguousarray(source[:, ::-1])
+        for name, pixels in (("ref", other), ("truth", source)):
+            graded = apply_style(torch.from_numpy(pixels).permute(2, 0, 1).float() / 255, style)
+            Image.fromarray((graded.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(
+                tmp_path / f"{name}{index}.png"
+            )
+        Image.fromarray(source).save(tmp_path / f"src{index}.png")
+        lines.append(f"src{index}.png,ref{index}.png,truth{index}.png")
+    (tmp_path / "graded.csv").write_text("\n".join(lines) + "\n")
+    return tmp_path / "graded.csv"
+
+
+def test_paired_set_report(graded_set, tmp_path):
+    summary = evaluate({"graded": graded_set}, ["identity", "mkl", "reinhard"], tmp_path / "report")
+    means = summary["graded"]
+    assert means["identity"]["gradient_ssim"] == pytest.approx(1.0)
+    assert (
+        means["mkl"]["psnr"] > means["identity"]["psnr"] and means["mkl"]["ciede2000"] < means["identity"]["ciede2000"]
+    )
+    assert means["mkl"]["swd"] < means["identity"]["swd"]
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| mkl |" in report and "PSNR" in report and "graded-grid.png" in report
+    grid = Image.open(tmp_path / "report" / "graded-grid.png")
+    assert grid.size == (160 * 6, 160 * 3)  # source, reference, truth + 3 methods; 3 pairs
+
+
+def test_dpst_layout_with_masks(tmp_path):
+    pairs = load_set(require(DPST))
+    assert len(pairs) == 30 and pairs[0].name == "in1" and pairs[0].source_mask is not None
+    summary = evaluate({"dpst": require(DPST)}, ["identity", "reinhard"], tmp_path, limit=2)
+    assert summary["dpst"]["reinhard"]["region_swd"] is not None
+    assert summary["dpst"]["reinhard"]["swd"] < summary["dpst"]["identity"]["swd"]
+    assert summary["dpst"]["identity"]["psnr"] is None if "psnr" in summary["dpst"]["identity"] else True
+
+
+def test_evaluate_command_and_errors(graded_set, tmp_path, capsys):
+    assert main(["evaluate", str(graded_set), "--methods", "identity", "histmatch", "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "report.md").is_file()
+    assert main(["evaluate", str(graded_set), "--methods", "magic", "--out", str(tmp_path / "r")]) == 2
+    assert "unknown method" in capsys.readouterr().err
+    with pytest.raises(HistocolorError):
+        load_set(tmp_path / "nothing.csv")
