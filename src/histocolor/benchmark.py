@@ -216,6 +216,16 @@ def abs_change(image: np.ndarray, source: np.ndarray) -> float:
     return float(np.abs(image.astype(np.float64) - source).mean())
 
 
+def graded_set(arguments) -> None:
+    from histocolor.data.graded import build_graded_set
+    from histocolor.data.photos import list_photos
+    from histocolor.train import TrainConfig
+
+    held_out = set(TrainConfig.from_file(arguments.holdout_from).holdout)
+    photos = [p for p in list_photos(arguments.photos) if p.name in held_out]
+    print(build_graded_set(photos, arguments.out, seed=arguments.seed))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m histocolor.benchmark", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -231,8 +241,13 @@ def main(argv=None) -> None:
     upsample.add_argument("--limit", type=int, default=None, help="only the first N pairs")
     upsample.add_argument("--head-std", type=float, default=0.2, help="size of the random network's change")
     upsample.add_argument("--smoothness", type=float, nargs="+", default=[DEFAULT_SMOOTHNESS], help="LUT fit penalties")
+    graded = commands.add_parser("graded-set", help="build the held-out graded evaluation set (evaluation styles)")
+    graded.add_argument("--photos", type=Path, nargs="+", required=True, help="folders holding the held-out photos")
+    graded.add_argument("--holdout-from", type=Path, required=True, help="training config whose holdout list to use")
+    graded.add_argument("--out", type=Path, required=True)
+    graded.add_argument("--seed", type=int, default=0)
     arguments = parser.parse_args(argv)
-    speed(arguments) if arguments.command == "speed" else upsampling(arguments)
+    {"speed": speed, "upsampling": upsampling, "graded-set": graded_set}[arguments.command](arguments)
 
 
 if __name__ == "__main__":

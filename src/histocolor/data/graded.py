@@ -1,0 +1,68 @@
+"""Held-out graded evaluation sets: reference = style(other photo), truth = style(source).
+
+The styles here are built with other tools than the training styles (a channel mixer,
+per-channel tone curves through random control points, Lab toning and chroma scaling), so
+a model cannot score by having memorised its own training grades.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from histocolor.color import lab_to_rgb, rgb_to_lab
+from histocolor.data.photos import load_photo
+from histocolor.imageio import write_image
+
+
+class EvaluationStyle:
+    """A random grade of the evaluation family; call it on ``(3, H, W)`` RGB in [0, 1]."""
+
+    def __init__(self, rng: np.random.Generator):
+        mixer = np.eye(3) + rng.normal(0.0, 0.08, (3, 3))
+        self.mixer = torch.tensor(mixer / mixer.sum(axis=1, keepdims=True), dtype=torch.float32)
+        # Monotone tone curves through (0, 0), two random inner points and (1, 1).
+        self.curves = []
+        for _ in range(3):
+            inner = np.sort(rng.uniform(0.15, 0.85, 2))
+            lifted = np.clip(inner + rng.normal(0.0, 0.08, 2), 0.02, 0.98)
+            self.curves.append((np.r_[0.0, inner, 1.0], np.r_[0.0, np.sort(lifted), 1.0]))
+        self.chroma = float(np.exp(rng.uniform(np.log(0.6), np.log(1.5))))
+        self.toning = rng.normal(0.0, 6.0, (2, 2))  # (a, b) offsets in the shadows and highlights
+
+    def __call__(self, rgb: torch.Tensor) -> torch.Tensor:
+        mixed = torch.einsum("ij,jhw->ihw", self.mixer, rgb).clamp(0.0, 1.0)
+        curved = torch.stack(
+            [torch.from_numpy(np.interp(c.numpy(), *curve).astype(np.float32)) for c, curve in zip(mixed, self.curves)]
+        )
+        lab = rgb_to_lab(curved.unsqueeze(0))[0]
+        weight = (lab[0:1] / 100.0).clamp(0.0, 1.0)
+        shadows, highlights = (torch.tensor(t, dtype=torch.float32).view(2, 1, 1) for t in self.toning)
+        lab[1:] = lab[1:] * self.chroma + (1 - weight) * shadows + weight * highlights
+        return lab_to_rgb(lab.unsqueeze(0))[0].clamp(0.0, 1.0)
+
+
+def _to_uint8(rgb: torch.Tensor) -> np.ndarray:
+    return (rgb.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+
+
+def build_graded_set(photos, out, styles_per_photo: int = 2, seed: int = 0, max_side: int = 512) -> Path:
+    """Write ``graded.csv`` (source,reference,truth) and its images into ``out``; returns the CSV."""
+    photos = [Path(p) for p in photos]
+    if len(photos) < 2:
+        raise ValueError("a graded set needs at least two photos")
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    images = [load_photo(path, max_side).float() / 255.0 for path in photos]
+    lines = ["source,reference,truth"]
+    for index, source in enumerate(images):
+        for variant in range(styles_per_photo):
+            style = EvaluationStyle(rng)
+            other = images[(index + 1 + int(rng.integers(len(images) - 1))) % len(images)]
+            stem = f"{photos[index].stem}-{variant}"
+            write_image(out / f"{stem}-source.png", _to_uint8(source))
+            write_image(out / f"{stem}-reference.png", _to_uint8(style(other)))
+            write_image(out / f"{stem}-truth.png", _to_uint8(style(source)))
+            lines.append(f"{stem}-source.png,{stem}-reference.png,{stem}-truth.png")
+    (out / "graded.csv").write_text("\n".join(lines) + "\n")
+    return out / "graded.csv"
