@@ -133,3 +133,18 @@ def test_train_command(tmp_path, photo_folder, capsys):
     assert from_pretrained(tmp_path / "out").config.ctn_width == 4
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "none")]) == 2
     assert "no training data" in capsys.readouterr().err
+
+
+def test_ddp_under_torchrun_on_cpu(tmp_path, photo_folder):
+    """Two processes (gloo) train one model; rank 0 writes it, and it differs from one process's."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**_config(steps=3).__dict__, "holdout": []}))
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+        "-m", "histocolor", "train", "--data", str(photo_folder), "--config", str(config), "--out", str(tmp_path / "ddp"), "--device", "cpu",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    single = train(_config(steps=3), [photo_folder], tmp_path / "single", progress_bar=False)
+    assert not _same(_weights(tmp_path / "ddp"), _weights(single))  # two ranks saw twice the data
+    assert (tmp_path / "ddp" / "latest").read_text() == "checkpoint-0000003"
