@@ -148,3 +148,13 @@ def test_ddp_under_torchrun_on_cpu(tmp_path, photo_folder):
     single = train(_config(steps=3), [photo_folder], tmp_path / "single", progress_bar=False)
     assert not _same(_weights(tmp_path / "ddp"), _weights(single))  # two ranks saw twice the data
     assert (tmp_path / "ddp" / "latest").read_text() == "checkpoint-0000003"
+
+
+def test_cosine_schedule_decays_to_the_final_rate():
+    config = TrainConfig(steps=11, learning_rate=1e-3, final_learning_rate=1e-5, schedule="cosine")
+    rates = [config.learning_rate_at(step) for step in range(11)]
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-5) and rates[5] == pytest.approx(5.05e-4)
+    assert rates == sorted(rates, reverse=True)
+    assert TrainConfig().learning_rate_at(500) == 1e-3
+    with pytest.raises(HistocolorError):
+        TrainConfig.from_dict({"schedule": "steps"})

@@ -8,6 +8,7 @@ atomic write: a kill at any moment leaves the previous checkpoint intact.
 
 import csv
 import json
+import math
 import os
 import shutil
 import time
@@ -38,6 +39,8 @@ class TrainConfig:
     batch_size: int = 8
     crop: int = 128
     learning_rate: float = 1e-3
+    schedule: str = "constant"  # or "cosine": decays to final_learning_rate over the run
+    final_learning_rate: float = 1e-5
     seed: int = 0
     checkpoint_every: int = 200
     log_every: int = 10
@@ -57,6 +60,7 @@ class TrainConfig:
             raise HistocolorError(f"unknown training settings: {', '.join(unknown)}")
         config = cls(**data)
         AnalogyConfig.from_dict(config.model)  # fail early on a bad model section
+        config.learning_rate_at(0)  # and on an unknown schedule
         return config
 
     @classmethod
@@ -69,6 +73,17 @@ class TrainConfig:
             return cls.from_dict(data)
         except (TypeError, ValueError) as error:
             raise HistocolorError(f"invalid training config '{path}': {error}") from None
+
+    def learning_rate_at(self, step: int) -> float:
+        """The learning rate of step ``step`` (0-based); a pure function of the step, so resumes match."""
+        if self.schedule == "constant":
+            return self.learning_rate
+        if self.schedule != "cosine":
+            raise HistocolorError(f"unknown schedule {self.schedule!r}: use constant or cosine")
+        progress = min(step / max(self.steps - 1, 1), 1.0)
+        return self.final_learning_rate + 0.5 * (self.learning_rate - self.final_learning_rate) * (
+            1 + math.cos(math.pi * progress)
+        )
 
     @property
     def loss_weights(self) -> LossWeights:
@@ -266,6 +281,8 @@ def train(
     started = time.perf_counter()
     stopped = False
     while step < config.steps and not stopped:
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate_at(step)
         batch = _batch(dataset, step, config, distributed, device)
         loss, parts = _forward_loss(trained, batch, config, device)
         optimizer.zero_grad(set_to_none=True)
