@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from histocolor.data.photos import PHOTO_EXTENSIONS, Triplet, load_photo
+from histocolor.data.photos import PHOTO_EXTENSIONS, Triplet, crop_patch, load_photo, random_square_box
 from histocolor.errors import HistocolorError
 
 VERSION_FOLDERS = ("input", "raw", "expertA", "expertB", "expertC", "expertD", "expertE")
@@ -54,19 +54,6 @@ class FiveKDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def _crop_box(self, shape, rng):
-        height, width = shape
-        side = max(1, int(min(height, width) * rng.uniform(0.3, 1.0)))
-        return side, int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
-
-    def _patch(self, image: torch.Tensor, box) -> torch.Tensor:
-        side, top, left = box
-        patch = image[:, top : top + side, left : left + side].unsqueeze(0).float() / 255.0
-        resized = torch.nn.functional.interpolate(
-            patch, size=(self.crop, self.crop), mode="bilinear", antialias=True, align_corners=False
-        )
-        return resized[0].clamp(0.0, 1.0)
-
     def __getitem__(self, index: int) -> Triplet:
         rng = np.random.default_rng([self.seed, index])
         photo = int(rng.integers(len(self.stems)))
@@ -77,15 +64,17 @@ class FiveKDataset(torch.utils.data.Dataset):
             raise HistocolorError(
                 f"versions of '{self.stems[photo]}' differ in size: {source_image.shape} vs {target_image.shape}"
             )
-        box = self._crop_box(source_image.shape[-2:], rng)
+        box = random_square_box(source_image.shape[-2:], rng)
         if rng.random() < self.same_photo_rate:
             reference_image = target_image
         else:
             other = int((photo + rng.integers(1, len(self.stems))) % len(self.stems))
             reference_image = load_photo(self.versions[other][second], self.max_side)
-        reference_box = self._crop_box(reference_image.shape[-2:], rng)
+        reference_box = random_square_box(reference_image.shape[-2:], rng)
         return Triplet(
-            self._patch(source_image, box), self._patch(reference_image, reference_box), self._patch(target_image, box)
+            crop_patch(source_image, box, self.crop),
+            crop_patch(reference_image, reference_box, self.crop),
+            crop_patch(target_image, box, self.crop),
         )
 
 

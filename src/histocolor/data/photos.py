@@ -53,6 +53,21 @@ def load_photo(path: Path, max_side: int) -> torch.Tensor:
     return tensor[0].contiguous()
 
 
+def random_square_box(shape, rng: np.random.Generator) -> tuple[int, int, int]:
+    """(side, top, left) of a square at a random scale (30-100 % of the short side) and place."""
+    height, width = shape
+    side = max(1, int(min(height, width) * rng.uniform(0.3, 1.0)))
+    return side, int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
+
+
+def crop_patch(image: torch.Tensor, box, size: int) -> torch.Tensor:
+    """The ``box`` of a uint8 ``(3, h, w)`` image, resized to ``size`` x ``size``, float in [0, 1]."""
+    side, top, left = box
+    patch = image[:, top : top + side, left : left + side].unsqueeze(0).float() / 255.0
+    resized = F.interpolate(patch, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return resized[0].clamp(0.0, 1.0)
+
+
 class PhotoFolderDataset(torch.utils.data.Dataset):
     """Deterministic triplets: item ``i`` depends only on ``seed`` and ``i``.
 
@@ -95,14 +110,7 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         return self.length
 
     def _random_crop(self, image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """A square crop at a random scale (30-100 % of the short side), resized to ``crop``."""
-        height, width = image.shape[-2:]
-        side = max(1, int(min(height, width) * rng.uniform(0.3, 1.0)))
-        top, left = rng.integers(0, height - side + 1), rng.integers(0, width - side + 1)
-        patch = image[:, top : top + side, left : left + side].unsqueeze(0).float() / 255.0
-        return F.interpolate(patch, size=(self.crop, self.crop), mode="bilinear", antialias=True, align_corners=False)[
-            0
-        ].clamp(0.0, 1.0)
+        return crop_patch(image, random_square_box(image.shape[-2:], rng), self.crop)
 
     def __getitem__(self, index: int) -> Triplet:
         rng = np.random.default_rng([self.seed, index])
