@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -48,3 +49,22 @@ def test_bad_folders(tmp_path, photo_folder):
         PhotoFolderDataset([tmp_path / "nope"])
     with pytest.raises(HistocolorError, match="at least two"):
         PhotoFolderDataset([tmp_path])
+
+
+def test_natural_sources_are_left_ungraded(tmp_path):
+    from PIL import Image
+
+    colours = [(120, 90, 60), (30, 200, 100)]
+    for index, colour in enumerate(colours):
+        Image.fromarray(np.full((40, 50, 3), colour, np.uint8)).save(tmp_path / f"flat{index}.png")
+    expected = [torch.tensor(c, dtype=torch.float32) / 255.0 for c in colours]
+
+    def ungraded(item) -> bool:
+        pixel = item.source[:, 0, 0]
+        return any(torch.allclose(pixel, colour, atol=1e-6) for colour in expected)
+
+    natural = PhotoFolderDataset([tmp_path], crop=8, natural_source_rate=1.0, identical_rate=0.0, same_grade_rate=0.0)
+    assert all(ungraded(natural[i]) for i in range(30))
+    assert any(not torch.equal(natural[i].target, natural[i].source) for i in range(30))
+    graded = PhotoFolderDataset([tmp_path], crop=8, natural_source_rate=0.0)
+    assert sum(ungraded(graded[i]) for i in range(30)) < 10

@@ -12,22 +12,23 @@ from conftest import DPST, require
 
 @pytest.fixture
 def graded_set(tmp_path, photo_folder):
-    """Paired set: reference = style(the source mirrored), truth = style(source)."""
+    """Paired set: reference = style(the source mirrored), truth = style(source); swapped: another style."""
     import torch
 
     style = RetouchStyle(exposure=1.2, saturation=0.6, white_balance=(1.1, 1.0, 0.9))
+    other_style = RetouchStyle(exposure=0.8, saturation=1.4, white_balance=(0.9, 1.0, 1.1))
     photos = sorted(photo_folder.iterdir())
-    lines = ["source,reference,truth"]
+    lines = ["source,reference,truth,swapped_reference"]
     for index in range(3):
         source = np.array(Image.open(photos[index]))
         other = np.ascontiguousarray(source[:, ::-1])
-        for name, pixels in (("ref", other), ("truth", source)):
-            graded = apply_style(torch.from_numpy(pixels).permute(2, 0, 1).float() / 255, style)
+        for name, pixels, grade in (("ref", other, style), ("truth", source, style), ("swap", other, other_style)):
+            graded = apply_style(torch.from_numpy(pixels).permute(2, 0, 1).float() / 255, grade)
             Image.fromarray((graded.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(
                 tmp_path / f"{name}{index}.png"
             )
         Image.fromarray(source).save(tmp_path / f"src{index}.png")
-        lines.append(f"src{index}.png,ref{index}.png,truth{index}.png")
+        lines.append(f"src{index}.png,ref{index}.png,truth{index}.png,swap{index}.png")
     (tmp_path / "graded.csv").write_text("\n".join(lines) + "\n")
     return tmp_path / "graded.csv"
 
@@ -40,8 +41,12 @@ def test_paired_set_report(graded_set, tmp_path):
         means["mkl"]["psnr"] > means["identity"]["psnr"] and means["mkl"]["ciede2000"] < means["identity"]["ciede2000"]
     )
     assert means["mkl"]["swd"] < means["identity"]["swd"]
+    # The reference check: the swapped grade misleads mkl; reference = source changes little.
+    assert means["mkl"]["psnr_swapped"] < means["mkl"]["psnr"] - 3
+    assert means["identity"]["psnr_swapped"] == pytest.approx(means["identity"]["psnr"])
+    assert means["identity"]["self_ciede2000"] == 0.0 and means["mkl"]["self_ciede2000"] < 0.5
     report = (tmp_path / "report" / "report.md").read_text()
-    assert "| mkl |" in report and "PSNR" in report and "graded-grid.png" in report
+    assert "| mkl |" in report and "PSNR" in report and "graded-grid.png" in report and "swapped" in report
     grid = Image.open(tmp_path / "report" / "graded-grid.png")
     assert grid.size == (160 * 6, 160 * 3)  # source, reference, truth + 3 methods; 3 pairs
 

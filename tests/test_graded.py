@@ -16,6 +16,9 @@ def test_graded_set_is_reproducible_and_graded(photo_folder, tmp_path):
         truth, source = read_image(pair.truth).rgb, read_image(pair.source).rgb
         assert truth.shape == source.shape and np.abs(truth.astype(int) - source).mean() > 2
         assert np.array_equal(truth, read_image(twin.truth).rgb)
+        # The swapped reference shows the same photo as the reference, under another grade.
+        reference, swapped = read_image(pair.reference).rgb, read_image(pair.swapped_reference).rgb
+        assert swapped.shape == reference.shape and np.abs(swapped.astype(int) - reference).mean() > 2
 
 
 def test_evaluation_styles_are_global_colour_maps():

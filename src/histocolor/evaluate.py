@@ -2,11 +2,16 @@
 
 A set is either a folder in the deep-photo-styletransfer layout (``input/inN.png``,
 ``style/tarN.png``, optional ``segmentation/inN.png`` and ``tarN.png``) or a CSV with the
-columns ``source,reference`` and optionally ``truth,source_mask,reference_mask`` (paths
-relative to the CSV). With a ground truth the report gives PSNR and mean CIEDE2000; always
-the sliced Wasserstein distance to the reference in Lab (colour fidelity), the gradient
-SSIM to the source (structure kept), region-wise SWD when masks are given, and seconds
-per megapixel.
+columns ``source,reference`` and optionally ``truth,source_mask,reference_mask,
+swapped_reference`` (paths relative to the CSV). With a ground truth the report gives PSNR
+and mean CIEDE2000; always the sliced Wasserstein distance to the reference in Lab (colour
+fidelity), the gradient SSIM to the source (structure kept), region-wise SWD when masks are
+given, and seconds per megapixel.
+
+A swapped reference (the reference's photo under another grade) adds the reference check:
+PSNR and CIEDE2000 to the truth when the swapped reference is used instead (a method that
+uses the reference gets worse), and the CIEDE2000 between the source and the result with
+reference = source (a method should then leave the source alone).
 """
 
 import csv
@@ -32,6 +37,9 @@ _COLUMNS = (
     ("region_swd", "region SWD ↓"),
     ("gradient_ssim", "gradient SSIM ↑"),
     ("seconds_per_megapixel", "s / MP"),
+    ("psnr_swapped", "PSNR, swapped reference (dB)"),
+    ("ciede2000_swapped", "ΔE2000, swapped reference"),
+    ("self_ciede2000", "ΔE2000 to source, reference = source ↓"),
 )
 
 
@@ -43,6 +51,7 @@ class EvaluationPair:
     truth: Path | None = None
     source_mask: Path | None = None
     reference_mask: Path | None = None
+    swapped_reference: Path | None = None
 
 
 def load_set(path) -> list[EvaluationPair]:
@@ -79,7 +88,10 @@ def load_set(path) -> list[EvaluationPair]:
     return [
         EvaluationPair(
             Path(row["source"]).stem,
-            *(resolve(row, key) for key in ("source", "reference", "truth", "source_mask", "reference_mask")),
+            *(
+                resolve(row, key)
+                for key in ("source", "reference", "truth", "source_mask", "reference_mask", "swapped_reference")
+            ),
         )
         for row in rows
     ]
@@ -102,6 +114,20 @@ def _score(pair: EvaluationPair, result, source, reference, seconds) -> dict:
         if source_labels.shape == source.shape[:2] and reference_labels.shape == reference.shape[:2]:
             scores["region_swd"] = region_sliced_wasserstein(result, reference, source_labels, reference_labels)
     return scores
+
+
+def _reference_check(pair: EvaluationPair, engine, source) -> dict:
+    """Scores with the swapped reference, and the change made when reference = source."""
+    if pair.swapped_reference is None or pair.truth is None:
+        return {}
+    swapped = source if engine is None else engine(source, read_image(pair.swapped_reference).rgb).image
+    unchanged = source if engine is None else engine(source, source).image
+    truth = read_image(pair.truth).rgb
+    return {
+        "psnr_swapped": min(psnr(swapped, truth), 100.0),
+        "ciede2000_swapped": ciede2000(swapped, truth),
+        "self_ciede2000": ciede2000(unchanged, source),
+    }
 
 
 def _engine(method: str, weights, device, max_side):
@@ -133,7 +159,10 @@ def evaluate(sets: dict, methods, out, *, weights=None, device="auto", max_side=
             for method, engine in engines.items():
                 clock = time.perf_counter()
                 result = source if engine is None else engine(source, reference).image
-                scores[method].append(_score(pair, result, source, reference, time.perf_counter() - clock))
+                seconds = time.perf_counter() - clock
+                scores[method].append(
+                    _score(pair, result, source, reference, seconds) | _reference_check(pair, engine, source)
+                )
                 row.append(result)
             if index < grid_rows:
                 grid.append(row)

@@ -47,6 +47,7 @@ class TrainConfig:
     identical_rate: float = 0.17
     same_grade_rate: float = 0.15
     same_photo_rate: float = 0.2
+    natural_source_rate: float = 0.0
     l1_weight: float = 1.0
     deep_supervision_weight: float = 0.5
     histogram_weight: float = 0.5
@@ -241,6 +242,7 @@ def train(
             identical_rate=config.identical_rate,
             same_grade_rate=config.same_grade_rate,
             same_photo_rate=config.same_photo_rate,
+            natural_source_rate=config.natural_source_rate,
             photos=[p for p in photos if p not in held_out],
             length=10**9,
         )

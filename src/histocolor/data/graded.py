@@ -1,5 +1,9 @@
 """Held-out graded evaluation sets: reference = style(other photo), truth = style(source).
 
+Each pair also gets a *swapped* reference: the same other photo under a different style of
+the same family, for the reference check (a model that uses the reference must do worse
+with it).
+
 The styles here are built with other tools than the training styles (a channel mixer,
 per-channel tone curves through random control points, Lab toning and chroma scaling), so
 a model cannot score by having memorised its own training grades.
@@ -47,14 +51,18 @@ def _to_uint8(rgb: torch.Tensor) -> np.ndarray:
 
 
 def build_graded_set(photos, out, styles_per_photo: int = 2, seed: int = 0, max_side: int = 512) -> Path:
-    """Write ``graded.csv`` (source,reference,truth) and its images into ``out``; returns the CSV."""
+    """Write ``graded.csv`` (source,reference,truth,swapped_reference) and its images into ``out``.
+
+    Returns the CSV's path.
+    """
     photos = [Path(p) for p in photos]
     if len(photos) < 2:
         raise ValueError("a graded set needs at least two photos")
     out = Path(out)
     rng = np.random.default_rng(seed)
+    swap_rng = np.random.default_rng([seed, 1])  # its own stream: the pairs do not depend on it
     images = [load_photo(path, max_side).float() / 255.0 for path in photos]
-    lines = ["source,reference,truth"]
+    lines = ["source,reference,truth,swapped_reference"]
     for index, source in enumerate(images):
         for variant in range(styles_per_photo):
             style = EvaluationStyle(rng)
@@ -63,6 +71,7 @@ def build_graded_set(photos, out, styles_per_photo: int = 2, seed: int = 0, max_
             write_image(out / f"{stem}-source.png", _to_uint8(source))
             write_image(out / f"{stem}-reference.png", _to_uint8(style(other)))
             write_image(out / f"{stem}-truth.png", _to_uint8(style(source)))
-            lines.append(f"{stem}-source.png,{stem}-reference.png,{stem}-truth.png")
+            write_image(out / f"{stem}-swapped.png", _to_uint8(EvaluationStyle(swap_rng)(other)))
+            lines.append(f"{stem}-source.png,{stem}-reference.png,{stem}-truth.png,{stem}-swapped.png")
     (out / "graded.csv").write_text("\n".join(lines) + "\n")
     return out / "graded.csv"

@@ -3,7 +3,8 @@
 source = s1(A), reference = s2(B), target = s2(A): the network must take the grade s2 from
 B's colours and give it to A, whatever B shows. B is another photo, or another crop of A.
 Two kinds of pairs teach it when to do nothing: identical pairs (reference = source =
-target) and same-grade pairs (reference = s1(B), so target = source).
+target) and same-grade pairs (reference = s1(B), so target = source). Natural sources
+(s1 = no grade) match how the tool is used: an ungraded photo recoloured after a graded one.
 """
 
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from histocolor.data.retouch import apply_style, random_style
+from histocolor.data.retouch import RetouchStyle, apply_style, random_style
 from histocolor.errors import HistocolorError
 from histocolor.imageio import read_image
 
@@ -79,6 +80,7 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         identical_rate: share of identical pairs.
         same_grade_rate: share of pairs whose reference has the source's grade (target = source).
         same_photo_rate: share of pairs whose reference is another crop of the source photo.
+        natural_source_rate: share of sources left ungraded (s1 = no grade).
         max_side: photos are kept in memory at most this large.
     """
 
@@ -91,6 +93,7 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         identical_rate: float = 0.17,
         same_grade_rate: float = 0.15,
         same_photo_rate: float = 0.2,
+        natural_source_rate: float = 0.0,
         max_side: int = 384,
         photos: list[Path] | None = None,
     ):
@@ -105,6 +108,7 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         self.identical_rate = identical_rate
         self.same_grade_rate = same_grade_rate
         self.same_photo_rate = same_photo_rate
+        self.natural_source_rate = natural_source_rate
 
     def __len__(self) -> int:
         return self.length
@@ -122,6 +126,9 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
             other = int((first + rng.integers(1, len(self.images))) % len(self.images))
         reference_patch = self._random_crop(self.images[other], rng)
         source_style = random_style(rng)
+        # Drawn only when used, so a rate of 0 keeps the item sequences of older runs.
+        if self.natural_source_rate and rng.random() < self.natural_source_rate:
+            source_style = RetouchStyle()
         source = apply_style(source_patch, source_style)
         kind = rng.random()
         if kind < self.identical_rate:
