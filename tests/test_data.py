@@ -68,3 +68,13 @@ def test_natural_sources_are_left_ungraded(tmp_path):
     assert any(not torch.equal(natural[i].target, natural[i].source) for i in range(30))
     graded = PhotoFolderDataset([tmp_path], crop=8, natural_source_rate=0.0)
     assert sum(ungraded(graded[i]) for i in range(30)) < 10
+
+
+def test_strong_styles_change_more(photo_folder):
+    def mean_change(rate: float) -> float:
+        dataset = PhotoFolderDataset(
+            [photo_folder], crop=16, identical_rate=0.0, same_grade_rate=0.0, strong_style_rate=rate
+        )
+        return float(np.mean([(dataset[i].target - dataset[i].source).abs().mean() for i in range(60)]))
+
+    assert mean_change(1.0) > 1.3 * mean_change(0.0)

@@ -48,6 +48,7 @@ class TrainConfig:
     same_grade_rate: float = 0.15
     same_photo_rate: float = 0.2
     natural_source_rate: float = 0.0
+    strong_style_rate: float = 0.0
     l1_weight: float = 1.0
     deep_supervision_weight: float = 0.5
     histogram_weight: float = 0.5
@@ -243,6 +244,7 @@ def train(
             same_grade_rate=config.same_grade_rate,
             same_photo_rate=config.same_photo_rate,
             natural_source_rate=config.natural_source_rate,
+            strong_style_rate=config.strong_style_rate,
             photos=[p for p in photos if p not in held_out],
             length=10**9,
         )

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from histocolor.data.retouch import RetouchStyle, apply_style, random_style
+from histocolor.data.retouch import STRONG_RANGES, RetouchStyle, apply_style, random_style
 from histocolor.errors import HistocolorError
 from histocolor.imageio import read_image
 
@@ -81,6 +81,7 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         same_grade_rate: share of pairs whose reference has the source's grade (target = source).
         same_photo_rate: share of pairs whose reference is another crop of the source photo.
         natural_source_rate: share of sources left ungraded (s1 = no grade).
+        strong_style_rate: share of target grades (s2) drawn from the strong looks.
         max_side: photos are kept in memory at most this large.
     """
 
@@ -94,6 +95,7 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         same_grade_rate: float = 0.15,
         same_photo_rate: float = 0.2,
         natural_source_rate: float = 0.0,
+        strong_style_rate: float = 0.0,
         max_side: int = 384,
         photos: list[Path] | None = None,
     ):
@@ -109,6 +111,7 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         self.same_grade_rate = same_grade_rate
         self.same_photo_rate = same_photo_rate
         self.natural_source_rate = natural_source_rate
+        self.strong_style_rate = strong_style_rate
 
     def __len__(self) -> int:
         return self.length
@@ -135,7 +138,8 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
             return Triplet(source, source.clone(), source.clone())
         if kind < self.identical_rate + self.same_grade_rate:
             return Triplet(source, apply_style(reference_patch, source_style), source.clone())
-        target_style = random_style(rng)
+        strong = self.strong_style_rate and rng.random() < self.strong_style_rate
+        target_style = random_style(rng, STRONG_RANGES) if strong else random_style(rng)
         return Triplet(source, apply_style(reference_patch, target_style), apply_style(source_patch, target_style))
 
 

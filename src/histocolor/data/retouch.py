@@ -48,6 +48,20 @@ TRAINING_RANGES = {
     "fade": (0.0, 0.08),
 }
 
+# Strong looks (night, sunset, bleach, heavy toning): the grades designers take from
+# references. Training draws some target styles from here so that the network learns to
+# transfer a strong look fully, not only to nudge.
+STRONG_RANGES = {
+    "exposure": (0.55, 1.6),
+    "white_balance": (0.7, 1.4),
+    "gamma": (0.65, 1.5),
+    "contrast": (-0.5, 0.7),
+    "saturation": (0.3, 2.0),
+    "hue_shift": (-0.35, 0.35),
+    "tint": (0.03, 0.15),
+    "fade": (0.0, 0.15),
+}
+
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float, size=None):
     return np.exp(rng.uniform(math.log(low), math.log(high), size))
