@@ -52,14 +52,14 @@ TRAINING_RANGES = {
 # references. Training draws some target styles from here so that the network learns to
 # transfer a strong look fully, not only to nudge.
 STRONG_RANGES = {
-    "exposure": (0.55, 1.6),
-    "white_balance": (0.7, 1.4),
-    "gamma": (0.65, 1.5),
-    "contrast": (-0.5, 0.7),
-    "saturation": (0.3, 2.0),
+    "exposure": (0.3, 1.8),
+    "white_balance": (0.55, 1.8),
+    "gamma": (0.5, 1.8),
+    "contrast": (-0.5, 0.8),
+    "saturation": (0.2, 2.5),
     "hue_shift": (-0.35, 0.35),
-    "tint": (0.03, 0.15),
-    "fade": (0.0, 0.15),
+    "tint": (0.05, 0.25),
+    "fade": (0.0, 0.2),
 }
 
 
