@@ -12,9 +12,8 @@ DEMO_OUT := demo-output/result.jpg
 .PHONY: demo test system venv clean
 
 demo: $(VENV)/.installed
-	@method=$$(test -f resources/weights/default/model.safetensors && echo analogy || echo mkl); \
-	$(VENV)/bin/histocolor transfer resources/samples/source.jpg resources/samples/reference.jpg \
-		-o $(DEMO_OUT) --method $$method && echo "demo result ($$method): $(abspath $(DEMO_OUT))"
+	$(VENV)/bin/histocolor transfer resources/samples/source.jpg resources/samples/reference.jpg -o $(DEMO_OUT) \
+		&& echo "demo result (analogy, the shipped network): $(abspath $(DEMO_OUT))"
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q tests

@@ -236,21 +236,20 @@ def train(
     else:
         photos = list_photos(data)
         held_out = [p for p in photos if p.name in set(config.holdout)]
-        dataset = PhotoFolderDataset(
-            None,
-            crop=config.crop,
-            seed=config.seed,
-            identical_rate=config.identical_rate,
-            same_grade_rate=config.same_grade_rate,
-            same_photo_rate=config.same_photo_rate,
-            natural_source_rate=config.natural_source_rate,
-            strong_style_rate=config.strong_style_rate,
-            photos=[p for p in photos if p not in held_out],
-            length=10**9,
-        )
+        # Validation: the held-out photos under the run's own recipe (pair kinds and looks).
+        recipe = {
+            "crop": config.crop,
+            "identical_rate": config.identical_rate,
+            "same_grade_rate": config.same_grade_rate,
+            "same_photo_rate": config.same_photo_rate,
+            "natural_source_rate": config.natural_source_rate,
+            "strong_style_rate": config.strong_style_rate,
+            "length": 10**9,
+        }
+        dataset = PhotoFolderDataset(None, seed=config.seed, photos=[p for p in photos if p not in held_out], **recipe)
         validation = []
         if len(held_out) >= 2 and config.validation_items:
-            held = PhotoFolderDataset(None, crop=config.crop, seed=config.seed + 1, photos=held_out, length=10**9)
+            held = PhotoFolderDataset(None, seed=config.seed + 1, photos=held_out, **recipe)
             validation = [held[i] for i in range(config.validation_items)]
 
     if fivek is not None:
