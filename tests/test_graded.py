@@ -19,6 +19,7 @@ def test_graded_set_is_reproducible_and_graded(photo_folder, tmp_path):
         # The swapped reference shows the same photo as the reference, under another grade.
         reference, swapped = read_image(pair.reference).rgb, read_image(pair.swapped_reference).rgb
         assert swapped.shape == reference.shape and np.abs(swapped.astype(int) - reference).mean() > 2
+        assert np.array_equal(swapped, read_image(twin.swapped_reference).rgb)
 
 
 def test_evaluation_styles_are_global_colour_maps():

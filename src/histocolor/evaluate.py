@@ -8,7 +8,8 @@ and mean CIEDE2000; always the sliced Wasserstein distance to the reference in L
 fidelity), the gradient SSIM to the source (structure kept), region-wise SWD when masks are
 given, and seconds per megapixel.
 
-A swapped reference (the reference's photo under another grade) adds the reference check:
+A swapped reference (the reference's photo under another grade), with a ground truth, adds the
+reference check:
 PSNR and CIEDE2000 to the truth when the swapped reference is used instead (a method that
 uses the reference gets worse), and the CIEDE2000 between the source and the result with
 reference = source (a method should then leave the source alone).
