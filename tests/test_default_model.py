@@ -17,7 +17,7 @@ def test_weights_are_shipped_small_and_documented():
     assert {"config.json", "model.safetensors", "MODEL_CARD.md"} <= set(files)
     assert sum(files.values()) <= 20 * 1024 * 1024
     model = HistogramAnalogy.from_pretrained(DEFAULT_WEIGHTS)
-    assert model.config.head == "lut" and model.config.lut_size == 17
+    assert model.config.head == "ctn"
 
 
 def test_the_command_uses_the_shipped_network_by_default(tmp_path, sample_pair):
