@@ -98,14 +98,13 @@ def load_set(path) -> list[EvaluationPair]:
     ]
 
 
-def _score(pair: EvaluationPair, result, source, reference, seconds) -> dict:
+def _score(pair: EvaluationPair, result, source, reference, truth, seconds) -> dict:
     scores = {
         "swd": sliced_wasserstein(result, reference),
         "gradient_ssim": gradient_ssim(result, source),
         "seconds_per_megapixel": seconds / (source.shape[0] * source.shape[1] / 1e6),
     }
-    if pair.truth is not None:
-        truth = read_image(pair.truth).rgb
+    if truth is not None:
         if truth.shape != result.shape:
             raise HistocolorError(f"ground truth '{pair.truth}' is {truth.shape[:2]}, the source {source.shape[:2]}")
         scores["psnr"] = min(psnr(result, truth), 100.0)
@@ -117,13 +116,12 @@ def _score(pair: EvaluationPair, result, source, reference, seconds) -> dict:
     return scores
 
 
-def _reference_check(pair: EvaluationPair, engine, source) -> dict:
+def _reference_check(pair: EvaluationPair, engine, source, truth) -> dict:
     """Scores with the swapped reference, and the change made when reference = source."""
-    if pair.swapped_reference is None or pair.truth is None:
+    if pair.swapped_reference is None or truth is None:
         return {}
     swapped = source if engine is None else engine(source, read_image(pair.swapped_reference).rgb).image
     unchanged = source if engine is None else engine(source, source).image
-    truth = read_image(pair.truth).rgb
     return {
         "psnr_swapped": min(psnr(swapped, truth), 100.0),
         "ciede2000_swapped": ciede2000(swapped, truth),
@@ -156,13 +154,15 @@ def evaluate(sets: dict, methods, out, *, weights=None, device="auto", max_side=
         grid = []
         for index, pair in enumerate(pairs):
             source, reference = read_image(pair.source).rgb, read_image(pair.reference).rgb
-            row = [source, reference] + ([read_image(pair.truth).rgb] if pair.truth else [])
+            truth = read_image(pair.truth).rgb if pair.truth else None
+            row = [source, reference] + ([truth] if truth is not None else [])
             for method, engine in engines.items():
                 clock = time.perf_counter()
                 result = source if engine is None else engine(source, reference).image
                 seconds = time.perf_counter() - clock
                 scores[method].append(
-                    _score(pair, result, source, reference, seconds) | _reference_check(pair, engine, source)
+                    _score(pair, result, source, reference, truth, seconds)
+                    | _reference_check(pair, engine, source, truth)
                 )
                 row.append(result)
             if index < grid_rows:
