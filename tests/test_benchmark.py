@@ -4,7 +4,7 @@ import re
 
 from histocolor.benchmark import main
 
-from conftest import DPST, require
+from conftest import DPST, SAMPLES, require
 
 
 def _rows(text):
@@ -33,3 +33,27 @@ def test_speed_benchmark_reports_every_stage(capsys):
     for cells in rows:
         assert re.fullmatch(r" \d+ MiB ", cells[-1]) and re.fullmatch(r" \d+\.\d\dx ", cells[-2])
         assert all(re.fullmatch(r" (\d+\.\d\d s|-) ", cell) for cell in cells[2:-2])
+
+
+def test_strength_sweep_scores_both_sets_per_strength(tmp_path, capsys):
+    from PIL import Image
+
+    small = {name: Image.open(SAMPLES / f"{name}.jpg").convert("RGB").resize((64, 48)) for name in ("source", "reference")}
+    unpaired = tmp_path / "unpaired"
+    for folder, name, image in (("input", "in1.png", small["source"]), ("style", "tar1.png", small["reference"])):
+        (unpaired / folder).mkdir(parents=True, exist_ok=True)
+        image.save(unpaired / folder / name)
+    for name, image in small.items():
+        image.save(tmp_path / f"{name}.png")
+    # the truth is the reference itself: a method that matches the reference fully is perfect.
+    (tmp_path / "graded.csv").write_text("source,reference,truth\nsource.png,reference.png,reference.png\n")
+    main(["strength-sweep", "--graded", str(tmp_path / "graded.csv"), "--unpaired", str(unpaired),
+          "--methods", "mkl", "--strengths", "0", "1"])
+    output = capsys.readouterr().out
+    truth_swd = float(re.search(r"truth's SWD to the reference is ([\d.]+)", output).group(1))
+    assert truth_swd < 1
+    rows = {float(cells[1]): [float(cell) for cell in cells[2:]] for cells in _rows(output)}
+    nothing, full = rows[0.0], rows[1.0]
+    assert full[0] > nothing[0] and full[1] < nothing[1]  # PSNR up, ΔE2000 down towards the truth
+    assert full[3] < nothing[3] / 2  # the unpaired result moved towards its reference
+    assert nothing[4] == 1.0 and full[4] < 1.0

@@ -2,11 +2,14 @@
 
     python -m histocolor.benchmark speed [--megapixels 12 24]
     python -m histocolor.benchmark upsampling [--data ../shared/data/dpst-dev]
+    python -m histocolor.benchmark graded-set --photos DIR... --holdout-from CONFIG --out DIR
+    python -m histocolor.benchmark strength-sweep --graded graded/graded.csv [--unpaired ../shared/data/dpst-dev]
 
 ``speed`` runs the real ``histocolor transfer`` command on a large JPEG, one process per
 run, and reports its stage timings and peak memory. ``upsampling`` compares the ways of
 bringing a working-size result to full resolution against the operator run at full
-resolution.
+resolution. ``strength-sweep`` shows, for each method and strength, what the graded set's
+truth asks for (PSNR) against how far the result moves towards an unpaired reference (SWD).
 """
 
 import argparse
@@ -226,6 +229,45 @@ def graded_set(arguments) -> None:
     print(build_graded_set(photos, arguments.out, seed=arguments.seed))
 
 
+# --------------------------------------------------------------------------- strength sweep
+
+
+def strength_sweep(arguments) -> None:
+    from histocolor.evaluate import load_set
+    from histocolor.metrics import ciede2000, sliced_wasserstein
+
+    graded, unpaired = load_set(arguments.graded), load_set(arguments.unpaired)
+    if any(pair.truth is None for pair in graded):
+        raise SystemExit(f"error: {arguments.graded} needs a truth column")
+    images = {}
+
+    def image(path):
+        if path not in images:
+            images[path] = read_image(path).rgb
+        return images[path]
+
+    truth_swd = np.mean([sliced_wasserstein(image(p.truth), image(p.reference)) for p in graded])
+    print(f"graded set ({len(graded)} pairs): the truth's SWD to the reference is {truth_swd:.2f}")
+    print(f"unpaired set: {arguments.unpaired} ({len(unpaired)} pairs)\n")
+    print("| method | strength | graded PSNR (dB) ↑ | graded ΔE2000 ↓ | graded SWD | unpaired SWD ↓ | unpaired gradient SSIM ↑ |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for method in arguments.methods:
+        engine = ColorTransfer(method, weights=arguments.weights)
+        for strength in arguments.strengths:
+            results = {p.name: engine(image(p.source), image(p.reference), strength=strength).image for p in graded}
+            scores = [
+                np.mean([psnr(results[p.name], image(p.truth)) for p in graded]),
+                np.mean([ciede2000(results[p.name], image(p.truth)) for p in graded]),
+                np.mean([sliced_wasserstein(results[p.name], image(p.reference)) for p in graded]),
+            ]
+            results = {p.name: engine(image(p.source), image(p.reference), strength=strength).image for p in unpaired}
+            scores += [
+                np.mean([sliced_wasserstein(results[p.name], image(p.reference)) for p in unpaired]),
+                np.mean([gradient_ssim(results[p.name], image(p.source)) for p in unpaired]),
+            ]
+            print(f"| {method} | {strength:g} | " + " | ".join(f"{value:.3g}" for value in scores) + " |", flush=True)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m histocolor.benchmark", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -246,8 +288,15 @@ def main(argv=None) -> None:
     graded.add_argument("--holdout-from", type=Path, required=True, help="training config whose holdout list to use")
     graded.add_argument("--out", type=Path, required=True)
     graded.add_argument("--seed", type=int, default=0)
+    sweep = commands.add_parser("strength-sweep", help="graded PSNR against unpaired SWD, per method and strength")
+    sweep.add_argument("--graded", type=Path, required=True, help="CSV with a truth column (graded-set output)")
+    sweep.add_argument("--unpaired", type=Path, default=DEFAULT_DPST, help="set scored by SWD to the reference")
+    sweep.add_argument("--methods", nargs="+", default=["analogy", "mkl", "reinhard"])
+    sweep.add_argument("--strengths", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0])
+    sweep.add_argument("--weights", type=Path, default=None, help="weights of the analogy method (default: shipped)")
     arguments = parser.parse_args(argv)
-    {"speed": speed, "upsampling": upsampling, "graded-set": graded_set}[arguments.command](arguments)
+    commands = {"speed": speed, "upsampling": upsampling, "graded-set": graded_set, "strength-sweep": strength_sweep}
+    commands[arguments.command](arguments)
 
 
 if __name__ == "__main__":
