@@ -1,13 +1,17 @@
 # Two commands set everything up on a fresh Debian machine (as root):
 #   make demo   transfers the bundled sample pair and prints where the result is
-#   make test   runs the test suite
+#   make test   runs the test suite (the napari tests under Xvfb); make test QT=pyqt6 runs
+#               them with PyQt6 instead of PyQt5
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
-SYSTEM_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxkbcommon-x11-0 libgl1 libegl1 libdbus-1-3 libfontconfig1
+SYSTEM_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-cursor0 libxkbcommon-x11-0 libgl1 libegl1 libdbus-1-3 libfontconfig1
 DEMO_OUT := demo-output/result.jpg
+QT ?= pyqt5
+QT_PACKAGE_pyqt5 := PyQt5>=5.15
+QT_PACKAGE_pyqt6 := PyQt6>=6.5
 
 .PHONY: demo test system venv clean
 
@@ -15,8 +19,14 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/histocolor transfer resources/samples/source.jpg resources/samples/reference.jpg -o $(DEMO_OUT) \
 		&& echo "demo result (analogy, the shipped network): $(abspath $(DEMO_OUT))"
 
-test: $(VENV)/.installed
-	$(PY) -m pytest -q tests
+# napari needs an X server even offscreen (a virtual one, Xvfb) and a private runtime folder.
+test: $(VENV)/.installed $(VENV)/.qt-$(QT)
+	export XDG_RUNTIME_DIR=$$(mktemp -d) && chmod 700 $$XDG_RUNTIME_DIR \
+		&& QT_API=$(QT) PYTEST_QT_API=$(QT) $$(command -v xvfb-run >/dev/null && echo xvfb-run -a) $(PY) -m pytest -q tests
+
+$(VENV)/.qt-%: $(VENV)/.installed
+	$(PIP) install -q "$(QT_PACKAGE_$*)"
+	touch $@
 
 # System libraries Qt needs under Xvfb (the napari widgets and their tests).
 system:

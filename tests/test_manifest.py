@@ -1,4 +1,7 @@
+import importlib
 from pathlib import Path
+
+import pytest
 
 import histocolor
 
@@ -15,3 +18,29 @@ def test_package_links_reach_the_root_files():
     package = Path(histocolor.__file__).parent
     assert (package / "napari.yaml").is_file()
     assert (package / "resources" / "samples" / "source.jpg").is_file()
+
+
+def test_the_core_imports_neither_qt_nor_napari():
+    import subprocess
+    import sys
+
+    core = ["histocolor." + name for name in ("cli", "transfer", "train", "evaluate", "benchmark", "metrics", "regions")]
+    code = (
+        f"import sys, {', '.join(core)}; "
+        "loaded = [m for m in ('napari', 'qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'magicgui') if m in sys.modules]; "
+        "print(loaded)"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "[]"
+
+
+def test_manifest_lists_the_widgets_and_the_sample():
+    from npe2 import PluginManifest
+
+    manifest = PluginManifest.from_distribution("napari-histocolor")
+    assert [widget.display_name for widget in manifest.contributions.widgets] == ["Color transfer", "Compare", "Fine-tune"]
+    assert [sample.display_name for sample in manifest.contributions.sample_data] == ["Source and reference pair"]
+    pytest.importorskip("napari", reason="the napari extra is not installed")
+    for command in manifest.contributions.commands:  # every entry point resolves to a real object
+        module, _, name = command.python_name.partition(":")
+        assert callable(getattr(importlib.import_module(module), name))

@@ -92,3 +92,22 @@ def region_sliced_wasserstein(
         weighted += count * sliced_wasserstein(result, reference, ours, theirs)
         total += count
     return weighted / total if total else None
+
+
+L_RANGE = (0.0, 100.0)
+AB_RANGE = (-100.0, 100.0)
+
+
+def lab_histograms(image: np.ndarray, l_bins: int = 50, ab_bins: int = 50, max_pixels: int = 1 << 18):
+    """Normalised histograms of an RGB image in Lab: L ``(l_bins,)`` and (a, b) ``(ab_bins, ab_bins)``.
+
+    Large images are read on a regular grid of about ``max_pixels`` pixels. Each histogram sums
+    to 1; a and b outside ``AB_RANGE`` land in the edge bins.
+    """
+    height, width = image.shape[:2]
+    step = max(1, int(np.ceil(np.sqrt(height * width / max_pixels))))
+    lab = _lab(image[::step, ::step]).reshape(-1, 3)
+    lightness, _ = np.histogram(np.clip(lab[:, 0], *L_RANGE), bins=l_bins, range=L_RANGE)
+    ab = np.clip(lab[:, 1:], *AB_RANGE)
+    chroma, _, _ = np.histogram2d(ab[:, 0], ab[:, 1], bins=ab_bins, range=(AB_RANGE, AB_RANGE))
+    return lightness / lightness.sum(), chroma / chroma.sum()

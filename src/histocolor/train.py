@@ -76,6 +76,25 @@ class TrainConfig:
         except (TypeError, ValueError) as error:
             raise HistocolorError(f"invalid training config '{path}': {error}") from None
 
+    @classmethod
+    def fine_tuning(cls, steps: int, learning_rate: float, **changes) -> "TrainConfig":
+        """A short run from existing weights, with the shipped default's recipe (pair kinds, looks)."""
+        if steps < 1:
+            raise HistocolorError(f"steps must be at least 1, got {steps}")
+        if not learning_rate > 0:
+            raise HistocolorError(f"the learning rate must be positive, got {learning_rate}")
+        recipe = {
+            "batch_size": 8,
+            "schedule": "cosine",
+            "final_learning_rate": learning_rate / 100,
+            "checkpoint_every": max(10, steps // 10),
+            "log_every": max(1, min(10, steps // 20)),
+            "same_photo_rate": 0.35,
+            "natural_source_rate": 0.35,
+            "strong_style_rate": 0.5,
+        }
+        return cls(steps=steps, learning_rate=learning_rate, **{**recipe, **changes})
+
     def learning_rate_at(self, step: int) -> float:
         """The learning rate of step ``step`` (0-based); a pure function of the step, so resumes match."""
         if self.schedule == "constant":

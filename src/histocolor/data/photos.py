@@ -43,10 +43,16 @@ def list_photos(folders) -> list[Path]:
 
 def load_photo(path: Path, max_side: int) -> torch.Tensor:
     """A photo as uint8 ``(3, h, w)``, shrunk (antialiased) so its long side is at most ``max_side``."""
-    rgb = read_image(path).rgb
-    if rgb.dtype != np.uint8:
+    return photo_tensor(read_image(path).rgb, max_side)
+
+
+def photo_tensor(rgb: np.ndarray, max_side: int) -> torch.Tensor:
+    """An ``(H, W, 3)`` uint8, uint16 or float [0, 1] array as uint8 ``(3, h, w)``, long side at most ``max_side``."""
+    if rgb.dtype.kind == "f":
+        rgb = np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+    elif rgb.dtype != np.uint8:
         rgb = (rgb // 257).astype(np.uint8)
-    tensor = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)
+    tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0)
     scale = max_side / max(rgb.shape[:2])
     if scale < 1.0:
         size = (max(1, round(rgb.shape[0] * scale)), max(1, round(rgb.shape[1] * scale)))
@@ -83,6 +89,8 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         natural_source_rate: share of sources left ungraded (s1 = no grade).
         strong_style_rate: share of target grades (s2) drawn from the strong looks.
         max_side: photos are kept in memory at most this large.
+        photos: photo paths, instead of ``folders``.
+        images: ``(H, W, 3)`` arrays used as photos too (e.g. the layers open in napari).
     """
 
     def __init__(
@@ -98,12 +106,13 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         strong_style_rate: float = 0.0,
         max_side: int = 384,
         photos: list[Path] | None = None,
+        images: list[np.ndarray] = (),
     ):
-        paths = photos if photos is not None else list_photos(folders)
-        if len(paths) < 2:
+        paths = photos if photos is not None else list_photos(folders or [])
+        if len(paths) + len(images) < 2:
             raise HistocolorError("training needs at least two photos")
         self.paths = paths
-        self.images = [load_photo(path, max_side) for path in paths]
+        self.images = [load_photo(path, max_side) for path in paths] + [photo_tensor(rgb, max_side) for rgb in images]
         self.crop = crop
         self.length = length
         self.seed = seed

@@ -1,0 +1,69 @@
+"""Between napari layers and the core's arrays: checks, conversion, result layers, notices."""
+
+import numpy as np
+from napari.layers import Image
+from napari.utils.notifications import show_error
+
+from histocolor.errors import HistocolorError
+
+
+def image_from_layer(layer, role: str) -> np.ndarray:
+    """The layer's pixels as a 2-D grayscale, RGB or RGBA array the core accepts.
+
+    uint8 and uint16 pass through; other dtypes (float, int16, ...) are mapped to [0, 1]
+    through the layer's contrast limits, i.e. as the viewer shows them.
+    """
+    if layer is None:
+        raise HistocolorError(f"pick a {role} image layer (open an image first)")
+    if not isinstance(layer, Image):
+        raise HistocolorError(f"the {role} '{layer.name}' is a {type(layer).__name__} layer: pick an Image layer")
+    data = layer.data[0] if layer.multiscale else layer.data
+    planes = data.shape[:-1] if layer.rgb else data.shape
+    if len(planes) != 2:
+        raise HistocolorError(
+            f"the {role} '{layer.name}' has shape {tuple(data.shape)}, a {len(planes)}-D stack: pick a 2-D image"
+        )
+    array = np.asarray(data)
+    if array.dtype in (np.uint8, np.uint16):
+        return array
+    low, high = (float(limit) for limit in layer.contrast_limits)
+    if not high > low:
+        high = low + 1.0
+    unit = (array.astype(np.float32) - np.float32(low)) / np.float32(high - low)
+    return np.clip(np.nan_to_num(unit, nan=0.0), 0.0, 1.0)
+
+
+def result_name(source_layer, reference_layer, method: str) -> str:
+    return f"{source_layer.name} ← {reference_layer.name} ({method})"
+
+
+def add_result(viewer, data: np.ndarray, name: str, source_layer, replace: bool):
+    """Add ``data`` as an Image layer placed exactly over ``source_layer``, or update the earlier one."""
+    if replace and name in viewer.layers and isinstance(viewer.layers[name], Image):
+        layer = viewer.layers[name]
+        layer.data = data
+        return layer
+    return viewer.add_image(
+        data,
+        name=name,
+        rgb=data.ndim == 3,
+        scale=source_layer.scale,
+        translate=source_layer.translate,
+        rotate=source_layer.rotate,
+        shear=source_layer.shear,
+        affine=source_layer.affine.affine_matrix,
+    )
+
+
+def describe(error: BaseException) -> str:
+    """One line for the user: our own errors as they are, memory errors with what to do."""
+    if isinstance(error, HistocolorError):
+        return str(error)
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return "out of memory: lower the working size, close other layers, or run on the CPU"
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def notify_error(error: BaseException | str) -> None:
+    show_error(error if isinstance(error, str) else describe(error))

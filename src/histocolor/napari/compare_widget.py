@@ -1,0 +1,137 @@
+"""The "Compare" dock widget: Lab histograms and metrics of any set of Image layers."""
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, PushButton, Select, create_widget
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from napari.layers import Image
+from napari.qt.threading import create_worker
+from qtpy.QtWidgets import QTableWidget, QTableWidgetItem
+
+from histocolor.errors import HistocolorError
+from histocolor.metrics import AB_RANGE, L_RANGE, ciede2000, gradient_ssim, lab_histograms, psnr, sliced_wasserstein
+from histocolor.napari._layers import image_from_layer, notify_error
+from histocolor.transfer import as_image
+
+METRICS = ("SWD to reference ↓", "gradient SSIM to source ↑", "PSNR to truth (dB) ↑", "ΔE2000 to truth ↓")
+
+
+def _rgb(layer, role: str) -> np.ndarray:
+    return as_image(image_from_layer(layer, role)).rgb
+
+
+def viewer_grid(viewer):
+    """The viewer's grid settings (``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if hasattr(canvas, "grid") else viewer.grid
+
+
+def _same_size(image: np.ndarray, other) -> bool:
+    return other is not None and other.shape[:2] == image.shape[:2]
+
+
+def compare(layers: dict, source, reference, truth=None) -> dict:
+    """Histograms and metrics of named RGB arrays (pure numpy; runs in the worker thread).
+
+    Returns ``{name: {"histograms": (l, ab), "metrics": [4 values or None]}}``. A metric
+    between images of different sizes (other than SWD) is None.
+    """
+    results = {}
+    for name, image in layers.items():
+        values = [sliced_wasserstein(image, reference) if reference is not None else None]
+        values.append(gradient_ssim(image, source) if _same_size(image, source) else None)
+        values += [psnr(image, truth), ciede2000(image, truth)] if _same_size(image, truth) else [None, None]
+        results[name] = {"histograms": lab_histograms(image), "metrics": values}
+    return results
+
+
+class CompareWidget(Container):
+    """Pick layers to compare, plus the source, reference and (optional) ground truth they refer to."""
+
+    def __init__(self, viewer: "napari.viewer.Viewer"):
+        super().__init__()
+        self._viewer = viewer
+        self.layers = Select(choices=self._image_layers, label="layers to compare")
+        self.source = create_widget(annotation=Image, label="source", options={"nullable": True})
+        self.reference = create_widget(annotation=Image, label="reference", options={"nullable": True})
+        self.truth = create_widget(annotation=Image, label="ground truth", options={"nullable": True})
+        self.truth.value = None
+        self.compare_button = PushButton(text="Compare")
+        self.grid_button = PushButton(text="Side by side (grid)")
+        self.compare_button.changed.connect(self._clicked)
+        self.grid_button.changed.connect(self.side_by_side)
+        self.extend([self.layers, self.source, self.reference, self.truth, self.compare_button, self.grid_button])
+        self.figure = Figure(figsize=(4, 4), tight_layout=True)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(320)
+        self.table = QTableWidget(0, len(METRICS))
+        self.table.setHorizontalHeaderLabels(METRICS)
+        self.native.layout().addWidget(self.canvas)
+        self.native.layout().addWidget(self.table)
+        self.worker = None
+
+    def _image_layers(self, _widget=None):
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    def _clicked(self, *_) -> None:
+        self.run()
+
+    def run(self):
+        """Compute in a worker thread; returns the worker (None when refused)."""
+        if self.worker is not None:
+            return None
+        picked = list(self.layers.value)
+        try:
+            if not picked:
+                raise HistocolorError("pick at least one layer to compare")
+            images = {layer.name: _rgb(layer, "layer") for layer in picked}
+            anchors = [
+                None if widget.value is None else _rgb(widget.value, role)
+                for widget, role in ((self.source, "source"), (self.reference, "reference"), (self.truth, "truth"))
+            ]
+        except HistocolorError as error:
+            notify_error(error)
+            return None
+        worker = create_worker(compare, images, *anchors, _progress={"total": 0, "desc": "Compare"}, _ignore_errors=True)
+        worker.returned.connect(self.show)
+        worker.errored.connect(notify_error)
+        worker.finished.connect(self._finished)
+        self.worker = worker
+        self.compare_button.enabled = False
+        worker.start()
+        return worker
+
+    def _finished(self) -> None:
+        self.worker = None
+        self.compare_button.enabled = True
+
+    def show(self, results: dict) -> None:
+        """Fill the table and draw the L curves and one (a, b) density per layer."""
+        self.table.setRowCount(len(results))
+        self.table.setVerticalHeaderLabels(list(results))
+        for row, result in enumerate(results.values()):
+            for column, value in enumerate(result["metrics"]):
+                self.table.setItem(row, column, QTableWidgetItem("-" if value is None else f"{value:.4g}"))
+        self.figure.clear()
+        grid = self.figure.add_gridspec(2, len(results))
+        curves = self.figure.add_subplot(grid[0, :])
+        for index, (name, result) in enumerate(results.items()):
+            lightness, chroma = result["histograms"]
+            centres = np.linspace(*L_RANGE, len(lightness) + 1)
+            curves.plot((centres[1:] + centres[:-1]) / 2, lightness, label=name)
+            density = self.figure.add_subplot(grid[1, index])
+            density.imshow(np.log1p(chroma.T * 1e4), origin="lower", extent=(*AB_RANGE, *AB_RANGE), cmap="magma")
+            density.set_title(name, fontsize=7)
+            density.set_xlabel("a", fontsize=7)
+            density.tick_params(labelsize=6)
+        curves.set_xlabel("L", fontsize=8)
+        curves.tick_params(labelsize=7)
+        curves.legend(fontsize=6)
+        self.canvas.draw_idle()
+
+    def side_by_side(self, *_) -> None:
+        """Show the picked layers (all images if none is picked) in napari's grid mode."""
+        picked = list(self.layers.value) or [layer for _, layer in self._image_layers()]
+        for layer in self._viewer.layers:
+            layer.visible = layer in picked
+        viewer_grid(self._viewer).enabled = True

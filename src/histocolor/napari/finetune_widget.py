@@ -1,0 +1,178 @@
+"""The "Fine-tune" dock widget: train the network further on the user's photos."""
+
+import sys
+from pathlib import Path
+
+import torch
+from magicgui.widgets import (
+    Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton, Select, SpinBox,
+)
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from napari.layers import Image
+from napari.qt.threading import create_worker
+from napari.utils import progress
+from napari.utils.notifications import show_info
+from qtpy.QtCore import QObject, Signal
+
+from histocolor.data.photos import PhotoFolderDataset, list_photos
+from histocolor.errors import HistocolorError
+from histocolor.napari._layers import image_from_layer, notify_error
+from histocolor.train import TrainConfig, train
+from histocolor.transfer import DEFAULT_WEIGHTS, as_image
+
+
+def _keep_triton_out() -> None:
+    """Make ``import triton`` fail in this process when there is no CUDA GPU to use it.
+
+    torch's optimizers import torch._dynamo, which imports triton when it is installed; once a
+    napari canvas has created an OpenGL context on Mesa's llvmpipe (software rendering, as
+    under Xvfb), loading triton's bundled LLVM next to Mesa's crashes the process. Without a
+    GPU triton does nothing for us, and torch treats a failed import as "not installed".
+    """
+    if not torch.cuda.is_available():
+        sys.modules.setdefault("triton", None)
+
+
+class _Relay(QObject):
+    """Carries the training callback from the worker thread to the main thread (a queued signal)."""
+
+    stepped = Signal(object)
+
+
+class FineTuneWidget(Container):
+    """Photos (a folder and/or open layers), starting weights, steps, learning rate, output folder."""
+
+    def __init__(self, viewer: "napari.viewer.Viewer"):
+        super().__init__()
+        self._viewer = viewer
+        self.folder = FileEdit(mode="d", value="", label="photo folder")
+        self.layers = Select(choices=self._image_layers, label="open layers")
+        self.weights = FileEdit(mode="d", value=DEFAULT_WEIGHTS, label="starting weights")
+        self.steps = SpinBox(value=200, min=1, max=1_000_000, label="steps")
+        self.learning_rate = FloatSpinBox(value=2e-4, min=1e-6, max=1e-1, step=1e-5, label="learning rate")
+        self.learning_rate.native.setDecimals(6)
+        self.output = FileEdit(mode="d", value=Path.home() / "histocolor-fine-tuned", label="output folder")
+        self.start_button = PushButton(text="Start")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.use_button = PushButton(text="Use in Color transfer", enabled=False)
+        self.bar = ProgressBar(value=0, min=0, max=1, label="progress")
+        self.status = Label(value="")
+        self.start_button.changed.connect(self._clicked)
+        self.stop_button.changed.connect(self.stop)
+        self.use_button.changed.connect(self.use_weights)
+        self.extend(
+            [self.folder, self.layers, self.weights, self.steps, self.learning_rate, self.output,
+             self.start_button, self.stop_button, self.bar, self.status, self.use_button]
+        )
+        self.figure = Figure(figsize=(4, 2.2), tight_layout=True)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(180)
+        self.native.layout().addWidget(self.canvas)
+        self.relay = _Relay()
+        self.relay.stepped.connect(self._stepped)
+        self.worker = None
+        self.trained = None  # the weights directory of the last finished run
+        self._stop_requested = False
+        self._losses: list[tuple[int, float]] = []
+        self._progress = None
+
+    def _image_layers(self, _widget=None):
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    def _clicked(self, *_) -> None:
+        self.start()
+
+    def _dataset(self, config: TrainConfig) -> PhotoFolderDataset:
+        folder = str(self.folder.value).strip()
+        photos = list_photos([folder]) if folder not in ("", ".") else []
+        images = [as_image(image_from_layer(layer, "training")).rgb for layer in self.layers.value]
+        if len(photos) + len(images) < 2:
+            raise HistocolorError("fine-tuning needs at least two photos: pick a photo folder or open layers")
+        recipe = {name: getattr(config, name) for name in (
+            "crop", "seed", "identical_rate", "same_grade_rate", "same_photo_rate", "natural_source_rate",
+            "strong_style_rate")}
+        return PhotoFolderDataset(None, photos=photos, images=images, length=10**9, **recipe)
+
+    def start(self):
+        """Start training in a worker thread; returns the worker (None when refused)."""
+        if self.worker is not None:
+            show_info("fine-tuning is already running")
+            return None
+        try:
+            config = TrainConfig.fine_tuning(int(self.steps.value), float(self.learning_rate.value))
+            weights = Path(self.weights.value)
+            if not (weights / "model.safetensors").is_file():
+                raise HistocolorError(f"no weights (model.safetensors) in '{weights}'")
+            dataset = self._dataset(config)
+        except HistocolorError as error:
+            notify_error(error)
+            return None
+        out = Path(self.output.value)
+        _keep_triton_out()
+        self._stop_requested = False
+        self._losses = []
+        self.bar.max, self.bar.value = config.steps, 0
+        self._progress = progress(total=config.steps, desc="Fine-tune")
+        worker = create_worker(
+            train, config, dataset, out, init_weights=weights, device="auto", progress_bar=False,
+            callback=self.relay.stepped.emit, should_stop=lambda: self._stop_requested, _ignore_errors=True,
+        )
+        worker.returned.connect(self._trained)
+        worker.errored.connect(notify_error)
+        worker.finished.connect(self._finished)
+        self.worker = worker
+        self.start_button.enabled, self.stop_button.enabled, self.use_button.enabled = False, True, False
+        self.status.value = f"training into {out}"
+        worker.start()
+        return worker
+
+    def stop(self, *_) -> None:
+        """End the run after the current step; the weights so far are saved."""
+        self._stop_requested = True
+        self.status.value = "stopping after this step..."
+
+    def _stepped(self, update) -> None:
+        self.bar.value = update.step
+        if self._progress is not None:
+            self._progress.update(update.step - self._progress.n)
+        self._losses.append((update.step, update.losses["loss"]))
+        if update.step == update.steps or update.step % max(1, update.steps // 50) == 0:
+            self._plot()
+
+    def _plot(self) -> None:
+        self.figure.clear()
+        axes = self.figure.add_subplot()
+        steps, losses = zip(*self._losses) if self._losses else ((), ())
+        axes.plot(steps, losses, linewidth=1)
+        axes.set_xlabel("step", fontsize=7)
+        axes.set_ylabel("loss", fontsize=7)
+        axes.tick_params(labelsize=6)
+        self.canvas.draw_idle()
+
+    def _trained(self, out) -> None:
+        self.trained = Path(out)
+        self.use_button.enabled = True
+        self.status.value = f"weights saved in {out}"
+        self._plot()
+
+    def _finished(self) -> None:
+        self.worker = None
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        self.start_button.enabled, self.stop_button.enabled = True, False
+
+    def use_weights(self, *_) -> None:
+        """Select the new weights in every open "Color transfer" widget (opening one if none is)."""
+        from histocolor.napari.transfer_widget import TransferWidget
+
+        if self.trained is None:
+            return
+        window = self._viewer.window
+        targets = [widget for widget in window.dock_widgets.values() if isinstance(widget, TransferWidget)]
+        if not targets:
+            targets = [window.add_plugin_dock_widget("napari-histocolor", "Color transfer")[1]]
+        for widget in targets:
+            widget.use_weights(self.trained)
+        show_info(f"Color transfer now uses {self.trained}")

@@ -1,0 +1,90 @@
+"""The "Color transfer" dock widget: source and reference layers in, a result layer out."""
+
+from pathlib import Path
+
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSlider, PushButton, SpinBox, create_widget
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_info
+
+from histocolor.errors import HistocolorError
+from histocolor.napari._layers import add_result, image_from_layer, notify_error, result_name
+from histocolor.transfer import DEFAULT_MAX_SIDE, DEFAULT_WEIGHTS, METHODS, ColorTransfer
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class TransferWidget(Container):
+    """Pick a source and a reference Image layer, a method and its settings; "Transfer"."""
+
+    def __init__(self, viewer: "napari.viewer.Viewer"):
+        super().__init__()
+        self._viewer = viewer
+        self.source = create_widget(annotation="napari.layers.Image", label="source")
+        self.reference = create_widget(annotation="napari.layers.Image", label="reference")
+        self.method = ComboBox(choices=METHODS, value="analogy", label="method")
+        self.strength = FloatSlider(value=1.0, min=0.0, max=1.0, step=0.05, label="strength")
+        self.working_size = SpinBox(value=DEFAULT_MAX_SIDE, min=16, max=4096, step=16, label="working size")
+        self.weights = FileEdit(mode="d", value=DEFAULT_WEIGHTS, label="weights")
+        self.device = ComboBox(choices=DEVICES, value="auto", label="device")
+        self.replace = CheckBox(value=True, text="replace the earlier result of the same pair")
+        self.run_button = PushButton(text="Transfer")
+        self.run_button.changed.connect(self._clicked)
+        self.method.changed.connect(self._method_changed)
+        self.extend(
+            [self.source, self.reference, self.method, self.strength, self.working_size, self.weights,
+             self.device, self.replace, self.run_button]
+        )
+        self.worker = None
+        self._engine_key = self._engine = None
+        self._method_changed(self.method.value)
+
+    def _method_changed(self, method: str) -> None:
+        network = method == "analogy"
+        for widget in (self.working_size, self.weights, self.device):
+            widget.enabled = network
+
+    def use_weights(self, directory) -> None:
+        """Switch to the network with these weights (the "Fine-tune" widget's result)."""
+        self.weights.value = Path(directory)
+        self.method.value = "analogy"
+
+    def _clicked(self, *_) -> None:
+        self.transfer(self.source.value, self.reference.value)
+
+    def transfer(self, source_layer, reference_layer):
+        """Start a transfer in a worker thread and return the worker (None when refused)."""
+        if self.worker is not None:
+            show_info("a transfer is already running: wait for it to finish")
+            return None
+        try:
+            source = image_from_layer(source_layer, "source")
+            reference = image_from_layer(reference_layer, "reference")
+        except HistocolorError as error:
+            notify_error(error)
+            return None
+        method = self.method.value
+        name = result_name(source_layer, reference_layer, method)
+        settings = (method, str(self.weights.value), self.device.value, int(self.working_size.value))
+        worker = create_worker(
+            self._compute, source, reference, settings, float(self.strength.value),
+            _progress={"total": 0, "desc": f"Color transfer ({method})"}, _ignore_errors=True,
+        )
+        worker.returned.connect(lambda image: add_result(self._viewer, image, name, source_layer, self.replace.value))
+        worker.errored.connect(notify_error)
+        worker.finished.connect(self._finished)
+        self.worker = worker
+        self.run_button.enabled = False
+        worker.start()
+        return worker
+
+    def _compute(self, source, reference, settings, strength):
+        # Runs in the worker thread; the engine (and its loaded model) is kept for the next run.
+        if self._engine_key != settings:
+            method, weights, device, working_size = settings
+            options = {"weights": weights, "device": device, "max_side": working_size} if method == "analogy" else {}
+            self._engine, self._engine_key = ColorTransfer(method, **options), settings
+        return self._engine(source, reference, strength=strength).image
+
+    def _finished(self) -> None:
+        self.worker = None
+        self.run_button.enabled = True

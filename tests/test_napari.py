@@ -1,0 +1,219 @@
+"""The napari plugin in a real (offscreen, under Xvfb) viewer: sample, widgets, buttons, errors."""
+
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari", reason="the napari extra is not installed")
+
+from napari.layers import Image  # noqa: E402
+from napari.utils.notifications import NotificationSeverity, notification_manager  # noqa: E402
+from qtpy.QtCore import QTimer  # noqa: E402
+
+from histocolor.metrics import sliced_wasserstein  # noqa: E402
+from histocolor.model import from_pretrained  # noqa: E402
+
+PLUGIN = "napari-histocolor"
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "source-and-reference")
+    return viewer
+
+
+@pytest.fixture
+def notices():
+    """Notifications dispatched during the test, as (severity, message)."""
+    start = len(notification_manager.records)
+    return lambda: [(n.severity, str(n.message)) for n in notification_manager.records[start:]]
+
+
+@pytest.fixture
+def dock(qtbot):
+    """Adds a plugin dock widget; at the end waits for its worker, so no thread outlives the test."""
+    docked = []
+
+    def add(viewer, title):
+        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, title)
+        docked.append(widget)
+        return widget
+
+    yield add
+    for widget in docked:
+        qtbot.waitUntil(lambda: widget.worker is None, timeout=300_000)
+
+
+def _wait_idle(qtbot, widget, timeout=120_000):
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+
+
+def test_sample_opens_source_and_reference(viewer):
+    assert [layer.name for layer in viewer.layers] == ["source", "reference"]
+    assert all(isinstance(layer, Image) and layer.rgb and layer.data.dtype == np.uint8 for layer in viewer.layers)
+
+
+def test_transfer_button_adds_the_result_over_the_source(viewer, dock, qtbot):
+    source, reference = viewer.layers["source"], viewer.layers["reference"]
+    source.scale, source.translate = (0.5, 0.5), (10.0, -4.0)
+    widget = dock(viewer, "Color transfer")
+    widget.source.value, widget.reference.value = source, reference
+    assert widget.method.value == "analogy"
+    widget.run_button.native.click()
+    _wait_idle(qtbot, widget)
+    result = viewer.layers["source ← reference (analogy)"]
+    assert result.data.shape == source.data.shape and result.data.dtype == np.uint8
+    assert tuple(result.scale) == (0.5, 0.5) and tuple(result.translate) == (10.0, -4.0)
+    before = sliced_wasserstein(source.data, reference.data)
+    assert sliced_wasserstein(result.data, reference.data) < before - 1.0
+
+    widget.method.value = "mkl"
+    widget.run_button.native.click()
+    _wait_idle(qtbot, widget)
+    mkl = viewer.layers["source ← reference (mkl)"].data
+    assert sliced_wasserstein(mkl, reference.data) < before / 2
+    widget.strength.value = 0.5
+    widget.run_button.native.click()  # same inputs, "replace" on: the layer is updated
+    _wait_idle(qtbot, widget)
+    assert len(viewer.layers) == 4 and not np.array_equal(viewer.layers["source ← reference (mkl)"].data, mkl)
+    widget.replace.value = False
+    widget.run_button.native.click()
+    _wait_idle(qtbot, widget)
+    assert len(viewer.layers) == 5
+
+
+def test_transfer_errors_become_notifications(viewer, dock, qtbot, notices):
+    widget = dock(viewer, "Color transfer")
+    labels = viewer.add_labels(np.zeros((32, 32), dtype=np.int32), name="masks")
+    assert widget.transfer(labels, viewer.layers["reference"]) is None
+    stack = viewer.add_image(np.zeros((5, 32, 32), dtype=np.uint8), name="stack")
+    widget.source.value, widget.reference.value = stack, viewer.layers["reference"]
+    widget.run_button.native.click()
+    widget.weights.value = "/nonexistent/weights"
+    widget.source.value = viewer.layers["source"]
+    widget.run_button.native.click()  # fails in the worker: still a notification, no exception
+    _wait_idle(qtbot, widget)
+    errors = [message for severity, message in notices() if severity == NotificationSeverity.ERROR]
+    assert "Labels layer" in errors[0] and "pick an Image layer" in errors[0]
+    assert "3-D stack" in errors[1]
+    assert "/nonexistent/weights" in errors[2] and "\n" not in errors[2]
+    assert len(viewer.layers) == 4  # no result layer was added
+
+
+def test_transfer_of_12_megapixels_keeps_the_viewer_responsive(viewer, dock, qtbot, notices):
+    from histocolor.transfer import ColorTransfer
+
+    big = np.ascontiguousarray(np.repeat(np.repeat(viewer.layers["source"].data, 8, axis=0), 8, axis=1)[:3000, :4000])
+    assert big.shape[0] * big.shape[1] >= 12e6
+    reference = viewer.layers["reference"].data
+    clock = time.perf_counter()
+    ColorTransfer()(big, reference)  # what the worker does, here blocking: its duration
+    blocking = time.perf_counter() - clock
+    source = viewer.add_image(big, name="big", rgb=True)
+    widget = dock(viewer, "Color transfer")
+    widget.source.value, widget.reference.value = source, viewer.layers["reference"]
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(10)
+    started = time.perf_counter()
+    widget.run_button.native.click()
+    assert widget.worker is not None and not widget.run_button.enabled
+    widget.run_button.native.click()  # a second click while running does nothing
+    assert widget.transfer(source, viewer.layers["reference"]) is None
+    assert any("already running" in message for _, message in notices())
+    _wait_idle(qtbot, widget)
+    timer.stop()
+    gaps = np.diff([started, *ticks])
+    print(f"blocking {blocking:.2f} s; {len(ticks)} ticks; longest gap {gaps.max():.3f} s")
+    # Run in the main thread, the transfer would freeze the loop for its whole duration.
+    assert len(ticks) >= 10 and gaps.max() < blocking / 3
+    assert viewer.layers["big ← reference (analogy)"].data.shape == big.shape
+    assert len(viewer.layers) == 4  # one result only
+
+
+def test_compare_widget_fills_metrics_and_histograms(viewer, dock, qtbot):
+    from histocolor.napari.compare_widget import viewer_grid
+    from histocolor.transfer import transfer
+
+    source, reference = viewer.layers["source"], viewer.layers["reference"]
+    result = viewer.add_image(transfer(source.data, reference.data, "mkl").image, name="mkl result")
+    widget = dock(viewer, "Compare")
+    widget.reset_choices()
+    widget.layers.value = [source, result]
+    widget.source.value, widget.reference.value, widget.truth.value = source, reference, result
+    widget.compare_button.native.click()
+    _wait_idle(qtbot, widget)
+    table = widget.table
+    assert table.rowCount() == 2
+    assert [table.verticalHeaderItem(row).text() for row in range(2)] == ["source", "mkl result"]
+    cell = lambda row, column: table.item(row, column).text()  # noqa: E731
+    assert float(cell(1, 0)) < float(cell(0, 0)) / 2  # the MKL result is closer to the reference
+    assert float(cell(0, 1)) == 1.0 and float(cell(1, 1)) < 1.0  # gradient SSIM to the source
+    assert cell(1, 2) == "inf" and float(cell(0, 2)) < 30  # PSNR to the truth (the MKL result)
+    assert len(widget.figure.axes) == 3  # the L curves and one (a, b) density per layer
+    assert len(widget.figure.axes[0].lines) == 2
+    widget.grid_button.native.click()
+    assert viewer_grid(viewer).enabled and not reference.visible and source.visible and result.visible
+
+
+def _photo_folder(tmp_path, viewer):
+    from PIL import Image as PILImage
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("source", "reference"):
+        PILImage.fromarray(viewer.layers[name].data).resize((160, 120)).save(folder / f"{name}.png")
+    return folder
+
+
+def test_fine_tune_trains_loadable_weights_and_hands_them_to_transfer(viewer, dock, qtbot, tmp_path, tiny_weights):
+    transfer_widget = dock(viewer, "Color transfer")
+    widget = dock(viewer, "Fine-tune")
+    widget.folder.value = _photo_folder(tmp_path, viewer)
+    widget.weights.value = tiny_weights
+    widget.steps.value = 3
+    widget.output.value = tmp_path / "tuned"
+    widget.start_button.native.click()
+    _wait_idle(qtbot, widget)
+    assert widget.trained == tmp_path / "tuned"
+    model = from_pretrained(tmp_path / "tuned")
+    assert model.config == from_pretrained(tiny_weights).config
+    assert [step for step, _ in widget._losses] == [1, 2, 3] and widget.bar.value == 3
+    assert len(widget.figure.axes[0].lines[0].get_xdata()) == 3
+    widget.use_button.native.click()
+    assert transfer_widget.weights.value == tmp_path / "tuned" and transfer_widget.method.value == "analogy"
+
+
+def test_fine_tune_on_open_layers_stops_cleanly(viewer, dock, qtbot, tmp_path, tiny_weights, notices):
+    widget = dock(viewer, "Fine-tune")
+    widget.start_button.native.click()  # no photos yet
+    assert any("at least two photos" in message for _, message in notices())
+    widget.reset_choices()
+    widget.layers.value = [viewer.layers["source"], viewer.layers["reference"]]
+    widget.weights.value = tiny_weights
+    widget.steps.value = 10_000
+    widget.output.value = tmp_path / "stopped"
+    widget.start_button.native.click()
+    qtbot.waitUntil(lambda: len(widget._losses) >= 2, timeout=60_000)
+    widget.stop_button.native.click()
+    _wait_idle(qtbot, widget)
+    steps_done = widget._losses[-1][0]
+    assert steps_done < 10_000
+    assert (tmp_path / "stopped" / "model.safetensors").is_file()
+    assert (tmp_path / "stopped" / "latest").read_text() == f"checkpoint-{steps_done:07d}"
+    from_pretrained(tmp_path / "stopped")
+
+
+def test_qt_binding_is_the_one_asked_for():
+    """make test QT=pyqt6 must really run on PyQt6 (and only on it: two bindings in one process break Qt)."""
+    import os
+    import sys
+
+    import qtpy
+
+    assert qtpy.API_NAME.lower() == os.environ.get("QT_API", qtpy.API_NAME).lower()
+    loaded = [name for name in ("PyQt5", "PyQt6", "PySide2", "PySide6") if f"{name}.QtCore" in sys.modules]
+    assert loaded == [qtpy.API_NAME]
