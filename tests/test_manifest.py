@@ -20,6 +20,16 @@ def test_package_links_reach_the_root_files():
     assert (package / "resources" / "samples" / "source.jpg").is_file()
 
 
+def test_npe2_validate_accepts_the_plugin():
+    import shutil
+    import subprocess
+    import sys
+
+    npe2 = shutil.which("npe2", path=str(Path(sys.executable).parent))
+    run = subprocess.run([npe2, "validate", "napari-histocolor"], capture_output=True, text=True)
+    assert run.returncode == 0 and "valid" in run.stdout, run.stdout + run.stderr
+
+
 def test_the_core_imports_neither_qt_nor_napari():
     import subprocess
     import sys

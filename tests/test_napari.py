@@ -11,8 +11,12 @@ from napari.layers import Image  # noqa: E402
 from napari.utils.notifications import NotificationSeverity, notification_manager  # noqa: E402
 from qtpy.QtCore import QTimer  # noqa: E402
 
+import torch  # noqa: E402
+
 from histocolor.metrics import sliced_wasserstein  # noqa: E402
 from histocolor.model import from_pretrained  # noqa: E402
+from histocolor.napari._layers import describe  # noqa: E402
+from histocolor.transfer import DEFAULT_WEIGHTS  # noqa: E402
 
 PLUGIN = "napari-histocolor"
 
@@ -84,6 +88,22 @@ def test_transfer_button_adds_the_result_over_the_source(viewer, dock, qtbot):
     assert len(viewer.layers) == 5
 
 
+def test_pickers_follow_the_layer_list_and_take_16_bit_grayscale_and_rgba(viewer, dock, qtbot):
+    widget = dock(viewer, "Color transfer")
+    rng = np.random.default_rng(0)
+    gray = viewer.add_image(rng.integers(0, 65536, (48, 64), dtype=np.uint16), name="gray16")
+    rgba = np.dstack([viewer.layers["reference"].data, np.full(viewer.layers["reference"].data.shape[:2], 255, np.uint8)])
+    reference = viewer.add_image(rgba, name="rgba", rgb=True)
+    viewer.add_labels(np.zeros((8, 8), dtype=np.int32), name="not an image")
+    assert [layer.name for layer in widget.source.choices] == ["source", "reference", "gray16", "rgba"]
+    widget.source.value, widget.reference.value, widget.method.value = gray, reference, "reinhard"
+    widget.run_button.native.click()
+    _wait_idle(qtbot, widget)
+    result = viewer.layers["gray16 ← rgba (reinhard)"].data
+    assert result.shape == (48, 64, 3) and result.dtype == np.uint16
+    assert sliced_wasserstein(result, rgba[..., :3]) < sliced_wasserstein(np.dstack([gray.data] * 3), rgba[..., :3])
+
+
 def test_transfer_errors_become_notifications(viewer, dock, qtbot, notices):
     widget = dock(viewer, "Color transfer")
     labels = viewer.add_labels(np.zeros((32, 32), dtype=np.int32), name="masks")
@@ -95,10 +115,15 @@ def test_transfer_errors_become_notifications(viewer, dock, qtbot, notices):
     widget.source.value = viewer.layers["source"]
     widget.run_button.native.click()  # fails in the worker: still a notification, no exception
     _wait_idle(qtbot, widget)
+    if not torch.cuda.is_available():
+        widget.weights.value, widget.device.value = DEFAULT_WEIGHTS, "cuda"
+        widget.run_button.native.click()
+        _wait_idle(qtbot, widget)
     errors = [message for severity, message in notices() if severity == NotificationSeverity.ERROR]
     assert "Labels layer" in errors[0] and "pick an Image layer" in errors[0]
     assert "3-D stack" in errors[1]
     assert "/nonexistent/weights" in errors[2] and "\n" not in errors[2]
+    assert torch.cuda.is_available() or "CUDA" in errors[3]
     assert len(viewer.layers) == 4  # no result layer was added
 
 
@@ -217,3 +242,9 @@ def test_qt_binding_is_the_one_asked_for():
     assert qtpy.API_NAME.lower() == os.environ.get("QT_API", qtpy.API_NAME).lower()
     loaded = [name for name in ("PyQt5", "PyQt6", "PySide2", "PySide6") if f"{name}.QtCore" in sys.modules]
     assert loaded == [qtpy.API_NAME]
+
+
+def test_out_of_memory_reads_as_advice():
+    assert describe(MemoryError()).startswith("out of memory: lower the working size")
+    assert describe(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")).startswith("out of memory")
+    assert describe(ValueError("first line\nsecond line")) == "ValueError: first line"

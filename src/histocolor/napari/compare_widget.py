@@ -13,7 +13,13 @@ from histocolor.metrics import AB_RANGE, L_RANGE, ciede2000, gradient_ssim, lab_
 from histocolor.napari._layers import image_from_layer, notify_error
 from histocolor.transfer import as_image
 
-METRICS = ("SWD to reference ↓", "gradient SSIM to source ↑", "PSNR to truth (dB) ↑", "ΔE2000 to truth ↓")
+METRICS = ("SWD to ref. ↓", "grad. SSIM ↑", "PSNR (dB) ↑", "ΔE2000 ↓")
+METRIC_TIPS = (
+    "sliced Wasserstein distance to the reference's Lab pixels (colour fidelity)",
+    "SSIM of the L gradient magnitudes against the source (structure kept)",
+    "PSNR against the ground truth",
+    "mean CIEDE2000 against the ground truth",
+)
 
 
 def _rgb(layer, role: str) -> np.ndarray:
@@ -66,6 +72,8 @@ class CompareWidget(Container):
         self.canvas.setMinimumHeight(320)
         self.table = QTableWidget(0, len(METRICS))
         self.table.setHorizontalHeaderLabels(METRICS)
+        for column, tip in enumerate(METRIC_TIPS):
+            self.table.horizontalHeaderItem(column).setToolTip(tip)
         self.native.layout().addWidget(self.canvas)
         self.native.layout().addWidget(self.table)
         self.worker = None
@@ -112,8 +120,9 @@ class CompareWidget(Container):
         for row, result in enumerate(results.values()):
             for column, value in enumerate(result["metrics"]):
                 self.table.setItem(row, column, QTableWidgetItem("-" if value is None else f"{value:.4g}"))
+        self.table.resizeColumnsToContents()
         self.figure.clear()
-        grid = self.figure.add_gridspec(2, len(results))
+        grid = self.figure.add_gridspec(2, len(results), height_ratios=(1, 1.4))
         curves = self.figure.add_subplot(grid[0, :])
         for index, (name, result) in enumerate(results.items()):
             lightness, chroma = result["histograms"]
@@ -135,3 +144,4 @@ class CompareWidget(Container):
         for layer in self._viewer.layers:
             layer.visible = layer in picked
         viewer_grid(self._viewer).enabled = True
+        self._viewer.reset_view()
