@@ -2,6 +2,7 @@
 
 import numpy as np
 from napari.layers import Image
+from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 
 from histocolor.errors import HistocolorError
@@ -67,3 +68,30 @@ def describe(error: BaseException) -> str:
 
 def notify_error(error: BaseException | str) -> None:
     show_error(error if isinstance(error, str) else describe(error))
+
+
+def start_worker(owner, button, function, *args, returned, description: str | None, finished=None, **kwargs):
+    """Run ``function(*args, **kwargs)`` in a napari worker thread and return the worker.
+
+    ``owner.worker`` holds it while it runs and ``button`` is disabled meanwhile; the result goes
+    to ``returned`` and any error becomes a notification. ``description`` labels napari's busy
+    indicator (None: none, for work that reports its own progress).
+    """
+    worker = create_worker(
+        function, *args, _progress=None if description is None else {"total": 0, "desc": description},
+        _ignore_errors=True, **kwargs,
+    )
+    worker.returned.connect(returned)
+    worker.errored.connect(notify_error)
+
+    def done():
+        owner.worker = None
+        button.enabled = True
+        if finished is not None:
+            finished()
+
+    worker.finished.connect(done)
+    owner.worker = worker
+    button.enabled = False
+    worker.start()
+    return worker

@@ -5,12 +5,11 @@ from magicgui.widgets import ComboBox, Container, PushButton, Select, create_wid
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.layers import Image
-from napari.qt.threading import create_worker
 from qtpy.QtWidgets import QTableWidget, QTableWidgetItem
 
 from histocolor.errors import HistocolorError
 from histocolor.metrics import AB_RANGE, L_RANGE, ciede2000, gradient_ssim, lab_histograms, psnr, sliced_wasserstein
-from histocolor.napari._layers import image_from_layer, notify_error
+from histocolor.napari._layers import image_from_layer, notify_error, start_worker
 from histocolor.transfer import as_image
 
 METRICS = ("SWD to ref. ↓", "grad. SSIM ↑", "PSNR (dB) ↑", "ΔE2000 ↓")
@@ -100,18 +99,7 @@ class CompareWidget(Container):
         except HistocolorError as error:
             notify_error(error)
             return None
-        worker = create_worker(compare, images, *anchors, _progress={"total": 0, "desc": "Compare"}, _ignore_errors=True)
-        worker.returned.connect(self.show)
-        worker.errored.connect(notify_error)
-        worker.finished.connect(self._finished)
-        self.worker = worker
-        self.compare_button.enabled = False
-        worker.start()
-        return worker
-
-    def _finished(self) -> None:
-        self.worker = None
-        self.compare_button.enabled = True
+        return start_worker(self, self.compare_button, compare, images, *anchors, returned=self.show, description="Compare")
 
     def show(self, results: dict) -> None:
         """Fill the table and draw the L curves and one (a, b) density per layer."""

@@ -10,14 +10,13 @@ from magicgui.widgets import (
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.layers import Image
-from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QObject, Signal
 
 from histocolor.data.photos import PhotoFolderDataset, list_photos
 from histocolor.errors import HistocolorError
-from histocolor.napari._layers import image_from_layer, notify_error
+from histocolor.napari._layers import image_from_layer, notify_error, start_worker
 from histocolor.train import TrainConfig, train
 from histocolor.transfer import DEFAULT_WEIGHTS, as_image
 
@@ -114,17 +113,13 @@ class FineTuneWidget(Container):
         self._losses = []
         self.bar.max, self.bar.value = config.steps, 0
         self._progress = progress(total=config.steps, desc="Fine-tune")
-        worker = create_worker(
-            train, config, dataset, out, init_weights=weights, device="auto", progress_bar=False,
-            callback=self.relay.stepped.emit, should_stop=lambda: self._stop_requested, _ignore_errors=True,
+        worker = start_worker(
+            self, self.start_button, train, config, dataset, out, init_weights=weights, device="auto",
+            progress_bar=False, callback=self.relay.stepped.emit, should_stop=lambda: self._stop_requested,
+            returned=self._trained, description=None, finished=self._finished,
         )
-        worker.returned.connect(self._trained)
-        worker.errored.connect(notify_error)
-        worker.finished.connect(self._finished)
-        self.worker = worker
-        self.start_button.enabled, self.stop_button.enabled, self.use_button.enabled = False, True, False
+        self.stop_button.enabled, self.use_button.enabled = True, False
         self.status.value = f"training into {out}"
-        worker.start()
         return worker
 
     def stop(self, *_) -> None:
@@ -157,11 +152,10 @@ class FineTuneWidget(Container):
         self._plot()
 
     def _finished(self) -> None:
-        self.worker = None
         if self._progress is not None:
             self._progress.close()
             self._progress = None
-        self.start_button.enabled, self.stop_button.enabled = True, False
+        self.stop_button.enabled = False
 
     def use_weights(self, *_) -> None:
         """Select the new weights in every open "Color transfer" widget (opening one if none is)."""

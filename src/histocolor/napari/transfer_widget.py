@@ -3,11 +3,10 @@
 from pathlib import Path
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSlider, PushButton, SpinBox, create_widget
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info
 
 from histocolor.errors import HistocolorError
-from histocolor.napari._layers import add_result, image_from_layer, notify_error, result_name
+from histocolor.napari._layers import add_result, image_from_layer, notify_error, result_name, start_worker
 from histocolor.transfer import DEFAULT_MAX_SIDE, DEFAULT_WEIGHTS, METHODS, ColorTransfer
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -65,17 +64,11 @@ class TransferWidget(Container):
         method = self.method.value
         name = result_name(source_layer, reference_layer, method)
         settings = (method, str(self.weights.value), self.device.value, int(self.working_size.value))
-        worker = create_worker(
-            self._compute, source, reference, settings, float(self.strength.value),
-            _progress={"total": 0, "desc": f"Color transfer ({method})"}, _ignore_errors=True,
+        return start_worker(
+            self, self.run_button, self._compute, source, reference, settings, float(self.strength.value),
+            returned=lambda image: add_result(self._viewer, image, name, source_layer, self.replace.value),
+            description=f"Color transfer ({method})",
         )
-        worker.returned.connect(lambda image: add_result(self._viewer, image, name, source_layer, self.replace.value))
-        worker.errored.connect(notify_error)
-        worker.finished.connect(self._finished)
-        self.worker = worker
-        self.run_button.enabled = False
-        worker.start()
-        return worker
 
     def _compute(self, source, reference, settings, strength):
         # Runs in the worker thread; the engine (and its loaded model) is kept for the next run.
@@ -84,7 +77,3 @@ class TransferWidget(Container):
             options = {"weights": weights, "device": device, "max_side": working_size} if method == "analogy" else {}
             self._engine, self._engine_key = ColorTransfer(method, **options), settings
         return self._engine(source, reference, strength=strength).image
-
-    def _finished(self) -> None:
-        self.worker = None
-        self.run_button.enabled = True
