@@ -104,6 +104,28 @@ def test_pickers_follow_the_layer_list_and_take_16_bit_grayscale_and_rgba(viewer
     assert sliced_wasserstein(result, rgba[..., :3]) < sliced_wasserstein(np.dstack([gray.data] * 3), rgba[..., :3])
 
 
+def test_float_and_int16_layers_come_back_in_their_own_range(viewer, dock, qtbot):
+    widget = dock(viewer, "Color transfer")
+    rgb = viewer.layers["source"].data.astype(np.float32)
+    scaled = viewer.add_image(rgb * 4.0, name="float 0-1020", rgb=True, contrast_limits=(0, 1020))
+    signed = viewer.add_image((rgb[..., 1] * 100 - 12000).astype(np.int16), name="int16", contrast_limits=(-12000, 13500))
+    widget.reference.value, widget.method.value = viewer.layers["reference"], "mkl"
+    for layer in (scaled, signed):
+        widget.source.value = layer
+        widget.run_button.native.click()
+        _wait_idle(qtbot, widget)
+    floats = viewer.layers["float 0-1020 ← reference (mkl)"].data
+    assert floats.dtype == np.float32 and floats.max() > 300 and 0 <= floats.min() and floats.max() <= 1020
+    integers = viewer.layers["int16 ← reference (mkl)"].data
+    assert integers.dtype == np.int16 and integers.min() < -5000 and integers.shape == (*signed.data.shape, 3)
+    # the result is the transfer of what the viewer shows: the same as the 8-bit source's
+    expected = viewer.layers["source"].data.astype(np.float32)
+    from histocolor.transfer import transfer
+
+    eight_bit = transfer(expected.astype(np.uint8), viewer.layers["reference"].data, "mkl").image.astype(np.float32)
+    assert np.abs(floats / 4.0 - eight_bit).mean() < 1.5
+
+
 def test_transfer_errors_become_notifications(viewer, dock, qtbot, notices):
     widget = dock(viewer, "Color transfer")
     labels = viewer.add_labels(np.zeros((32, 32), dtype=np.int32), name="masks")
@@ -159,7 +181,7 @@ def test_transfer_of_12_megapixels_keeps_the_viewer_responsive(viewer, dock, qtb
     assert len(viewer.layers) == 4  # one result only
 
 
-def test_compare_widget_fills_metrics_and_histograms(viewer, dock, qtbot):
+def test_compare_widget_fills_metrics_and_histograms(viewer, dock, qtbot, notices):
     from histocolor.napari.compare_widget import viewer_grid
     from histocolor.transfer import transfer
 
@@ -170,6 +192,7 @@ def test_compare_widget_fills_metrics_and_histograms(viewer, dock, qtbot):
     widget.layers.value = [source, result]
     widget.source.value, widget.reference.value, widget.truth.value = source, reference, result
     widget.compare_button.native.click()
+    assert widget.run() is None and any("already running" in message for _, message in notices())
     _wait_idle(qtbot, widget)
     table = widget.table
     assert table.rowCount() == 2
@@ -229,6 +252,7 @@ def test_fine_tune_on_open_layers_stops_cleanly(viewer, dock, qtbot, tmp_path, t
     assert steps_done < 10_000
     assert (tmp_path / "stopped" / "model.safetensors").is_file()
     assert (tmp_path / "stopped" / "latest").read_text() == f"checkpoint-{steps_done:07d}"
+    assert widget.trained == tmp_path / "stopped" and widget.use_button.enabled
     from_pretrained(tmp_path / "stopped")
 
 

@@ -1,5 +1,7 @@
 """Between napari layers and the core's arrays: checks, conversion, result layers, notices."""
 
+from dataclasses import dataclass
+
 import numpy as np
 from napari.layers import Image
 from napari.qt.threading import create_worker
@@ -8,12 +10,41 @@ from napari.utils.notifications import show_error
 from histocolor.errors import HistocolorError
 
 
-def image_from_layer(layer, role: str) -> np.ndarray:
-    """The layer's pixels as a 2-D grayscale, RGB or RGBA array the core accepts.
+# A multiscale layer is transferred at its full resolution; past this it is refused.
+MAX_MULTISCALE_PIXELS = 200e6
 
-    uint8 and uint16 pass through; other dtypes (float, int16, ...) are mapped to [0, 1]
-    through the layer's contrast limits, i.e. as the viewer shows them.
-    """
+
+@dataclass
+class LayerPixels:
+    """What a worker needs of an Image layer: checked on the UI thread, read in the worker."""
+
+    data: object  # numpy, dask or zarr array of a 2-D image
+    contrast_limits: tuple[float, float]
+
+    def read(self) -> np.ndarray:
+        """The pixels as the core takes them: uint8 and uint16 as they are; other dtypes
+        (float, int16, ...) mapped to [0, 1] through the contrast limits, as the viewer shows them."""
+        array = np.asarray(self.data)
+        if array.dtype in (np.uint8, np.uint16):
+            return array
+        low, high = self.contrast_limits
+        unit = (array.astype(np.float32) - np.float32(low)) / np.float32(high - low)
+        return np.clip(np.nan_to_num(unit, nan=0.0), 0.0, 1.0)
+
+    def restore(self, result: np.ndarray) -> np.ndarray:
+        """A result in the layer's own dtype and range (the inverse of :meth:`read`)."""
+        if self.data.dtype in (np.uint8, np.uint16):
+            return result
+        low, high = self.contrast_limits
+        values = np.float32(low) + result.astype(np.float32) * np.float32(high - low)
+        if np.issubdtype(self.data.dtype, np.integer):
+            limits = np.iinfo(self.data.dtype)
+            return np.clip(np.rint(values), limits.min, limits.max).astype(self.data.dtype)
+        return values.astype(self.data.dtype)
+
+
+def check_layer(layer, role: str) -> LayerPixels:
+    """Check a layer on the UI thread (cheap: type and shape only) for reading in a worker."""
     if layer is None:
         raise HistocolorError(f"pick a {role} image layer (open an image first)")
     if not isinstance(layer, Image):
@@ -24,14 +55,13 @@ def image_from_layer(layer, role: str) -> np.ndarray:
         raise HistocolorError(
             f"the {role} '{layer.name}' has shape {tuple(data.shape)}, a {len(planes)}-D stack: pick a 2-D image"
         )
-    array = np.asarray(data)
-    if array.dtype in (np.uint8, np.uint16):
-        return array
+    if layer.multiscale and planes[0] * planes[1] > MAX_MULTISCALE_PIXELS:
+        raise HistocolorError(
+            f"the {role} '{layer.name}' is {planes[1]}x{planes[0]} pixels at full resolution, "
+            f"more than {MAX_MULTISCALE_PIXELS / 1e6:.0f} megapixels"
+        )
     low, high = (float(limit) for limit in layer.contrast_limits)
-    if not high > low:
-        high = low + 1.0
-    unit = (array.astype(np.float32) - np.float32(low)) / np.float32(high - low)
-    return np.clip(np.nan_to_num(unit, nan=0.0), 0.0, 1.0)
+    return LayerPixels(data, (low, high if high > low else low + 1.0))
 
 
 def result_name(source_layer, reference_layer, method: str) -> str:
@@ -81,14 +111,25 @@ def start_worker(owner, button, function, *args, returned, description: str | No
         function, *args, _progress=None if description is None else {"total": 0, "desc": description},
         _ignore_errors=True, **kwargs,
     )
-    worker.returned.connect(returned)
+
+    def deliver(result):
+        # On the UI thread: the viewer may have changed (layers removed, window closed) meanwhile.
+        try:
+            returned(result)
+        except Exception as error:  # noqa: BLE001 - shown to the user, never raised into Qt
+            notify_error(error)
+
+    worker.returned.connect(deliver)
     worker.errored.connect(notify_error)
 
     def done():
         owner.worker = None
-        button.enabled = True
-        if finished is not None:
-            finished()
+        try:
+            button.enabled = True
+            if finished is not None:
+                finished()
+        except RuntimeError:  # the widget was closed while the worker ran
+            pass
 
     worker.finished.connect(done)
     owner.worker = worker

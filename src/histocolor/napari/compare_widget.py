@@ -5,11 +5,12 @@ from magicgui.widgets import ComboBox, Container, PushButton, Select, create_wid
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.layers import Image
+from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QTableWidget, QTableWidgetItem
 
 from histocolor.errors import HistocolorError
 from histocolor.metrics import AB_RANGE, L_RANGE, ciede2000, gradient_ssim, lab_histograms, psnr, sliced_wasserstein
-from histocolor.napari._layers import image_from_layer, notify_error, start_worker
+from histocolor.napari._layers import check_layer, notify_error, start_worker
 from histocolor.transfer import as_image
 
 METRICS = ("SWD to ref. ↓", "grad. SSIM ↑", "PSNR (dB) ↑", "ΔE2000 ↓")
@@ -19,10 +20,6 @@ METRIC_TIPS = (
     "PSNR against the ground truth",
     "mean CIEDE2000 against the ground truth",
 )
-
-
-def _rgb(layer, role: str) -> np.ndarray:
-    return as_image(image_from_layer(layer, role)).rgb
 
 
 def viewer_grid(viewer):
@@ -36,13 +33,15 @@ def _same_size(image: np.ndarray, other) -> bool:
 
 
 def compare(layers: dict, source, reference, truth=None) -> dict:
-    """Histograms and metrics of named RGB arrays (pure numpy; runs in the worker thread).
+    """Histograms and metrics of named layers (:class:`LayerPixels`; runs in the worker thread).
 
     Returns ``{name: {"histograms": (l, ab), "metrics": [4 values or None]}}``. A metric
     between images of different sizes (other than SWD) is None.
     """
+    source, reference, truth = (None if pixels is None else as_image(pixels.read()).rgb for pixels in (source, reference, truth))
     results = {}
-    for name, image in layers.items():
+    for name, pixels in layers.items():
+        image = as_image(pixels.read()).rgb
         values = [sliced_wasserstein(image, reference) if reference is not None else None]
         values.append(gradient_ssim(image, source) if _same_size(image, source) else None)
         values += [psnr(image, truth), ciede2000(image, truth)] if _same_size(image, truth) else [None, None]
@@ -60,7 +59,6 @@ class CompareWidget(Container):
         self.source = create_widget(annotation=Image, label="source", options={"nullable": True})
         self.reference = create_widget(annotation=Image, label="reference", options={"nullable": True})
         self.truth = create_widget(annotation=Image, label="ground truth", options={"nullable": True})
-        self.truth.value = None
         self.compare_button = PushButton(text="Compare")
         self.grid_button = PushButton(text="Side by side (grid)")
         self.compare_button.changed.connect(self._clicked)
@@ -86,14 +84,15 @@ class CompareWidget(Container):
     def run(self):
         """Compute in a worker thread; returns the worker (None when refused)."""
         if self.worker is not None:
+            show_info("a comparison is already running")
             return None
         picked = list(self.layers.value)
         try:
             if not picked:
                 raise HistocolorError("pick at least one layer to compare")
-            images = {layer.name: _rgb(layer, "layer") for layer in picked}
+            images = {layer.name: check_layer(layer, "layer") for layer in picked}
             anchors = [
-                None if widget.value is None else _rgb(widget.value, role)
+                None if widget.value is None else check_layer(widget.value, role)
                 for widget, role in ((self.source, "source"), (self.reference, "reference"), (self.truth, "truth"))
             ]
         except HistocolorError as error:
@@ -129,7 +128,7 @@ class CompareWidget(Container):
     def side_by_side(self, *_) -> None:
         """Show the picked layers (all images if none is picked) in napari's grid mode."""
         picked = list(self.layers.value) or [layer for _, layer in self._image_layers()]
-        for layer in self._viewer.layers:
+        for _, layer in self._image_layers():
             layer.visible = layer in picked
         viewer_grid(self._viewer).enabled = True
         self._viewer.reset_view()

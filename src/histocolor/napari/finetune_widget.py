@@ -16,7 +16,7 @@ from qtpy.QtCore import QObject, Signal
 
 from histocolor.data.photos import PhotoFolderDataset, list_photos
 from histocolor.errors import HistocolorError
-from histocolor.napari._layers import image_from_layer, notify_error, start_worker
+from histocolor.napari._layers import check_layer, notify_error, start_worker
 from histocolor.train import TrainConfig, train
 from histocolor.transfer import DEFAULT_WEIGHTS, as_image
 
@@ -31,6 +31,17 @@ def _keep_triton_out() -> None:
     """
     if not torch.cuda.is_available():
         sys.modules.setdefault("triton", None)
+
+
+def _fine_tune(config: TrainConfig, photos, layers, out, weights, callback, should_stop):
+    """The worker's job: read the photos and layers, then train from ``weights``."""
+    recipe = {name: getattr(config, name) for name in (
+        "crop", "seed", "identical_rate", "same_grade_rate", "same_photo_rate", "natural_source_rate",
+        "strong_style_rate")}
+    images = [as_image(layer.read()).rgb for layer in layers]
+    dataset = PhotoFolderDataset(None, photos=photos, images=images, length=10**9, **recipe)
+    return train(config, dataset, out, init_weights=weights, device="auto", progress_bar=False,
+                 callback=callback, should_stop=should_stop)
 
 
 class _Relay(QObject):
@@ -68,8 +79,10 @@ class FineTuneWidget(Container):
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(180)
         self.native.layout().addWidget(self.canvas)
-        self.relay = _Relay()
+        self.relay = _Relay(self.native)
         self.relay.stepped.connect(self._stepped)
+        # Closing the widget ends a run after its current step (the weights are kept).
+        self.native.destroyed.connect(lambda *_: setattr(self, "_stop_requested", True))
         self.worker = None
         self.trained = None  # the weights directory of the last finished run
         self._stop_requested = False
@@ -82,16 +95,14 @@ class FineTuneWidget(Container):
     def _clicked(self, *_) -> None:
         self.start()
 
-    def _dataset(self, config: TrainConfig) -> PhotoFolderDataset:
+    def _training_images(self) -> tuple[list[Path], list]:
+        """The photo paths and checked layers to train on (read later, in the worker)."""
         folder = str(self.folder.value).strip()
         photos = list_photos([folder]) if folder not in ("", ".") else []
-        images = [as_image(image_from_layer(layer, "training")).rgb for layer in self.layers.value]
-        if len(photos) + len(images) < 2:
+        layers = [check_layer(layer, "training") for layer in self.layers.value]
+        if len(photos) + len(layers) < 2:
             raise HistocolorError("fine-tuning needs at least two photos: pick a photo folder or open layers")
-        recipe = {name: getattr(config, name) for name in (
-            "crop", "seed", "identical_rate", "same_grade_rate", "same_photo_rate", "natural_source_rate",
-            "strong_style_rate")}
-        return PhotoFolderDataset(None, photos=photos, images=images, length=10**9, **recipe)
+        return photos, layers
 
     def start(self):
         """Start training in a worker thread; returns the worker (None when refused)."""
@@ -103,7 +114,7 @@ class FineTuneWidget(Container):
             weights = Path(self.weights.value)
             if not (weights / "model.safetensors").is_file():
                 raise HistocolorError(f"no weights (model.safetensors) in '{weights}'")
-            dataset = self._dataset(config)
+            photos, layers = self._training_images()
         except HistocolorError as error:
             notify_error(error)
             return None
@@ -114,8 +125,8 @@ class FineTuneWidget(Container):
         self.bar.max, self.bar.value = config.steps, 0
         self._progress = progress(total=config.steps, desc="Fine-tune")
         worker = start_worker(
-            self, self.start_button, train, config, dataset, out, init_weights=weights, device="auto",
-            progress_bar=False, callback=self.relay.stepped.emit, should_stop=lambda: self._stop_requested,
+            self, self.start_button, _fine_tune, config, photos, layers, out, weights,
+            callback=self.relay.stepped.emit, should_stop=lambda: self._stop_requested,
             returned=self._trained, description=None, finished=self._finished,
         )
         self.stop_button.enabled, self.use_button.enabled = True, False

@@ -6,7 +6,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSlide
 from napari.utils.notifications import show_info
 
 from histocolor.errors import HistocolorError
-from histocolor.napari._layers import add_result, image_from_layer, notify_error, result_name, start_worker
+from histocolor.napari._layers import add_result, check_layer, notify_error, result_name, start_worker
 from histocolor.transfer import DEFAULT_MAX_SIDE, DEFAULT_WEIGHTS, METHODS, ColorTransfer
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -56,14 +56,17 @@ class TransferWidget(Container):
             show_info("a transfer is already running: wait for it to finish")
             return None
         try:
-            source = image_from_layer(source_layer, "source")
-            reference = image_from_layer(reference_layer, "reference")
+            source = check_layer(source_layer, "source")
+            reference = check_layer(reference_layer, "reference")
         except HistocolorError as error:
             notify_error(error)
             return None
         method = self.method.value
         name = result_name(source_layer, reference_layer, method)
-        settings = (method, str(self.weights.value), self.device.value, int(self.working_size.value))
+        weights = Path(self.weights.value)
+        # The weights file's time is in the key: a fine-tune run may rewrite the same folder.
+        stamp = (weights / "model.safetensors").stat().st_mtime if (weights / "model.safetensors").is_file() else None
+        settings = (method, str(weights), stamp, self.device.value, int(self.working_size.value))
         return start_worker(
             self, self.run_button, self._compute, source, reference, settings, float(self.strength.value),
             returned=lambda image: add_result(self._viewer, image, name, source_layer, self.replace.value),
@@ -73,7 +76,7 @@ class TransferWidget(Container):
     def _compute(self, source, reference, settings, strength):
         # Runs in the worker thread; the engine (and its loaded model) is kept for the next run.
         if self._engine_key != settings:
-            method, weights, device, working_size = settings
+            method, weights, _, device, working_size = settings
             options = {"weights": weights, "device": device, "max_side": working_size} if method == "analogy" else {}
             self._engine, self._engine_key = ColorTransfer(method, **options), settings
-        return self._engine(source, reference, strength=strength).image
+        return source.restore(self._engine(source.read(), reference.read(), strength=strength).image)
