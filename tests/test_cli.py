@@ -183,7 +183,7 @@ def test_batch_csv_with_bom_spaces_and_mask_cells(tmp_path, capsys):
     code, err = _run(capsys, "transfer", "--pairs", str(tmp_path / "pairs.csv"), "--method", "mkl")
     assert code == 1
     assert (tmp_path / "a.png").exists() and not (tmp_path / "b.png").exists()
-    assert "line 4: error: mask columns" in err  # the blank line 3 is skipped, line numbers stay true
+    assert "line 4: error: cannot read mask" in err  # the blank line 3 is skipped, line numbers stay true
 
 
 def test_an_unexpected_failure_in_one_row_spares_the_others(tmp_path, capsys, monkeypatch):
@@ -191,10 +191,10 @@ def test_an_unexpected_failure_in_one_row_spares_the_others(tmp_path, capsys, mo
 
     real = cli._transfer_and_write
 
-    def flaky(engine, source, reference, output, strength, timings):
+    def flaky(engine, source, reference, output, strength, timings, *regions):
         if output.name == "boom.png":
             raise ValueError("simulated bug\nsecond line")
-        return real(engine, source, reference, output, strength, timings)
+        return real(engine, source, reference, output, strength, timings, *regions)
 
     monkeypatch.setattr(cli, "_transfer_and_write", flaky)
     (tmp_path / "pairs.csv").write_text(f"source,reference,output\n{SOURCE},{REFERENCE},boom.png\n{SOURCE},{REFERENCE},ok.png\n")

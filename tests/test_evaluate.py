@@ -49,13 +49,16 @@ def test_paired_set_report(graded_set, tmp_path):
     assert "| mkl |" in report and "PSNR" in report and "graded-grid.png" in report and "swapped" in report
     grid = Image.open(tmp_path / "report" / "graded-grid.png")
     assert grid.size == (160 * 6, 160 * 3)  # source, reference, truth + 3 methods; 3 pairs
+    with pytest.raises(HistocolorError, match="mkl\\+regions needs masks"):
+        evaluate({"graded": graded_set}, ["mkl+regions"], tmp_path / "regions")
 
 
 def test_dpst_layout_with_masks(tmp_path):
     pairs = load_set(require(DPST))
     assert len(pairs) == 30 and pairs[0].name == "in1" and pairs[0].source_mask is not None
-    summary = evaluate({"dpst": require(DPST)}, ["identity", "reinhard"], tmp_path, limit=2)
+    summary = evaluate({"dpst": require(DPST)}, ["identity", "reinhard", "reinhard+regions"], tmp_path, limit=2)
     assert summary["dpst"]["reinhard"]["region_swd"] is not None
+    assert summary["dpst"]["reinhard+regions"]["region_swd"] < 0.7 * summary["dpst"]["reinhard"]["region_swd"]
     assert summary["dpst"]["reinhard"]["swd"] < summary["dpst"]["identity"]["swd"]
     assert summary["dpst"]["identity"]["psnr"] is None if "psnr" in summary["dpst"]["identity"] else True
 

@@ -52,6 +52,11 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--weights", metavar="DIR", help="network weights directory (default: the shipped model)")
     run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     run.add_argument("--timings", action="store_true", help="print the seconds each stage took")
+    run.add_argument("--source-mask", metavar="PNG", help="label map of the source (region-wise transfer)")
+    run.add_argument("--reference-mask", metavar="PNG", help="label map of the reference (region-wise transfer)")
+    run.add_argument(
+        "--region-map", metavar="JSON", help='source label -> reference label(s), e.g. {"3": 5} (default: same label)'
+    )
 
     learn = commands.add_parser("train", help="train the network (one device, or DDP under torchrun)")
     learn.add_argument("--data", action="append", default=[], metavar="DIR", help="folder of photos (repeatable)")
@@ -75,14 +80,17 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _transfer_and_write(engine, source, reference, output, strength, timings):
+def _transfer_and_write(engine, source, reference, output, strength, timings, masks=(None, None), region_map=None):
     from histocolor.imageio import check_output_path, read_image, write_image
 
     output = check_output_path(output)
     clock = time.perf_counter()
     source_image, reference_image = read_image(source), read_image(reference)
     decode = time.perf_counter() - clock
-    result = engine(source_image, reference_image, strength=strength)
+    result = engine(
+        source_image, reference_image, strength=strength, source_labels=masks[0], reference_labels=masks[1],
+        region_map=region_map,
+    )
     clock = time.perf_counter()
     rgb, alpha = (result.image[..., :3], result.image[..., 3]) if result.image.shape[-1] == 4 else (result.image, None)
     write_image(output, rgb, alpha)
@@ -93,9 +101,12 @@ def _format_timings(timings: dict) -> str:
     return "  ".join(f"{stage} {seconds:.3f}s" for stage, seconds in timings.items())
 
 
-def _run_single(arguments, engine) -> int:
+def _run_single(arguments, engine, region_map) -> int:
     timings: dict = {}
-    _transfer_and_write(engine, arguments.source, arguments.reference, arguments.output, arguments.strength, timings)
+    masks = (arguments.source_mask, arguments.reference_mask)
+    _transfer_and_write(
+        engine, arguments.source, arguments.reference, arguments.output, arguments.strength, timings, masks, region_map
+    )
     if arguments.timings:
         print(_format_timings(timings), file=sys.stderr)
     return 0
@@ -134,7 +145,7 @@ def read_pairs(path) -> list[dict]:
     ]
 
 
-def _run_batch(arguments, rows, engine) -> int:
+def _run_batch(arguments, rows, engine, region_map) -> int:
     from tqdm import tqdm
 
     failures = 0
@@ -144,10 +155,12 @@ def _run_batch(arguments, rows, engine) -> int:
             try:
                 if row["source"] is None or row["reference"] is None or row["output"] is None:
                     raise HistocolorError("source, reference and output must all be given")
-                if row["source_mask"] or row["reference_mask"]:
-                    raise HistocolorError("mask columns need region-wise transfer, which this version does not have")
                 timings: dict = {}
-                _transfer_and_write(engine, row["source"], row["reference"], row["output"], arguments.strength, timings)
+                masks = (row["source_mask"], row["reference_mask"])
+                _transfer_and_write(
+                    engine, row["source"], row["reference"], row["output"], arguments.strength, timings, masks,
+                    region_map,
+                )
                 if arguments.timings:
                     bar.write(f"line {number}: {_format_timings(timings)}", file=sys.stderr)
             except HistocolorError as error:
@@ -167,6 +180,7 @@ def _run_batch(arguments, rows, engine) -> int:
 
 
 def _transfer(arguments) -> int:
+    from histocolor.regions import load_region_map
     from histocolor.transfer import ColorTransfer
 
     if not 0.0 <= arguments.strength <= 1.0:
@@ -176,8 +190,13 @@ def _transfer(arguments) -> int:
         if arguments.source or arguments.reference or arguments.output:
             raise HistocolorError("--pairs takes its paths from the CSV: drop SOURCE, REFERENCE and -o")
         rows = read_pairs(arguments.pairs)  # a bad CSV fails before the model loads
+        if arguments.source_mask or arguments.reference_mask:
+            raise HistocolorError("with --pairs, masks come from the CSV's source_mask and reference_mask columns")
     elif not (arguments.source and arguments.reference and arguments.output):
         raise HistocolorError("give SOURCE REFERENCE -o OUTPUT, or --pairs CSV")
+    elif bool(arguments.source_mask) != bool(arguments.reference_mask):
+        raise HistocolorError("region-wise transfer needs both --source-mask and --reference-mask")
+    region_map = load_region_map(arguments.region_map) if arguments.region_map else None
     engine = ColorTransfer(
         arguments.method,
         weights=arguments.weights,
@@ -185,7 +204,9 @@ def _transfer(arguments) -> int:
         max_side=arguments.max_side,
         lut_size=arguments.lut_size,
     )
-    return _run_batch(arguments, rows, engine) if rows is not None else _run_single(arguments, engine)
+    if rows is not None:
+        return _run_batch(arguments, rows, engine, region_map)
+    return _run_single(arguments, engine, region_map)
 
 
 def _train(arguments) -> int:

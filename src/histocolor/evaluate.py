@@ -30,7 +30,9 @@ from histocolor.metrics import ciede2000, gradient_ssim, psnr, region_sliced_was
 from histocolor.regions import load_label_map
 from histocolor.transfer import METHODS, ColorTransfer
 
-EVALUATION_METHODS = (*METHODS, "identity")
+# "<method>+regions" runs a method region-wise with the pair's masks.
+REGIONS_SUFFIX = "+regions"
+EVALUATION_METHODS = (*METHODS, "identity", *(method + REGIONS_SUFFIX for method in METHODS))
 _COLUMNS = (
     ("psnr", "PSNR (dB) ↑"),
     ("ciede2000", "ΔE2000 ↓"),
@@ -133,7 +135,17 @@ def _engine(method: str, weights, device, max_side):
     if method == "identity":
         return None
     options = {"device": device, **({"max_side": max_side} if max_side else {})}
-    return ColorTransfer(method, weights=weights, **options)
+    return ColorTransfer(method.removesuffix(REGIONS_SUFFIX), weights=weights, **options)
+
+
+def _run(method: str, engine, pair: EvaluationPair, source, reference):
+    if engine is None:
+        return source
+    if not method.endswith(REGIONS_SUFFIX):
+        return engine(source, reference).image
+    if pair.source_mask is None or pair.reference_mask is None:
+        raise HistocolorError(f"{method} needs masks, and pair '{pair.name}' has none")
+    return engine(source, reference, source_labels=pair.source_mask, reference_labels=pair.reference_mask).image
 
 
 def evaluate(sets: dict, methods, out, *, weights=None, device="auto", max_side=None, limit=None, grid_rows=6):
@@ -158,12 +170,10 @@ def evaluate(sets: dict, methods, out, *, weights=None, device="auto", max_side=
             row = [source, reference] + ([truth] if truth is not None else [])
             for method, engine in engines.items():
                 clock = time.perf_counter()
-                result = source if engine is None else engine(source, reference).image
+                result = _run(method, engine, pair, source, reference)
                 seconds = time.perf_counter() - clock
-                scores[method].append(
-                    _score(pair, result, source, reference, truth, seconds)
-                    | _reference_check(pair, engine, source, truth)
-                )
+                check = {} if method.endswith(REGIONS_SUFFIX) else _reference_check(pair, engine, source, truth)
+                scores[method].append(_score(pair, result, source, reference, truth, seconds) | check)
                 row.append(result)
             if index < grid_rows:
                 grid.append(row)

@@ -58,3 +58,105 @@ def colour_labels(rgb: np.ndarray) -> np.ndarray:
         return nearest.reshape(rgb.shape[:2]).astype(np.int32)
     _, labels = np.unique(rgb.reshape(-1, 3), axis=0, return_inverse=True)
     return labels.reshape(rgb.shape[:2]).astype(np.int32)
+
+
+# A region under this share of either image is too small to have a histogram of its own:
+# its pixels follow the global transfer.
+MIN_REGION_FRACTION = 0.01
+# Feathering of the region weights: Gaussian sigma as a share of the image diagonal.
+DEFAULT_FEATHER = 0.01
+
+
+def load_region_map(path) -> dict[int, list[int]]:
+    """A JSON object mapping source labels to reference labels: ``{"3": 5, "7": [7, 8]}``."""
+    import json
+
+    try:
+        data = json.loads(open(path, encoding="utf-8").read())
+    except (OSError, ValueError) as error:
+        raise HistocolorError(f"cannot read region map '{path}': {error}") from None
+    return parse_region_map(data, str(path))
+
+
+def parse_region_map(data, where: str = "region map") -> dict[int, list[int]]:
+    if not isinstance(data, dict):
+        raise HistocolorError(f"{where}: expected a JSON object of source label -> reference label(s)")
+    mapping = {}
+    for key, value in data.items():
+        targets = value if isinstance(value, list) else [value]
+        try:
+            mapping[int(key)] = [int(target) for target in targets]
+        except (TypeError, ValueError):
+            raise HistocolorError(f"{where}: labels must be integers, got {key!r}: {value!r}") from None
+    return mapping
+
+
+def check_labels(labels, image_shape, role: str) -> np.ndarray:
+    """``labels`` as ``(H, W)`` int32, failing clearly when it does not fit its image."""
+    labels = np.asarray(labels)
+    if labels.ndim == 3 and labels.shape[-1] in (3, 4):
+        labels = colour_labels(labels[..., :3])
+    if labels.ndim != 2:
+        raise HistocolorError(f"the {role} mask must be a 2-D label map, got shape {labels.shape}")
+    if labels.shape != tuple(image_shape[:2]):
+        raise HistocolorError(
+            f"the {role} mask is {labels.shape[1]}x{labels.shape[0]} but its image is "
+            f"{image_shape[1]}x{image_shape[0]}: masks must match their image's size"
+        )
+    return labels.astype(np.int32, copy=False)
+
+
+def match_regions(
+    source_labels: np.ndarray,
+    reference_labels: np.ndarray,
+    mapping: dict[int, list[int]] | None = None,
+    min_fraction: float = MIN_REGION_FRACTION,
+) -> list[tuple[list[int], list[int]]]:
+    """Corresponding regions as (source labels, reference labels) pairs.
+
+    By default a label corresponds to the same label in the other image; ``mapping`` (source
+    label -> reference labels) replaces that for the labels it names. Regions under
+    ``min_fraction`` of either image are left out (their pixels follow the global transfer).
+    Fails when no region is left: a region-wise transfer would then be a global one.
+    """
+    source_values, source_counts = np.unique(source_labels, return_counts=True)
+    reference_values, reference_counts = np.unique(reference_labels, return_counts=True)
+    source_share = dict(zip(source_values.tolist(), (source_counts / source_labels.size).tolist()))
+    reference_share = dict(zip(reference_values.tolist(), (reference_counts / reference_labels.size).tolist()))
+    mapping = mapping or {}
+    pairs = []
+    for label in source_values.tolist():
+        targets = [t for t in mapping.get(label, [label]) if t in reference_share]
+        if source_share[label] >= min_fraction and sum(reference_share[t] for t in targets) >= min_fraction:
+            pairs.append(([label], targets))
+    if not pairs:
+        raise HistocolorError(
+            "the source and reference masks have no region in common "
+            f"(source labels {_preview(source_values)}, reference labels {_preview(reference_values)}, "
+            f"each at least {min_fraction:.0%} of its image): give matching labels or a region map"
+        )
+    return pairs
+
+
+def _preview(values: np.ndarray, limit: int = 8) -> str:
+    shown = ", ".join(str(v) for v in values[:limit].tolist())
+    return shown + (", ..." if len(values) > limit else "")
+
+
+def region_weights(labels: np.ndarray, groups: list[list[int]], shape, feather: float = 0.0) -> np.ndarray:
+    """``(R, h, w)`` float32 weights of the label groups at size ``shape`` (nearest resampling).
+
+    With ``feather`` > 0 each weight is blurred (sigma = feather x the diagonal) so that seams
+    blend; the weights of all groups plus the rest of the image still sum to 1 everywhere.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    height, width = shape
+    rows = np.minimum((np.arange(height) + 0.5) * labels.shape[0] / height, labels.shape[0] - 1).astype(int)
+    columns = np.minimum((np.arange(width) + 0.5) * labels.shape[1] / width, labels.shape[1] - 1).astype(int)
+    small = labels[rows[:, None], columns[None, :]]
+    weights = np.stack([np.isin(small, group) for group in groups]).astype(np.float32)
+    if feather > 0:
+        sigma = feather * float(np.hypot(height, width))
+        weights = np.stack([gaussian_filter(w, sigma, mode="nearest") for w in weights])
+    return weights

@@ -17,6 +17,8 @@ from histocolor.classical import CLASSICAL_METHODS
 from histocolor.color import lab_to_rgb, rgb_to_lab
 from histocolor.errors import HistocolorError
 from histocolor.imageio import LoadedImage, read_image
+from histocolor.regional import blend_regions, fit_region_luts, prepare_regions
+from histocolor.regions import DEFAULT_FEATHER
 from histocolor.lut import DEFAULT_LUT_SIZE, DEFAULT_SMOOTHNESS, apply_lut, blend_luts, fit_lut, lut_from_mapping
 
 METHODS = ("analogy", *CLASSICAL_METHODS)
@@ -36,7 +38,7 @@ class TransferResult:
         timings: seconds per stage.
         lut: ``(S, S, S, 3)`` float32 LUT over sRGB that maps source colours to result
             colours (strength included), or None when the change was resized instead of
-            fitted. Classical methods tabulate it on first access.
+            fitted or differs by region. Classical methods tabulate it on first access.
     """
 
     def __init__(self, image: np.ndarray, lut, method: str, timings: dict[str, float]):
@@ -212,8 +214,24 @@ class ColorTransfer:
                 # channels-last convolutions run about a quarter faster on CPU (oneDNN), same result.
                 self.model.ctn.to(memory_format=torch.channels_last)
 
-    def __call__(self, source, reference, *, strength: float = 1.0) -> TransferResult:
-        """Recolour ``source`` after ``reference`` (paths or arrays); see :class:`TransferResult`."""
+    def __call__(
+        self,
+        source,
+        reference,
+        *,
+        strength: float = 1.0,
+        source_labels=None,
+        reference_labels=None,
+        region_map: dict[int, list[int]] | None = None,
+        feather: float = DEFAULT_FEATHER,
+    ) -> TransferResult:
+        """Recolour ``source`` after ``reference`` (paths or arrays); see :class:`TransferResult`.
+
+        With ``source_labels`` and ``reference_labels`` (``(H, W)`` label maps of each image,
+        or mask paths) the transfer is region-wise: a region takes the colours of the
+        reference region with the same label, or of those ``region_map`` names for it;
+        ``feather`` (a share of the image diagonal) blends the seams.
+        """
         if not 0.0 <= strength <= 1.0:
             raise HistocolorError(f"strength must be between 0 and 1, got {strength}")
         timings: dict[str, float] = {}
@@ -221,7 +239,12 @@ class ColorTransfer:
         source_image, reference_image = as_image(source), as_image(reference)
         if isinstance(source, (str, Path)) or isinstance(reference, (str, Path)):
             timings["decode"] = time.perf_counter() - started
-        if self.method == "analogy":
+        regions = prepare_regions(
+            source_labels, reference_labels, source_image.rgb.shape, reference_image.rgb.shape, region_map, feather
+        )
+        if regions is not None:
+            rgb, lut = self._run_by_regions(source_image, reference_image, strength, timings, regions)
+        elif self.method == "analogy":
             rgb, lut = self._run_network(source_image, reference_image, strength, timings)
         else:
             rgb, lut = self._run_classical(source_image, reference_image, strength, timings)
@@ -281,6 +304,57 @@ class ColorTransfer:
         timings["lut_apply"] = time.perf_counter() - clock
         return rgb, lut
 
+    @torch.no_grad()
+    def _run_by_regions(self, source_image, reference_image, strength, timings, regions):
+        clock = time.perf_counter()
+        small_source = _to_tensor(source_image.rgb, self.max_side)
+        weights = regions.source_weights(small_source.shape[-2:])
+        if self.method == "analogy":
+            small_reference = _to_tensor(reference_image.rgb, self.max_side)
+            source_alpha, reference_alpha = (
+                None if alpha is None else alpha.to(self.device)
+                for alpha in (_working_alpha(source_image, self.max_side), _working_alpha(reference_image, self.max_side))
+            )
+            source_lab = rgb_to_lab(small_source.to(self.device)).contiguous(memory_format=torch.channels_last)
+            reference_regions = regions.reference_weights(small_reference.shape[-2:])
+            output_lab = self.model(
+                source_lab,
+                rgb_to_lab(small_reference.to(self.device)),
+                torch.from_numpy(weights[:-1])[None].to(self.device),
+                torch.from_numpy(reference_regions)[None].to(self.device),
+                source_weights=source_alpha,
+                reference_weights=reference_alpha,
+            ).output
+            self._synchronize()
+            timings["network"] = time.perf_counter() - clock
+            clock = time.perf_counter()
+            seen = small_source[0].flatten(1).T.numpy()
+            became = lab_to_rgb(output_lab).clamp(0.0, 1.0)[0].flatten(1).T.cpu().numpy()
+            owners = regions.source_weights(small_source.shape[-2:], feather=False).reshape(len(weights), -1)
+            if source_alpha is not None:  # transparent pixels say nothing about the change
+                owners = owners * (source_alpha.flatten().cpu().numpy() > 0)
+            luts = [
+                blend_luts(lut, strength)
+                for lut in fit_region_luts(seen, became, owners, lambda a, b: fit_lut(a, b, self.lut_size, self.lut_smoothness))
+            ]
+            timings["lut_fit"] = time.perf_counter() - clock
+            appliers = [lambda rgb, lut=lut: apply_lut(rgb, lut) for lut in luts]
+        else:
+            source_pixels, reference_pixels = _visible_pixels(source_image), _visible_pixels(reference_image)
+            source_owners = regions.source_weights(source_image.rgb.shape[:2], feather=False)
+            reference_owners = regions.reference_weights(reference_image.rgb.shape[:2])
+            fit = CLASSICAL_METHODS[self.method]
+            mappings = [
+                fit(_pixels(source_image.rgb[owned > 0.5]), _pixels(reference_image.rgb[theirs > 0.5]))
+                for owned, theirs in zip(source_owners[:-1], reference_owners)
+            ] + [fit(source_pixels, reference_pixels)]
+            timings["fit"] = time.perf_counter() - clock
+            appliers = [lambda rgb, mapping=mapping: _apply_mapping(rgb, mapping, strength) for mapping in mappings]
+        clock = time.perf_counter()
+        rgb = blend_regions(source_image.rgb, appliers, weights, _from_unit)
+        timings["blend"] = time.perf_counter() - clock
+        return rgb, None
+
     def _synchronize(self):
         if self.device.type == "cuda":  # so that the network's time is not billed to the next stage
             torch.cuda.synchronize(self.device)
@@ -316,7 +390,17 @@ def _load_model(weights, device):
     return from_pretrained(directory, device)
 
 
-def transfer(source, reference, method: str = "analogy", *, strength: float = 1.0, **options) -> TransferResult:
+def transfer(
+    source,
+    reference,
+    method: str = "analogy",
+    *,
+    strength: float = 1.0,
+    source_labels=None,
+    reference_labels=None,
+    region_map=None,
+    **options,
+) -> TransferResult:
     """Recolour ``source`` with the colours of ``reference``.
 
     Args:
@@ -324,6 +408,8 @@ def transfer(source, reference, method: str = "analogy", *, strength: float = 1.
             uint8, uint16 or float in [0, 1]). Any sizes and aspect ratios.
         method: ``analogy`` (default, the network), ``reinhard``, ``mkl``, ``histmatch`` or ``idt``.
         strength: 0 keeps the source, 1 applies the full change.
+        source_labels, reference_labels: label maps (arrays or mask paths) for a region-wise
+            transfer; ``region_map`` maps source labels to reference labels (default: same label).
         **options: passed to :class:`ColorTransfer` (``weights``, ``device``, ``max_side``,
             ``lut_size``, ``upsampling``, ``model``).
 
@@ -331,4 +417,7 @@ def transfer(source, reference, method: str = "analogy", *, strength: float = 1.
         :class:`TransferResult` with ``.image`` (same size and dtype as the source, alpha
         untouched) and ``.lut``.
     """
-    return ColorTransfer(method, **options)(source, reference, strength=strength)
+    return ColorTransfer(method, **options)(
+        source, reference, strength=strength, source_labels=source_labels, reference_labels=reference_labels,
+        region_map=region_map,
+    )
