@@ -44,8 +44,12 @@ def test_region_maps_and_label_checks_fail_clearly(tmp_path):
     assert parse_region_map({"3": 5, "4": [4, 6]}) == {3: [5], 4: [4, 6]}
     with pytest.raises(HistocolorError, match="integers"):
         parse_region_map({"sky": 5})
-    with pytest.raises(HistocolorError, match="mask is 40x30 but its image is 80x60"):
-        check_labels(np.zeros((30, 40)), (60, 80, 3), "source")
+    with pytest.raises(HistocolorError, match="mask is 40x40 but its image is 80x60"):
+        check_labels(np.zeros((40, 40)), (60, 80, 3), "source")
+    # the same shape at another scale, or one pixel off (as some published masks are): resized
+    half = check_labels(np.kron(np.eye(2, dtype=np.int32), np.ones((15, 20), np.int32)), (60, 80, 3), "source")
+    assert half.shape == (60, 80) and half[:30, :40].min() == 1 and half[30:, :40].max() == 0
+    assert check_labels(np.zeros((59, 80)), (60, 80, 3), "source").shape == (60, 80)
 
 
 def test_feathered_weights_stay_a_partition_of_unity():
@@ -121,3 +125,26 @@ def test_cli_masks_region_map_and_their_errors(tmp_path, capsys, rng):
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_segment_command_writes_matched_label_maps_and_transfer_uses_a_segmenter(tmp_path, capsys, rng):
+    from histocolor.regions import load_label_map
+
+    source = (_two_tone(rng, (0.8, 0.8, 0.8), (0.2, 0.25, 0.2)) * 255).astype(np.uint8)
+    reference = (_two_tone(rng, (0.9, 0.6, 0.3), (0.1, 0.1, 0.3)) * 255).astype(np.uint8)
+    for name, image in (("s.png", source), ("r.png", reference)):
+        Image.fromarray(image).save(tmp_path / name)
+    assert main(["segment", str(tmp_path / "s.png"), "-o", str(tmp_path / "s-labels.png"), "--segmenter", "slic",
+                 "--reference", str(tmp_path / "r.png"), "--reference-output", str(tmp_path / "r-labels.png")]) == 0
+    printed = capsys.readouterr().out
+    assert "bright" in printed and "dark" in printed
+    labels = [load_label_map(tmp_path / name) for name in ("s-labels.png", "r-labels.png")]
+    assert labels[0].shape == (60, 80) and (labels[0] == labels[1]).mean() > 0.8
+    assert main(["transfer", str(tmp_path / "s.png"), str(tmp_path / "r.png"), "-o", str(tmp_path / "out.png"),
+                 "--method", "mkl", "--segmenter", "slic", "--timings"]) == 0
+    assert "segment" in capsys.readouterr().err
+    out = read_image(tmp_path / "out.png").rgb.astype(int)
+    assert out[:, :30, 0].mean() > out[:, :30, 2].mean() + 60  # the light left half took the orange
+    assert main(["transfer", str(tmp_path / "s.png"), str(tmp_path / "r.png"), "-o", str(tmp_path / "x.png"),
+                 "--segmenter", "deeplab"]) == 2
+    assert "unknown segmenter" in capsys.readouterr().err and not (tmp_path / "x.png").exists()

@@ -1,4 +1,5 @@
-"""The ``histocolor`` command: ``transfer`` (one pair or a CSV of pairs) and ``info``.
+"""The ``histocolor`` command: ``transfer`` (one pair or a CSV of pairs), ``train``, ``evaluate``,
+``segment`` and ``info``.
 
 User errors end in one line on stderr and exit code 2; a batch reports each bad row and
 goes on, exiting 1 at the end if any row failed. Outputs are written atomically.
@@ -12,6 +13,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from histocolor import __version__
@@ -55,6 +57,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--source-mask", metavar="PNG", help="label map of the source (region-wise transfer)")
     run.add_argument("--reference-mask", metavar="PNG", help="label map of the reference (region-wise transfer)")
     run.add_argument(
+        "--segmenter", metavar="NAME", help="segment both images automatically (ade20k, voc, slic, hf:..., torchvision:...)"
+    )
+    run.add_argument(
         "--region-map", metavar="JSON", help='source label -> reference label(s), e.g. {"3": 5} (default: same label)'
     )
 
@@ -76,17 +81,31 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--limit", type=int, help="only the first N pairs of each set")
     bench.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
+    cut = commands.add_parser("segment", help="write the label map of IMAGE (and of a reference, matched)")
+    cut.add_argument("image")
+    cut.add_argument("-o", "--output", required=True, help="label map PNG (integer labels)")
+    cut.add_argument("--segmenter", default="ade20k", metavar="NAME", help="ade20k (default), voc, slic, hf:..., torchvision:...")
+    cut.add_argument("--reference", help="a second image, segmented so that equal labels correspond")
+    cut.add_argument("--reference-output", help="label map PNG of --reference")
+    cut.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
     commands.add_parser("info", help="versions, device and weights found")
     return parser
 
 
-def _transfer_and_write(engine, source, reference, output, strength, timings, masks=(None, None), region_map=None):
+def _transfer_and_write(
+    engine, source, reference, output, strength, timings, masks=(None, None), region_map=None, segmenter=None
+):
     from histocolor.imageio import check_output_path, read_image, write_image
 
     output = check_output_path(output)
     clock = time.perf_counter()
     source_image, reference_image = read_image(source), read_image(reference)
     decode = time.perf_counter() - clock
+    if segmenter is not None and masks == (None, None):
+        clock = time.perf_counter()
+        masks = segmenter.segment_pair(source_image.rgb, reference_image.rgb)[:2]
+        timings["segment"] = time.perf_counter() - clock
     result = engine(
         source_image, reference_image, strength=strength, source_labels=masks[0], reference_labels=masks[1],
         region_map=region_map,
@@ -101,11 +120,12 @@ def _format_timings(timings: dict) -> str:
     return "  ".join(f"{stage} {seconds:.3f}s" for stage, seconds in timings.items())
 
 
-def _run_single(arguments, engine, region_map) -> int:
+def _run_single(arguments, engine, region_map, segmenter) -> int:
     timings: dict = {}
     masks = (arguments.source_mask, arguments.reference_mask)
     _transfer_and_write(
-        engine, arguments.source, arguments.reference, arguments.output, arguments.strength, timings, masks, region_map
+        engine, arguments.source, arguments.reference, arguments.output, arguments.strength, timings, masks, region_map,
+        segmenter,
     )
     if arguments.timings:
         print(_format_timings(timings), file=sys.stderr)
@@ -145,7 +165,7 @@ def read_pairs(path) -> list[dict]:
     ]
 
 
-def _run_batch(arguments, rows, engine, region_map) -> int:
+def _run_batch(arguments, rows, engine, region_map, segmenter) -> int:
     from tqdm import tqdm
 
     failures = 0
@@ -159,7 +179,7 @@ def _run_batch(arguments, rows, engine, region_map) -> int:
                 masks = (row["source_mask"], row["reference_mask"])
                 _transfer_and_write(
                     engine, row["source"], row["reference"], row["output"], arguments.strength, timings, masks,
-                    region_map,
+                    region_map, segmenter,
                 )
                 if arguments.timings:
                     bar.write(f"line {number}: {_format_timings(timings)}", file=sys.stderr)
@@ -181,6 +201,7 @@ def _run_batch(arguments, rows, engine, region_map) -> int:
 
 def _transfer(arguments) -> int:
     from histocolor.regions import load_region_map
+    from histocolor.segment import get_segmenter
     from histocolor.transfer import ColorTransfer
 
     if not 0.0 <= arguments.strength <= 1.0:
@@ -197,6 +218,7 @@ def _transfer(arguments) -> int:
     elif bool(arguments.source_mask) != bool(arguments.reference_mask):
         raise HistocolorError("region-wise transfer needs both --source-mask and --reference-mask")
     region_map = load_region_map(arguments.region_map) if arguments.region_map else None
+    segmenter = get_segmenter(arguments.segmenter, arguments.device) if arguments.segmenter else None
     engine = ColorTransfer(
         arguments.method,
         weights=arguments.weights,
@@ -205,8 +227,8 @@ def _transfer(arguments) -> int:
         lut_size=arguments.lut_size,
     )
     if rows is not None:
-        return _run_batch(arguments, rows, engine, region_map)
-    return _run_single(arguments, engine, region_map)
+        return _run_batch(arguments, rows, engine, region_map, segmenter)
+    return _run_single(arguments, engine, region_map, segmenter)
 
 
 def _train(arguments) -> int:
@@ -246,6 +268,30 @@ def _evaluate(arguments) -> int:
     return 0
 
 
+def _segment(arguments) -> int:
+    from histocolor.imageio import check_output_path, read_image
+    from histocolor.segment import get_segmenter
+    from histocolor.segment.base import write_labels
+
+    if bool(arguments.reference) != bool(arguments.reference_output):
+        raise HistocolorError("--reference and --reference-output go together")
+    outputs = [check_output_path(arguments.output)]
+    if arguments.reference:
+        outputs.append(check_output_path(arguments.reference_output))
+    segmenter = get_segmenter(arguments.segmenter, arguments.device)
+    image = read_image(arguments.image).rgb
+    if arguments.reference:
+        *maps, names = segmenter.segment_pair(image, read_image(arguments.reference).rgb)
+    else:
+        first, names = segmenter.segment(image)
+        maps = [first]
+    for path, labels in zip(outputs, maps):
+        write_labels(path, labels)
+    for label in sorted(set().union(*(np.unique(labels).tolist() for labels in maps))):
+        print(f"{label}\t{names.get(label, '-')}")
+    return 0
+
+
 def _info() -> int:
     import numpy
     import PIL
@@ -281,7 +327,10 @@ def main(argv=None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_one_line
-            commands = {"transfer": _transfer, "train": _train, "evaluate": _evaluate, "info": lambda _: _info()}
+            commands = {
+                "transfer": _transfer, "train": _train, "evaluate": _evaluate, "segment": _segment,
+                "info": lambda _: _info(),
+            }
             return commands[arguments.command](arguments)
     except HistocolorError as error:
         print(f"histocolor: error: {error}", file=sys.stderr)

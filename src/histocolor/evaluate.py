@@ -27,7 +27,7 @@ from histocolor.atomic import atomic_write
 from histocolor.errors import HistocolorError
 from histocolor.imageio import read_image
 from histocolor.metrics import ciede2000, gradient_ssim, psnr, region_sliced_wasserstein, sliced_wasserstein
-from histocolor.regions import load_label_map
+from histocolor.regions import check_labels, load_label_map
 from histocolor.transfer import METHODS, ColorTransfer
 
 # "<method>+regions" runs a method region-wise with the pair's masks.
@@ -112,9 +112,9 @@ def _score(pair: EvaluationPair, result, source, reference, truth, seconds) -> d
         scores["psnr"] = min(psnr(result, truth), 100.0)
         scores["ciede2000"] = ciede2000(result, truth)
     if pair.source_mask is not None and pair.reference_mask is not None:
-        source_labels, reference_labels = load_label_map(pair.source_mask), load_label_map(pair.reference_mask)
-        if source_labels.shape == source.shape[:2] and reference_labels.shape == reference.shape[:2]:
-            scores["region_swd"] = region_sliced_wasserstein(result, reference, source_labels, reference_labels)
+        source_labels = check_labels(load_label_map(pair.source_mask), source.shape, "source")
+        reference_labels = check_labels(load_label_map(pair.reference_mask), reference.shape, "reference")
+        scores["region_swd"] = region_sliced_wasserstein(result, reference, source_labels, reference_labels)
     return scores
 
 

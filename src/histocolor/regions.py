@@ -91,19 +91,30 @@ def parse_region_map(data, where: str = "region map") -> dict[int, list[int]]:
     return mapping
 
 
+# A mask of its image's shape at another scale (e.g. 700x393 for 700x394, as some published
+# masks are) is resized; past this difference in aspect ratio it is refused.
+_ASPECT_TOLERANCE = 0.02
+
+
 def check_labels(labels, image_shape, role: str) -> np.ndarray:
-    """``labels`` as ``(H, W)`` int32, failing clearly when it does not fit its image."""
+    """``labels`` as ``(H, W)`` int32 at the image's size, failing clearly when it does not fit."""
     labels = np.asarray(labels)
     if labels.ndim == 3 and labels.shape[-1] in (3, 4):
         labels = colour_labels(labels[..., :3])
     if labels.ndim != 2:
         raise HistocolorError(f"the {role} mask must be a 2-D label map, got shape {labels.shape}")
-    if labels.shape != tuple(image_shape[:2]):
+    height, width = image_shape[:2]
+    if labels.shape == (height, width):
+        return labels.astype(np.int32, copy=False)
+    aspect, image_aspect = labels.shape[1] / labels.shape[0], width / height
+    if abs(aspect - image_aspect) > _ASPECT_TOLERANCE * image_aspect:
         raise HistocolorError(
             f"the {role} mask is {labels.shape[1]}x{labels.shape[0]} but its image is "
-            f"{image_shape[1]}x{image_shape[0]}: masks must match their image's size"
+            f"{width}x{height}: masks must match their image's size"
         )
-    return labels.astype(np.int32, copy=False)
+    rows = np.minimum((np.arange(height) + 0.5) * labels.shape[0] / height, labels.shape[0] - 1).astype(int)
+    columns = np.minimum((np.arange(width) + 0.5) * labels.shape[1] / width, labels.shape[1] - 1).astype(int)
+    return labels[rows[:, None], columns[None, :]].astype(np.int32)
 
 
 def match_regions(

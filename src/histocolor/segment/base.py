@@ -1,0 +1,65 @@
+"""The interface every segmenter follows, and helpers they share."""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from histocolor.errors import HistocolorError
+
+
+class Segmenter:
+    """``segment(image)`` -> ``(labels (H, W) int32, {label: class name})``.
+
+    ``image`` is ``(H, W, 3)`` uint8, uint16 or float in [0, 1]. Semantic segmenters give
+    class labels, so the same label in two images is the same kind of thing and
+    ``segment_pair`` simply segments both; segmenters without classes override it.
+    """
+
+    name = "segmenter"
+
+    def segment(self, image: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
+        raise NotImplementedError
+
+    def segment_pair(self, source: np.ndarray, reference: np.ndarray):
+        """``(source labels, reference labels, class names)``; equal labels correspond."""
+        source_labels, names = self.segment(source)
+        reference_labels, reference_names = self.segment(reference)
+        return source_labels, reference_labels, {**names, **reference_names}
+
+
+def as_uint8(image: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` uint8 from uint8, uint16 or float [0, 1] (alpha and gray handled by the caller)."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] < 3:
+        raise HistocolorError(f"segmenters take (H, W, 3) images, got shape {image.shape}")
+    image = image[..., :3]
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return (image // 257).astype(np.uint8)
+    return np.clip(np.rint(np.asarray(image, np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def upsample_scores(scores: torch.Tensor, size) -> np.ndarray:
+    """Class scores ``(1, C, h, w)`` -> labels ``(H, W)`` int32 (argmax after bilinear resizing)."""
+    resized = F.interpolate(scores.float(), size=tuple(size), mode="bilinear", align_corners=False)
+    return resized[0].argmax(0).to(torch.int32).cpu().numpy()
+
+
+def resize_labels(labels: np.ndarray, size) -> np.ndarray:
+    """Nearest-neighbour resize of a label map to ``size`` (H, W)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int32))[None, None].float()
+    return F.interpolate(tensor, size=tuple(size), mode="nearest")[0, 0].to(torch.int32).numpy()
+
+
+def write_labels(path, labels: np.ndarray) -> None:
+    """An integer label map as PNG (8-bit when the labels allow, else 16-bit), written atomically."""
+    from PIL import Image
+
+    from histocolor.atomic import atomic_write
+
+    if labels.min() < 0 or labels.max() > 65535:
+        raise HistocolorError(f"labels must be in 0..65535 to be written as PNG, got {labels.min()}..{labels.max()}")
+    image = Image.fromarray(labels.astype(np.uint8 if labels.max() < 256 else np.uint16))
+    with atomic_write(path, suffix=".png") as stream:
+        image.save(stream, format="PNG")
