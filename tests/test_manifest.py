@@ -44,7 +44,7 @@ def test_manifest_lists_the_widgets_and_the_sample():
     from npe2 import PluginManifest
 
     manifest = PluginManifest.from_distribution("napari-histocolor")
-    assert [widget.display_name for widget in manifest.contributions.widgets] == ["Color transfer", "Compare", "Fine-tune"]
+    assert [widget.display_name for widget in manifest.contributions.widgets] == ["Color transfer", "Regions", "Compare", "Fine-tune"]
     assert [sample.display_name for sample in manifest.contributions.sample_data] == ["Source and reference pair"]
     pytest.importorskip("napari", reason="the napari extra is not installed")
     for command in manifest.contributions.commands:  # every entry point resolves to a real object

@@ -272,3 +272,67 @@ def test_out_of_memory_reads_as_advice():
     assert describe(MemoryError()).startswith("out of memory: lower the working size")
     assert describe(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")).startswith("out of memory")
     assert describe(ValueError("first line\nsecond line")) == "ValueError: first line"
+
+
+def _paint_block(layer, top, left, size, label):
+    """Paint with napari's brush, stroke by stroke, as a user would."""
+    layer.brush_size = 12
+    layer.selected_label = label
+    for y in range(top, top + size, 6):
+        for x in range(left, left + size, 6):
+            layer.paint((y, x), label)
+
+
+def test_regions_painted_by_hand_take_their_matched_reference_colours(viewer, dock, qtbot):
+    from skimage.color import rgb2lab
+
+    widget = dock(viewer, "Regions")
+    source, reference = viewer.layers["source"], viewer.layers["reference"]
+    widget.source.value, widget.reference.value = source, reference
+    widget.empty_button.native.click()
+    source_labels, reference_labels = viewer.layers["source regions"], viewer.layers["reference regions"]
+    assert source_labels.data.shape == source.data.shape[:2] and widget.source_labels.value is source_labels
+    _paint_block(source_labels, 20, 20, 90, label=1)
+    _paint_block(reference_labels, 10, 10, 60, label=2)  # the reference's dark blue sky, top left
+    _paint_block(reference_labels, reference.data.shape[0] - 70, reference.data.shape[1] // 2 - 30, 60, label=1)
+    widget.refresh_button.native.click()
+    assert widget.table.rowCount() == 1 and widget.table.item(0, 2).text() == "1"  # same label by default
+    widget.set_targets(1, [2])  # edit the table: source region 1 takes the sky's colours
+    assert widget.region_map() == {0: [], 1: [2]}
+    widget.method.value = "mkl"
+    widget.run_button.native.click()
+    _wait_idle(qtbot, widget)
+    result = viewer.layers["source ← reference (mkl, regions)"].data
+    painted = source_labels.data == 1
+    sky = reference_labels.data == 2
+    lab_result, lab_source, lab_reference = (rgb2lab(image) for image in (result, source.data, reference.data))
+    region_mean = lab_result[painted].mean(0)
+    assert np.linalg.norm(region_mean - lab_reference[sky].mean(0)) < 5  # took the sky's colours
+    assert np.linalg.norm(lab_source[painted].mean(0) - lab_reference[sky].mean(0)) > 25  # far from them before
+    from histocolor.transfer import transfer
+
+    far = np.zeros_like(painted)
+    far[:, 200:] = True  # well away from the painted block and its feathered seam
+    overall = transfer(source.data, reference.data, "mkl").image
+    assert np.abs(result[far].astype(int) - overall[far]).mean() < 2  # the rest follows the global transfer
+
+
+def test_regions_segment_both_and_errors(viewer, dock, qtbot, notices):
+    widget = dock(viewer, "Regions")
+    widget.source.value, widget.reference.value = viewer.layers["source"], viewer.layers["reference"]
+    widget.segment_button.native.click()
+    _wait_idle(qtbot, widget)
+    source_labels = viewer.layers["source regions"]
+    assert source_labels.data.min() >= 1 and widget.table.rowCount() >= 2  # slic regions, 0 left for erasing
+    assert all(widget.table.item(row, 1).text() for row in range(widget.table.rowCount()))
+    widget.other_segmenter.value = "deeplab"
+    widget.segment_button.native.click()
+    _wait_idle(qtbot, widget)
+    widget.other_segmenter.value = ""
+    viewer.layers["reference regions"].data = np.zeros((10, 10), np.int32)  # not the reference's size
+    widget.run_button.native.click()
+    _wait_idle(qtbot, widget)
+    errors = [message for severity, message in notices() if severity == NotificationSeverity.ERROR]
+    assert "unknown segmenter 'deeplab'" in errors[0]
+    assert "masks must match their image's size" in errors[1]
+    assert not any("regions)" in layer.name for layer in viewer.layers)
