@@ -59,6 +59,10 @@ def test_dpst_layout_with_masks(tmp_path):
     summary = evaluate({"dpst": require(DPST)}, ["identity", "reinhard", "reinhard+regions"], tmp_path, limit=2)
     assert summary["dpst"]["reinhard"]["region_swd"] is not None
     assert summary["dpst"]["reinhard+regions"]["region_swd"] < 0.7 * summary["dpst"]["reinhard"]["region_swd"]
+    automatic = evaluate({"dpst": require(DPST)}, ["reinhard+regions"], tmp_path / "slic", limit=2, segmenter="slic")
+    # slic regions are not the hand-made ones: a different result, still measured on the masks
+    assert automatic["dpst"]["reinhard+regions"]["region_swd"] != summary["dpst"]["reinhard+regions"]["region_swd"]
+    assert "regions from the `slic` segmenter" in (tmp_path / "slic" / "report.md").read_text()
     assert summary["dpst"]["reinhard"]["swd"] < summary["dpst"]["identity"]["swd"]
     assert summary["dpst"]["identity"]["psnr"] is None if "psnr" in summary["dpst"]["identity"] else True
 

@@ -148,3 +148,20 @@ def test_segment_command_writes_matched_label_maps_and_transfer_uses_a_segmenter
     assert main(["transfer", str(tmp_path / "s.png"), str(tmp_path / "r.png"), "-o", str(tmp_path / "x.png"),
                  "--segmenter", "deeplab"]) == 2
     assert "unknown segmenter" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
+
+
+def test_the_lut_head_model_runs_region_wise_with_one_lut_per_region(rng, tmp_path):
+    import torch
+
+    from histocolor.model import AnalogyConfig, HistogramAnalogy
+
+    torch.manual_seed(0)
+    model = HistogramAnalogy(AnalogyConfig(hen_widths=(8, 8, 8, 8), feature_size=16, head="lut", lut_size=9))
+    torch.nn.init.normal_(model.lut_head.bases, std=0.3)
+    source = _two_tone(rng, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # one colour, two regions
+    reference = _two_tone(rng, (0.8, 0.2, 0.2), (0.2, 0.2, 0.8))
+    labels = _halves()
+    result = ColorTransfer(model=model, max_side=64)(source, reference, source_labels=labels, reference_labels=labels)
+    assert result.image.shape == source.shape and result.lut is None
+    # the same colour became two different ones: each half got its own LUT
+    assert np.abs(result.image[:, :30].mean((0, 1)) - result.image[:, 50:].mean((0, 1))).max() > 0.01

@@ -80,6 +80,9 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--max-side", type=int, help="working size of the network")
     bench.add_argument("--limit", type=int, help="only the first N pairs of each set")
     bench.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    bench.add_argument(
+        "--segmenter", metavar="NAME", help="METHOD+regions use this segmenter's labels instead of the set's masks"
+    )
 
     cut = commands.add_parser("segment", help="write the label map of IMAGE (and of a reference, matched)")
     cut.add_argument("image")
@@ -263,6 +266,7 @@ def _evaluate(arguments) -> int:
         device=arguments.device,
         max_side=arguments.max_side,
         limit=arguments.limit,
+        segmenter=arguments.segmenter,
     )
     print(f"report written to {Path(arguments.out) / 'report.md'}", file=sys.stderr)
     return 0

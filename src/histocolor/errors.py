@@ -7,3 +7,7 @@ Front ends print its message as a single line (the CLI) or show it as a notifica
 
 class HistocolorError(Exception):
     """A user-facing error whose message is one self-contained line."""
+
+
+class NoCommonRegion(HistocolorError):
+    """The two label maps share no region large enough for a region-wise transfer."""

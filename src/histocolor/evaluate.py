@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from histocolor.atomic import atomic_write
-from histocolor.errors import HistocolorError
+from histocolor.errors import HistocolorError, NoCommonRegion
 from histocolor.imageio import read_image
 from histocolor.metrics import ciede2000, gradient_ssim, psnr, region_sliced_wasserstein, sliced_wasserstein
 from histocolor.regions import check_labels, load_label_map
@@ -138,18 +138,27 @@ def _engine(method: str, weights, device, max_side):
     return ColorTransfer(method.removesuffix(REGIONS_SUFFIX), weights=weights, **options)
 
 
-def _run(method: str, engine, pair: EvaluationPair, source, reference):
+def _run(method: str, engine, pair: EvaluationPair, source, reference, segmented=None):
+    """``segmented``: automatic (source, reference) labels for ``+regions`` methods, instead of the masks."""
     if engine is None:
         return source
     if not method.endswith(REGIONS_SUFFIX):
         return engine(source, reference).image
+    if segmented is not None:
+        return engine(source, reference, source_labels=segmented[0], reference_labels=segmented[1]).image
     if pair.source_mask is None or pair.reference_mask is None:
         raise HistocolorError(f"{method} needs masks, and pair '{pair.name}' has none")
     return engine(source, reference, source_labels=pair.source_mask, reference_labels=pair.reference_mask).image
 
 
-def evaluate(sets: dict, methods, out, *, weights=None, device="auto", max_side=None, limit=None, grid_rows=6):
+def evaluate(
+    sets: dict, methods, out, *, weights=None, device="auto", max_side=None, limit=None, grid_rows=6, segmenter=None
+):
     """Run ``methods`` on every set (``{name: path}``); write ``report.md`` and grids into ``out``.
+
+    With ``segmenter`` (a name), the ``+regions`` methods use its automatic labels instead of the
+    pairs' masks; the region SWD is still measured on the masks, so the score says what
+    automatic segmentation costs.
 
     Returns ``{set name: {method: mean scores}}``.
     """
@@ -157,20 +166,32 @@ def evaluate(sets: dict, methods, out, *, weights=None, device="auto", max_side=
     if unknown:
         raise HistocolorError(f"unknown method(s) {', '.join(unknown)}: choose from {', '.join(EVALUATION_METHODS)}")
     engines = {method: _engine(method, weights, device, max_side) for method in methods}
+    if segmenter is not None:
+        from histocolor.segment import get_segmenter
+
+        segmenter = get_segmenter(segmenter, device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary, sections = {}, []
     for set_name, set_path in sets.items():
         pairs = load_set(set_path)[:limit]
         scores = {method: [] for method in methods}
+        global_runs: dict[str, int] = {}
         grid = []
         for index, pair in enumerate(pairs):
             source, reference = read_image(pair.source).rgb, read_image(pair.reference).rgb
             truth = read_image(pair.truth).rgb if pair.truth else None
             row = [source, reference] + ([truth] if truth is not None else [])
+            segmented = None
+            if segmenter is not None and any(m.endswith(REGIONS_SUFFIX) for m in methods):
+                segmented = segmenter.segment_pair(source, reference)[:2]
             for method, engine in engines.items():
                 clock = time.perf_counter()
-                result = _run(method, engine, pair, source, reference)
+                try:
+                    result = _run(method, engine, pair, source, reference, segmented)
+                except NoCommonRegion:  # nothing to match: the transfer is the global one
+                    global_runs[method] = global_runs.get(method, 0) + 1
+                    result = engine(source, reference).image
                 seconds = time.perf_counter() - clock
                 check = {} if method.endswith(REGIONS_SUFFIX) else _reference_check(pair, engine, source, truth)
                 scores[method].append(_score(pair, result, source, reference, truth, seconds) | check)
@@ -181,7 +202,11 @@ def evaluate(sets: dict, methods, out, *, weights=None, device="auto", max_side=
         columns = ["source", "reference"] + (["truth"] if pairs and pairs[0].truth else []) + list(methods)
         grid_name = f"{set_name}-grid.png"
         _write_grid(out / grid_name, grid, columns)
-        sections.append(_section(set_name, set_path, len(pairs), summary[set_name], grid_name, columns))
+        note = "" if segmenter is None else f" The +regions methods use regions from the `{segmenter.name}` segmenter."
+        if global_runs:
+            count = max(global_runs.values())
+            note += f" {count} pair(s) had no region in common; the +regions methods ran globally there."
+        sections.append(_section(set_name, set_path, len(pairs), summary[set_name], grid_name, columns, note))
     with atomic_write(out / "report.md") as stream:
         stream.write(("# Evaluation\n\n" + "\n".join(sections)).encode())
     return summary
@@ -196,9 +221,9 @@ def _means(values: list[dict]) -> dict:
     return means
 
 
-def _section(name, path, count, means, grid_name, columns) -> str:
+def _section(name, path, count, means, grid_name, columns, note="") -> str:
     shown = [(key, title) for key, title in _COLUMNS if any(m.get(key) is not None for m in means.values())]
-    lines = [f"## {name}", "", f"{count} pairs from `{path}`.", ""]
+    lines = [f"## {name}", "", f"{count} pairs from `{path}`.{note}", ""]
     lines.append("| method | " + " | ".join(title for _, title in shown) + " |")
     lines.append("| --- |" + " --- |" * len(shown))
     for method, values in means.items():

@@ -8,7 +8,7 @@ palette; other colour-coded masks get one label per distinct colour.
 import numpy as np
 from PIL import Image
 
-from histocolor.errors import HistocolorError
+from histocolor.errors import HistocolorError, NoCommonRegion
 
 # blue, green, black, white, red, yellow, grey, light blue, purple
 DPST_PALETTE = np.array(
@@ -141,7 +141,7 @@ def match_regions(
         if source_share[label] >= min_fraction and sum(reference_share[t] for t in targets) >= min_fraction:
             pairs.append(([label], targets))
     if not pairs:
-        raise HistocolorError(
+        raise NoCommonRegion(
             "the source and reference masks have no region in common "
             f"(source labels {_preview(source_values)}, reference labels {_preview(reference_values)}, "
             f"each at least {min_fraction:.0%} of its image): give matching labels or a region map"

@@ -49,6 +49,7 @@ class TrainConfig:
     same_photo_rate: float = 0.2
     natural_source_rate: float = 0.0
     strong_style_rate: float = 0.0
+    region_rate: float = 0.0
     l1_weight: float = 1.0
     deep_supervision_weight: float = 0.5
     histogram_weight: float = 0.5
@@ -192,13 +193,13 @@ def _load_checkpoint(out: Path, model, optimizer) -> int:
 def _batch(dataset, step: int, config: TrainConfig, distributed: _Distributed, device) -> Triplet:
     first = (step * distributed.world + distributed.rank) * config.batch_size
     batch = collate([dataset[first + i] for i in range(config.batch_size)])
-    return Triplet(*(tensor.to(device) for tensor in (batch.source, batch.reference, batch.target)))
+    return Triplet(*(None if tensor is None else tensor.to(device) for tensor in batch.__dict__.values()))
 
 
 def _forward_loss(model, batch: Triplet, config: TrainConfig, device):
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         source_lab, reference_lab, target_lab = (rgb_to_lab(t) for t in (batch.source, batch.reference, batch.target))
-        result = model(source_lab, reference_lab)
+        result = model(source_lab, reference_lab, batch.source_regions, batch.reference_regions)
     return transfer_loss(result, target_lab.float(), config.loss_weights)
 
 
@@ -208,8 +209,9 @@ def validate(model, triplets: list[Triplet], device) -> dict:
     model.eval()
     errors, identity = [], []
     for triplet in triplets:
-        source, reference, target = (rgb_to_lab(t.unsqueeze(0).to(device)) for t in triplet.__dict__.values())
-        errors.append((model(source, reference).output - target).abs().mean().item())
+        source, reference, target = (rgb_to_lab(t.unsqueeze(0).to(device)) for t in (triplet.source, triplet.reference, triplet.target))
+        regions = [None if r is None else r.unsqueeze(0).to(device) for r in (triplet.source_regions, triplet.reference_regions)]
+        errors.append((model(source, reference, *regions).output - target).abs().mean().item())
         identity.append((source - target).abs().mean().item())
     model.train()
     return {"validation_l1": float(np.mean(errors)), "identity_l1": float(np.mean(identity))}
@@ -263,6 +265,7 @@ def train(
             "same_photo_rate": config.same_photo_rate,
             "natural_source_rate": config.natural_source_rate,
             "strong_style_rate": config.strong_style_rate,
+            "region_rate": config.region_rate,
             "length": 10**9,
         }
         dataset = PhotoFolderDataset(None, seed=config.seed, photos=[p for p in photos if p not in held_out], **recipe)

@@ -317,6 +317,15 @@ class ColorTransfer:
             )
             source_lab = rgb_to_lab(small_source.to(self.device)).contiguous(memory_format=torch.channels_last)
             reference_regions = regions.reference_weights(small_reference.shape[-2:])
+            if _predicts_lut(self.model):
+                luts = self._region_luts(source_lab, rgb_to_lab(small_reference.to(self.device)), regions,
+                                         small_source.shape[-2:], reference_regions, source_alpha, reference_alpha)
+                timings["network"] = time.perf_counter() - clock
+                appliers = [lambda rgb, lut=blend_luts(lut, strength): apply_lut(rgb, lut) for lut in luts]
+                clock = time.perf_counter()
+                rgb = blend_regions(source_image.rgb, appliers, weights, _from_unit)
+                timings["blend"] = time.perf_counter() - clock
+                return rgb, None
             output_lab = self.model(
                 source_lab,
                 rgb_to_lab(small_reference.to(self.device)),
@@ -354,6 +363,23 @@ class ColorTransfer:
         rgb = blend_regions(source_image.rgb, appliers, weights, _from_unit)
         timings["blend"] = time.perf_counter() - clock
         return rgb, None
+
+    def _region_luts(self, source_lab, reference_lab, regions, shape, reference_regions, source_alpha, reference_alpha):
+        """LUT head: one predicted LUT per region (histograms of that region only), then the global one."""
+        owners = torch.from_numpy(regions.source_weights(shape, feather=False)).to(self.device)
+        theirs = torch.from_numpy(reference_regions).to(self.device)
+        luts = []
+        for index in range(len(owners)):
+            mine = owners[index][None] if source_alpha is None else owners[index][None] * source_alpha
+            other = (theirs[index][None] if index < len(theirs) else None)
+            if index == len(theirs):  # the rest of the image: the whole reference
+                other = reference_alpha
+            elif reference_alpha is not None:
+                other = other * reference_alpha
+            if float(mine.sum()) < 1:  # an empty remainder: any LUT will do, none is used
+                mine = source_alpha
+            luts.append(self.model.color_lut(source_lab, reference_lab, self.lut_size, mine, other)[0].cpu().numpy())
+        return luts
 
     def _synchronize(self):
         if self.device.type == "cuda":  # so that the network's time is not billed to the next stage

@@ -17,17 +17,33 @@ import torch.nn.functional as F
 from histocolor.data.retouch import STRONG_RANGES, RetouchStyle, apply_style, random_style
 from histocolor.errors import HistocolorError
 from histocolor.imageio import read_image
+from histocolor.regions import DEFAULT_FEATHER, region_weights
 
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
 
 
+# Region-wise triplets have up to this many regions; fewer are padded with empty ones.
+REGION_CHANNELS = 3
+
+
 @dataclass
 class Triplet:
-    """Float RGB tensors ``(3, H, W)`` in [0, 1]."""
+    """Float RGB tensors ``(3, H, W)`` in [0, 1], and for region-wise triplets the region
+    weights ``(REGION_CHANNELS, H, W)`` of the source (feathered) and of the reference."""
 
     source: torch.Tensor
     reference: torch.Tensor
     target: torch.Tensor
+    source_regions: torch.Tensor | None = None
+    reference_regions: torch.Tensor | None = None
+
+
+def random_partition(rng: np.random.Generator, count: int, size: int) -> np.ndarray:
+    """``(size, size)`` labels 0..count-1: the Voronoi cells of ``count`` random points."""
+    points = rng.random((count, 2)) * size
+    ys, xs = np.mgrid[0:size, 0:size] + 0.5
+    distances = (ys[None] - points[:, 0, None, None]) ** 2 + (xs[None] - points[:, 1, None, None]) ** 2
+    return distances.argmin(0).astype(np.int32)
 
 
 def list_photos(folders) -> list[Path]:
@@ -88,6 +104,9 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         same_photo_rate: share of pairs whose reference is another crop of the source photo.
         natural_source_rate: share of sources left ungraded (s1 = no grade).
         strong_style_rate: share of target grades (s2) drawn from the strong looks.
+        region_rate: share of region-wise triplets: 2-3 matching regions (random cells) in the
+            source and the reference, each with its own grade, which the target follows region
+            by region (feathered at the seams, as at inference).
         max_side: photos are kept in memory at most this large.
         photos: photo paths, instead of ``folders``.
         images: ``(H, W, 3)`` arrays used as photos too (e.g. the layers open in napari).
@@ -104,6 +123,7 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         same_photo_rate: float = 0.2,
         natural_source_rate: float = 0.0,
         strong_style_rate: float = 0.0,
+        region_rate: float = 0.0,
         max_side: int = 384,
         photos: list[Path] | None = None,
         images: list[np.ndarray] = (),
@@ -121,6 +141,7 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         self.same_photo_rate = same_photo_rate
         self.natural_source_rate = natural_source_rate
         self.strong_style_rate = strong_style_rate
+        self.region_rate = region_rate
 
     def __len__(self) -> int:
         return self.length
@@ -147,10 +168,36 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
             return Triplet(source, source.clone(), source.clone())
         if kind < self.identical_rate + self.same_grade_rate:
             return Triplet(source, apply_style(reference_patch, source_style), source.clone())
-        strong = self.strong_style_rate and rng.random() < self.strong_style_rate
-        target_style = random_style(rng, STRONG_RANGES) if strong else random_style(rng)
+        if self.region_rate and rng.random() < self.region_rate:
+            return self._region_triplet(source, source_patch, reference_patch, rng)
+        target_style = self._target_style(rng)
         return Triplet(source, apply_style(reference_patch, target_style), apply_style(source_patch, target_style))
+
+    def _target_style(self, rng: np.random.Generator) -> RetouchStyle:
+        strong = self.strong_style_rate and rng.random() < self.strong_style_rate
+        return random_style(rng, STRONG_RANGES) if strong else random_style(rng)
+
+    def _region_triplet(self, source, source_patch, reference_patch, rng) -> Triplet:
+        count = int(rng.integers(2, REGION_CHANNELS + 1))
+        groups = [[k] for k in range(REGION_CHANNELS)]
+        source_cells, reference_cells = (random_partition(rng, count, self.crop) for _ in range(2))
+        size = (self.crop, self.crop)
+        source_weights = torch.from_numpy(region_weights(source_cells, groups, size, DEFAULT_FEATHER))
+        reference_weights = torch.from_numpy(region_weights(reference_cells, groups, size))
+        styles = [self._target_style(rng) for _ in range(count)]
+        reference = sum(reference_weights[k] * apply_style(reference_patch, style) for k, style in enumerate(styles))
+        target = sum(source_weights[k] * apply_style(source_patch, style) for k, style in enumerate(styles))
+        return Triplet(source, reference, target, source_weights, reference_weights)
 
 
 def collate(triplets: list[Triplet]) -> Triplet:
-    return Triplet(*(torch.stack([getattr(t, name) for t in triplets]) for name in ("source", "reference", "target")))
+    """A batch; when any triplet has regions, the others get empty ones (= the global transfer)."""
+    images = [torch.stack([getattr(t, name) for t in triplets]) for name in ("source", "reference", "target")]
+    if all(t.source_regions is None for t in triplets):
+        return Triplet(*images)
+    empty = torch.zeros((REGION_CHANNELS, *triplets[0].source.shape[-2:]))
+    regions = [
+        torch.stack([empty if getattr(t, name) is None else getattr(t, name) for t in triplets])
+        for name in ("source_regions", "reference_regions")
+    ]
+    return Triplet(*images, *regions)

@@ -6,7 +6,7 @@ from torch import nn
 from histocolor.color import denormalize_lab, lab_to_rgb, normalize_lab, rgb_to_lab
 from histocolor.histogram import hen_input
 from histocolor.model.config import AnalogyConfig
-from histocolor.model.ctn import ColorTransferNet, CTNOutput
+from histocolor.model.ctn import ColorTransferNet, CTNOutput, RegionCondition
 from histocolor.model.hen import HistogramEncoder
 from histocolor.model.lut_head import LUTHead, lookup
 
@@ -40,7 +40,7 @@ class HistogramAnalogy(nn.Module):
         source_weights=None,
         reference_weights=None,
     ):
-        """The CTN's condition: both features per image, or a per-pixel map with regions.
+        """The CTN's condition: both features per image, or a :class:`RegionCondition` with regions.
 
         ``source_weights`` ``(B, H, W)`` and ``reference_weights`` ``(B, h, w)`` (e.g. alpha)
         weight every pixel in every histogram; None counts all pixels fully.
@@ -70,8 +70,8 @@ class HistogramAnalogy(nn.Module):
         present = present.view(batch, regions)
         weights = source_regions * present[:, :, None, None].to(source_regions.dtype)
         remainder = (1.0 - weights.sum(dim=1, keepdim=True)).clamp(min=0.0)
-        return (
-            torch.einsum("brhw,brc->bchw", weights, region_condition) + remainder * global_condition[:, :, None, None]
+        return RegionCondition(
+            torch.cat([region_condition, global_condition[:, None]], dim=1), torch.cat([weights, remainder], dim=1)
         )
 
     def forward(

@@ -14,12 +14,24 @@ class CTNOutput(NamedTuple):
     intermediate: list[torch.Tensor]  # coarse to fine, one per lower decoder level (deep supervision)
 
 
+class RegionCondition(NamedTuple):
+    """A per-pixel condition kept factored: K feature vectors and where each one applies.
+
+    The condition at a pixel is ``sum_k weights[k] * features[k]`` (the weights sum to 1).
+    FiLM is affine, so its parameters are computed per region (K vectors) and only then
+    spread over the pixels: far cheaper than a full ``(B, C, H, W)`` feature map.
+    """
+
+    features: torch.Tensor  # (B, K, C)
+    weights: torch.Tensor  # (B, K, H, W)
+
+
 class FiLM(nn.Module):
     """Per-channel scale and bias predicted from the condition (features of both histograms).
 
     The paper tiles the features and concatenates them at every decoder level; FiLM is the
     same information at a fraction of the cost. The condition is either one vector per
-    image ``(B, C)`` or a spatial map ``(B, C, h, w)`` (region-wise features).
+    image ``(B, C)`` or a :class:`RegionCondition` (region-wise features).
     """
 
     def __init__(self, condition_size: int, channels: int):
@@ -27,12 +39,11 @@ class FiLM(nn.Module):
         self.linear = nn.Linear(condition_size, 2 * channels)
 
     def forward(self, features: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        if condition.ndim == 2:
-            params = self.linear(condition)[:, :, None, None]
+        if isinstance(condition, RegionCondition):
+            weights = F.interpolate(condition.weights, size=features.shape[-2:], mode="bilinear", align_corners=False)
+            params = torch.einsum("bkhw,bko->bohw", weights, self.linear(condition.features))
         else:
-            condition = F.interpolate(condition, size=features.shape[-2:], mode="bilinear", align_corners=False)
-            params = torch.einsum("bchw,oc->bohw", condition, self.linear.weight)
-            params = params + self.linear.bias[None, :, None, None]
+            params = self.linear(condition)[:, :, None, None]
         scale, bias = params.chunk(2, dim=1)
         return features * (1.0 + scale) + bias
 
@@ -73,18 +84,18 @@ class ColorTransferNet(nn.Module):
     def forward(self, source: torch.Tensor, condition: torch.Tensor) -> CTNOutput:
         """Recolour ``source`` ``(B, 3, H, W)`` (normalised Lab, any H and W).
 
-        ``condition`` is ``(B, C)`` (one feature pair per image) or ``(B, C, H, W)`` (a
-        per-pixel feature map, see :meth:`HistogramAnalogy.condition`).
+        ``condition`` is ``(B, C)`` (one feature pair per image) or a :class:`RegionCondition`
+        (see :meth:`HistogramAnalogy.condition`).
         """
         height, width = source.shape[-2:]
         multiple = 2**self.depth
         padding = (0, -width % multiple, 0, -height % multiple)
         padded = F.pad(source, padding, mode="replicate")
-        if condition.ndim == 4:
-            if condition.shape[-2:] != source.shape[-2:]:
-                raise ValueError("a spatial condition must have the source's height and width")
-            # Padded like the source, so that every decoder level sees it aligned.
-            condition = F.pad(condition, padding, mode="replicate")
+        if isinstance(condition, RegionCondition):
+            if condition.weights.shape[-2:] != source.shape[-2:]:
+                raise ValueError("region weights must have the source's height and width")
+            # Padded like the source, so that every decoder level sees them aligned.
+            condition = RegionCondition(condition.features, F.pad(condition.weights, padding, mode="replicate"))
         skips = [self.stem(padded)]
         for down in self.down:
             skips.append(down(skips[-1]))

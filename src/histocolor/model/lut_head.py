@@ -48,7 +48,7 @@ class LUTHead(nn.Module):
 
     def luts(self, source_lab: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """Per-image LUTs of normalised-Lab offsets, ``(B, 3, S, S, S)``."""
-        if condition.ndim != 2:
+        if not isinstance(condition, torch.Tensor) or condition.ndim != 2:
             raise ValueError("the LUT head takes one feature pair per image (no region maps)")
         thumbnail = F.adaptive_avg_pool2d(normalize_lab(source_lab), _THUMBNAIL)
         weights = self.mixer(torch.cat([condition, self.thumbnail_encoder(thumbnail)], dim=1))

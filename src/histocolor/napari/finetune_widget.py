@@ -37,7 +37,7 @@ def _fine_tune(config: TrainConfig, photos, layers, out, weights, callback, shou
     """The worker's job: read the photos and layers, then train from ``weights``."""
     recipe = {name: getattr(config, name) for name in (
         "crop", "seed", "identical_rate", "same_grade_rate", "same_photo_rate", "natural_source_rate",
-        "strong_style_rate")}
+        "strong_style_rate", "region_rate")}
     images = [as_image(layer.read()).rgb for layer in layers]
     dataset = PhotoFolderDataset(None, photos=photos, images=images, length=10**9, **recipe)
     return train(config, dataset, out, init_weights=weights, device="auto", progress_bar=False,
