@@ -38,12 +38,11 @@ class Triplet:
     reference_regions: torch.Tensor | None = None
 
 
-def random_partition(rng: np.random.Generator, count: int, size: int) -> np.ndarray:
-    """``(size, size)`` labels 0..count-1: the Voronoi cells of ``count`` random points."""
-    points = rng.random((count, 2)) * size
-    ys, xs = np.mgrid[0:size, 0:size] + 0.5
-    distances = (ys[None] - points[:, 0, None, None]) ** 2 + (xs[None] - points[:, 1, None, None]) ** 2
-    return distances.argmin(0).astype(np.int32)
+def crop_labels(labels: np.ndarray, box, size: int) -> np.ndarray:
+    """The ``box`` of a label map, resampled (nearest) to ``size`` x ``size``."""
+    side, top, left = box
+    positions = ((np.arange(size) + 0.5) * side / size).astype(int)
+    return labels[top + positions[:, None], left + positions[None, :]]
 
 
 def list_photos(folders) -> list[Path]:
@@ -104,9 +103,12 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         same_photo_rate: share of pairs whose reference is another crop of the source photo.
         natural_source_rate: share of sources left ungraded (s1 = no grade).
         strong_style_rate: share of target grades (s2) drawn from the strong looks.
-        region_rate: share of region-wise triplets: 2-3 matching regions (random cells) in the
-            source and the reference, each with its own grade, which the target follows region
-            by region (feathered at the seams, as at inference).
+        region_rate: share of region-wise triplets: the reference is another crop of the
+            source's photo, both cut into the same regions (the photo's ``slic`` regions, so a
+            region is the same stuff in both), each region with its own grade. The target
+            follows the grades region by region (feathered at the seams, as at inference).
+            Region by region the content matches, so the right answer is the reference
+            region's whole look: what a user who pairs regions asks for.
         max_side: photos are kept in memory at most this large.
         photos: photo paths, instead of ``folders``.
         images: ``(H, W, 3)`` arrays used as photos too (e.g. the layers open in napari).
@@ -142,6 +144,7 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         self.natural_source_rate = natural_source_rate
         self.strong_style_rate = strong_style_rate
         self.region_rate = region_rate
+        self.labels = [_photo_regions(image) for image in self.images] if region_rate else None
 
     def __len__(self) -> int:
         return self.length
@@ -152,7 +155,8 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> Triplet:
         rng = np.random.default_rng([self.seed, index])
         first = int(rng.integers(len(self.images)))
-        source_patch = self._random_crop(self.images[first], rng)
+        source_box = random_square_box(self.images[first].shape[-2:], rng)
+        source_patch = crop_patch(self.images[first], source_box, self.crop)
         if rng.random() < self.same_photo_rate:
             other = first
         else:
@@ -169,7 +173,7 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         if kind < self.identical_rate + self.same_grade_rate:
             return Triplet(source, apply_style(reference_patch, source_style), source.clone())
         if self.region_rate and rng.random() < self.region_rate:
-            return self._region_triplet(source, source_patch, reference_patch, rng)
+            return self._region_triplet(source, first, source_box, source_patch, rng)
         target_style = self._target_style(rng)
         return Triplet(source, apply_style(reference_patch, target_style), apply_style(source_patch, target_style))
 
@@ -177,17 +181,27 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         strong = self.strong_style_rate and rng.random() < self.strong_style_rate
         return random_style(rng, STRONG_RANGES) if strong else random_style(rng)
 
-    def _region_triplet(self, source, source_patch, reference_patch, rng) -> Triplet:
-        count = int(rng.integers(2, REGION_CHANNELS + 1))
+    def _region_triplet(self, source, photo: int, source_box, source_patch, rng) -> Triplet:
+        image, labels = self.images[photo], self.labels[photo]
+        reference_box = random_square_box(image.shape[-2:], rng)
+        reference_patch = crop_patch(image, reference_box, self.crop)
         groups = [[k] for k in range(REGION_CHANNELS)]
-        source_cells, reference_cells = (random_partition(rng, count, self.crop) for _ in range(2))
         size = (self.crop, self.crop)
-        source_weights = torch.from_numpy(region_weights(source_cells, groups, size, DEFAULT_FEATHER))
-        reference_weights = torch.from_numpy(region_weights(reference_cells, groups, size))
-        styles = [self._target_style(rng) for _ in range(count)]
+        source_weights = torch.from_numpy(
+            region_weights(crop_labels(labels, source_box, self.crop), groups, size, DEFAULT_FEATHER)
+        )
+        reference_weights = torch.from_numpy(region_weights(crop_labels(labels, reference_box, self.crop), groups, size))
+        styles = [self._target_style(rng) for _ in groups]
         reference = sum(reference_weights[k] * apply_style(reference_patch, style) for k, style in enumerate(styles))
         target = sum(source_weights[k] * apply_style(source_patch, style) for k, style in enumerate(styles))
         return Triplet(source, reference, target, source_weights, reference_weights)
+
+
+def _photo_regions(image: torch.Tensor) -> np.ndarray:
+    """The ``slic`` regions (tone and place) of a uint8 ``(3, h, w)`` photo, at its size."""
+    from histocolor.segment.slic import SlicSegmenter
+
+    return SlicSegmenter(regions=REGION_CHANNELS).regions_of(image.permute(1, 2, 0).numpy())[0]
 
 
 def collate(triplets: list[Triplet]) -> Triplet:

@@ -144,6 +144,7 @@ class RegionsWidget(Container):
             self.table.setItem(row, 1, name)
             targets = previous.get(label, [label] if label in present else [])
             self.table.setItem(row, 2, QTableWidgetItem(", ".join(str(t) for t in targets)))
+        self.table.resizeColumnsToContents()
 
     def set_targets(self, source_label: int, targets: list[int]) -> None:
         """Edit the table: the reference labels that ``source_label`` takes its colours from."""

@@ -26,7 +26,7 @@ class SlicSegmenter(Segmenter):
         self.superpixels = superpixels
         self.seed = seed
 
-    def _regions(self, image: np.ndarray):
+    def regions_of(self, image: np.ndarray):
         """Labels at full size and, per region, (mean lightness 0-1, centre y, centre x in 0-1)."""
         rgb = as_uint8(image)
         height, width = rgb.shape[:2]
@@ -60,12 +60,12 @@ class SlicSegmenter(Segmenter):
         return resize_labels(labels, (height, width)), summary
 
     def segment(self, image):
-        labels, summary = self._regions(image)
+        labels, summary = self.regions_of(image)
         return labels, {region: _describe(values) for region, values in enumerate(summary)}
 
     def segment_pair(self, source, reference):
-        source_labels, source_summary = self._regions(source)
-        reference_labels, reference_summary = self._regions(reference)
+        source_labels, source_summary = self.regions_of(source)
+        reference_labels, reference_summary = self.regions_of(reference)
         # Match by relative lightness (the brightest region to the brightest, whatever the
         # exposure) and by place; regions of one tone are told apart by place alone.
         source_tone, reference_tone = _relative(source_summary[:, 0]), _relative(reference_summary[:, 0])
