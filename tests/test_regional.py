@@ -52,6 +52,16 @@ def test_region_maps_and_label_checks_fail_clearly(tmp_path):
     assert check_labels(np.zeros((59, 80)), (60, 80, 3), "source").shape == (60, 80)
 
 
+def test_thin_regions_keep_their_weight_and_bad_labels_fail():
+    labels = np.zeros((64, 256), np.int32)
+    labels[:, ::8] = 1  # every 8th column: 12.5 % of the image, thinner than a working-size pixel
+    weights = region_weights(labels, [[1]], (16, 64))
+    assert abs(weights.mean() - 0.125) < 1e-3
+    for bad in (np.full((4, 4), 2.0**33), np.full((4, 4), np.nan)):
+        with pytest.raises(HistocolorError, match="32-bit"):
+            check_labels(bad, (4, 4, 3), "source")
+
+
 def test_feathered_weights_stay_a_partition_of_unity():
     labels = _halves()
     hard = region_weights(labels, [[0], [1]], (30, 40))
@@ -83,8 +93,9 @@ def test_swapped_region_map_swaps_the_colours(rng):
     source = _two_tone(rng, (0.5, 0.5, 0.5), (0.45, 0.5, 0.55))
     reference = _two_tone(rng, (0.8, 0.2, 0.2), (0.2, 0.2, 0.8))
     labels = _halves()
-    result = transfer(source, reference, "mkl", source_labels=labels, reference_labels=labels, region_map={0: [1], 1: [0]})
-    assert result.image[:, :30, 2].mean() > result.image[:, :30, 0].mean() + 0.4  # left is now blue
+    for region_map in ({0: [1], 1: [0]}, {0: 1, 1: 0}, {"0": [1], "1": 0}):  # lists, ints, JSON's string keys
+        result = transfer(source, reference, "mkl", source_labels=labels, reference_labels=labels, region_map=region_map)
+        assert result.image[:, :30, 2].mean() > result.image[:, :30, 0].mean() + 0.4  # left is now blue
 
 
 def test_regions_on_real_masks_beat_the_global_transfer():

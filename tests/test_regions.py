@@ -42,3 +42,9 @@ def test_unreadable_masks(tmp_path):
     (tmp_path / "mask.png").write_text("no")
     with pytest.raises(HistocolorError, match="cannot read mask"):
         load_label_map(tmp_path / "mask.png")
+
+
+def test_grey_masks_with_alpha_read_as_labels(tmp_path):
+    labels = np.arange(12, dtype=np.uint8).reshape(3, 4) % 3
+    Image.fromarray(labels).convert("LA").save(tmp_path / "la.png")
+    assert np.array_equal(load_label_map(tmp_path / "la.png"), labels)

@@ -220,6 +220,8 @@ def _transfer(arguments) -> int:
         raise HistocolorError("give SOURCE REFERENCE -o OUTPUT, or --pairs CSV")
     elif bool(arguments.source_mask) != bool(arguments.reference_mask):
         raise HistocolorError("region-wise transfer needs both --source-mask and --reference-mask")
+    if arguments.region_map and not (arguments.source_mask or arguments.segmenter or arguments.pairs):
+        raise HistocolorError("--region-map needs masks (--source-mask/--reference-mask) or --segmenter")
     region_map = load_region_map(arguments.region_map) if arguments.region_map else None
     segmenter = get_segmenter(arguments.segmenter, arguments.device) if arguments.segmenter else None
     engine = ColorTransfer(

@@ -135,7 +135,7 @@ def _engine(method: str, weights, device, max_side):
     if method == "identity":
         return None
     options = {"device": device, **({"max_side": max_side} if max_side else {})}
-    return ColorTransfer(method.removesuffix(REGIONS_SUFFIX), weights=weights, **options)
+    return ColorTransfer(method, weights=weights, **options)
 
 
 def _run(method: str, engine, pair: EvaluationPair, source, reference, segmented=None):
@@ -165,7 +165,12 @@ def evaluate(
     unknown = [m for m in methods if m not in EVALUATION_METHODS]
     if unknown:
         raise HistocolorError(f"unknown method(s) {', '.join(unknown)}: choose from {', '.join(EVALUATION_METHODS)}")
-    engines = {method: _engine(method, weights, device, max_side) for method in methods}
+    by_base = {}  # "analogy" and "analogy+regions" share one loaded model
+    for method in methods:
+        base = method.removesuffix(REGIONS_SUFFIX)
+        if base not in by_base:
+            by_base[base] = _engine(base, weights, device, max_side)
+    engines = {method: by_base[method.removesuffix(REGIONS_SUFFIX)] for method in methods}
     if segmenter is not None:
         from histocolor.segment import get_segmenter
 

@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from histocolor.errors import HistocolorError
-from histocolor.regions import DEFAULT_FEATHER, check_labels, load_label_map, match_regions, region_weights
+from histocolor.regions import (
+    DEFAULT_FEATHER, check_labels, load_label_map, match_regions, parse_region_map, region_weights,
+)
 
 # A region with fewer working-size pixels than this borrows the global LUT (too few to fit).
 MIN_FIT_PIXELS = 64
@@ -56,6 +58,8 @@ def prepare_regions(source_labels, reference_labels, source_shape, reference_sha
                      else given, shape, role)
         for given, shape, role in ((source_labels, source_shape, "source"), (reference_labels, reference_shape, "reference"))
     ]
+    if region_map is not None:  # API users may give {1: 0} or JSON's {"1": [0]}
+        region_map = parse_region_map({str(k): v for k, v in region_map.items()})
     return Regions(*labels, match_regions(*labels, region_map), feather)
 
 
@@ -69,7 +73,9 @@ def fit_region_luts(seen, became, hard_weights, fit) -> list[np.ndarray]:
     luts = []
     for weights in hard_weights:
         owned = weights > 0.5
-        if owned.sum() >= MIN_FIT_PIXELS:
+        if not owned.any():  # a channel without pixels (e.g. no remainder) is never applied
+            luts.append(None)
+        elif owned.sum() >= MIN_FIT_PIXELS:
             luts.append(fit(seen[owned], became[owned]))
         else:
             if fallback is None:
@@ -88,7 +94,7 @@ def blend_regions(rgb: np.ndarray, appliers, weights: np.ndarray, from_unit) -> 
     scale = float(np.iinfo(rgb.dtype).max) if rgb.dtype.kind in "ui" else 1.0
     total = np.zeros((height, width, 3), dtype=np.float32)
     for apply, small in zip(appliers, weights):
-        if small.max() <= 0:
+        if apply is None or small.max() <= 0:
             continue
         full = F.interpolate(torch.from_numpy(small)[None, None], size=(height, width), mode="bilinear",
                              align_corners=False)[0, 0].numpy()

@@ -37,7 +37,12 @@ def load_label_map(path) -> np.ndarray:
         with Image.open(path) as image:
             image.load()
             mode = image.mode
-            array = np.asarray(image.convert("RGB") if mode in ("RGB", "RGBA", "CMYK") else image)
+            if mode in ("L", "I", "I;16", "P", "1", "F"):
+                array = np.asarray(image)
+            elif mode in ("LA", "La"):
+                array = np.asarray(image.convert("L"))
+            else:  # RGB, RGBA, CMYK, YCbCr, ...: colour-coded
+                array = np.asarray(image.convert("RGB"))
     except (OSError, ValueError) as error:
         raise HistocolorError(f"cannot read mask '{path}': {error}") from None
     if array.ndim == 2:
@@ -47,17 +52,21 @@ def load_label_map(path) -> np.ndarray:
 
 def colour_labels(rgb: np.ndarray) -> np.ndarray:
     """Labels of a colour-coded ``(H, W, 3)`` mask (DPST palette snapped, else one per colour)."""
-    pixels = rgb.reshape(-1, 3).astype(np.float32)
+    # Work on the distinct colours (a few thousand at most), not on every pixel.
+    codes = rgb[..., :3].astype(np.uint32)
+    codes = (codes[..., 0] << 16) | (codes[..., 1] << 8) | codes[..., 2]
+    colours, inverse, counts = np.unique(codes.ravel(), return_inverse=True, return_counts=True)
+    pixels = np.stack([(colours >> 16) & 255, (colours >> 8) & 255, colours & 255], axis=1).astype(np.float32)
     distances = np.linalg.norm(pixels[:, None, :] - DPST_PALETTE[None], axis=-1)
     close = distances < _SNAP_DISTANCE
-    if close.any(axis=1).mean() >= _SNAP_SHARE:
+    share = counts / counts.sum()
+    if share[close.any(axis=1)].sum() >= _SNAP_SHARE:
         # Seam pixels are blends of their two sides: snap them among the colours the mask
         # really uses, or a blue-red seam would become a sliver of grey or purple.
-        used = close.mean(axis=0) >= _MIN_COLOUR_SHARE
+        used = (close * share[:, None]).sum(axis=0) >= _MIN_COLOUR_SHARE
         nearest = np.where(used[None], distances, np.inf).argmin(axis=1)
-        return nearest.reshape(rgb.shape[:2]).astype(np.int32)
-    _, labels = np.unique(rgb.reshape(-1, 3), axis=0, return_inverse=True)
-    return labels.reshape(rgb.shape[:2]).astype(np.int32)
+        return nearest[inverse].reshape(rgb.shape[:2]).astype(np.int32)
+    return inverse.reshape(rgb.shape[:2]).astype(np.int32)
 
 
 # A region under this share of either image is too small to have a histogram of its own:
@@ -103,6 +112,9 @@ def check_labels(labels, image_shape, role: str) -> np.ndarray:
         labels = colour_labels(labels[..., :3])
     if labels.ndim != 2:
         raise HistocolorError(f"the {role} mask must be a 2-D label map, got shape {labels.shape}")
+    if labels.size and (not np.all(np.isfinite(labels)) or labels.min() < np.iinfo(np.int32).min
+                        or labels.max() > np.iinfo(np.int32).max):
+        raise HistocolorError(f"the {role} mask holds labels that are not 32-bit integers")
     height, width = image_shape[:2]
     if labels.shape == (height, width):
         return labels.astype(np.int32, copy=False)
@@ -155,18 +167,25 @@ def _preview(values: np.ndarray, limit: int = 8) -> str:
 
 
 def region_weights(labels: np.ndarray, groups: list[list[int]], shape, feather: float = 0.0) -> np.ndarray:
-    """``(R, h, w)`` float32 weights of the label groups at size ``shape`` (nearest resampling).
+    """``(R, h, w)`` float32 weights of the label groups at size ``shape``.
 
-    With ``feather`` > 0 each weight is blurred (sigma = feather x the diagonal) so that seams
-    blend; the weights of all groups plus the rest of the image still sum to 1 everywhere.
+    Each weight is the share of the group's pixels in the area a small pixel covers, so thin
+    regions keep their weight. With ``feather`` > 0 each weight is also blurred (sigma =
+    feather x the diagonal) so that seams blend; the weights of all groups plus the rest of
+    the image still sum to 1 everywhere.
     """
+    import torch
+    import torch.nn.functional as F
     from scipy.ndimage import gaussian_filter
 
+    def area(mask: np.ndarray) -> np.ndarray:
+        if mask.shape == tuple(shape):
+            return mask.astype(np.float32)
+        tensor = torch.from_numpy(mask.astype(np.float32))[None, None]
+        return F.interpolate(tensor, size=tuple(shape), mode="area")[0, 0].numpy()
+
     height, width = shape
-    rows = np.minimum((np.arange(height) + 0.5) * labels.shape[0] / height, labels.shape[0] - 1).astype(int)
-    columns = np.minimum((np.arange(width) + 0.5) * labels.shape[1] / width, labels.shape[1] - 1).astype(int)
-    small = labels[rows[:, None], columns[None, :]]
-    weights = np.stack([np.isin(small, group) for group in groups]).astype(np.float32)
+    weights = np.stack([area(np.isin(labels, group)) for group in groups]) if groups else np.zeros((0, *shape), np.float32)
     if feather > 0:
         sigma = feather * float(np.hypot(height, width))
         weights = np.stack([gaussian_filter(w, sigma, mode="nearest") for w in weights])

@@ -342,21 +342,16 @@ class ColorTransfer:
             owners = regions.source_weights(small_source.shape[-2:], feather=False).reshape(len(weights), -1)
             if source_alpha is not None:  # transparent pixels say nothing about the change
                 owners = owners * (source_alpha.flatten().cpu().numpy() > 0)
-            luts = [
-                blend_luts(lut, strength)
-                for lut in fit_region_luts(seen, became, owners, lambda a, b: fit_lut(a, b, self.lut_size, self.lut_smoothness))
-            ]
+            luts = fit_region_luts(seen, became, owners, lambda a, b: fit_lut(a, b, self.lut_size, self.lut_smoothness))
             timings["lut_fit"] = time.perf_counter() - clock
-            appliers = [lambda rgb, lut=lut: apply_lut(rgb, lut) for lut in luts]
+            appliers = [None if lut is None else lambda rgb, lut=blend_luts(lut, strength): apply_lut(rgb, lut) for lut in luts]
         else:
-            source_pixels, reference_pixels = _visible_pixels(source_image), _visible_pixels(reference_image)
-            source_owners = regions.source_weights(source_image.rgb.shape[:2], feather=False)
-            reference_owners = regions.reference_weights(reference_image.rgb.shape[:2])
             fit = CLASSICAL_METHODS[self.method]
             mappings = [
-                fit(_pixels(source_image.rgb[owned > 0.5]), _pixels(reference_image.rgb[theirs > 0.5]))
-                for owned, theirs in zip(source_owners[:-1], reference_owners)
-            ] + [fit(source_pixels, reference_pixels)]
+                fit(_region_pixels(source_image, regions.source_labels, mine),
+                    _region_pixels(reference_image, regions.reference_labels, theirs))
+                for mine, theirs in regions.pairs
+            ] + [fit(_visible_pixels(source_image), _visible_pixels(reference_image))]
             timings["fit"] = time.perf_counter() - clock
             appliers = [lambda rgb, mapping=mapping: _apply_mapping(rgb, mapping, strength) for mapping in mappings]
         clock = time.perf_counter()
@@ -369,16 +364,19 @@ class ColorTransfer:
         owners = torch.from_numpy(regions.source_weights(shape, feather=False)).to(self.device)
         theirs = torch.from_numpy(reference_regions).to(self.device)
         luts = []
+
+        def predict(mine, other):
+            return self.model.color_lut(source_lab, reference_lab, self.lut_size, mine, other)[0].cpu().numpy()
+
+        overall = predict(source_alpha, reference_alpha)
         for index in range(len(owners)):
             mine = owners[index][None] if source_alpha is None else owners[index][None] * source_alpha
-            other = (theirs[index][None] if index < len(theirs) else None)
-            if index == len(theirs):  # the rest of the image: the whole reference
-                other = reference_alpha
-            elif reference_alpha is not None:
-                other = other * reference_alpha
-            if float(mine.sum()) < 1:  # an empty remainder: any LUT will do, none is used
-                mine = source_alpha
-            luts.append(self.model.color_lut(source_lab, reference_lab, self.lut_size, mine, other)[0].cpu().numpy())
+            if index == len(theirs):  # the rest of the image: the global LUT
+                luts.append(overall)
+                continue
+            other = theirs[index][None] if reference_alpha is None else theirs[index][None] * reference_alpha
+            # A region too thin to show at the working size has no histogram: the global LUT.
+            luts.append(overall if float(mine.sum()) < 1 or float(other.sum()) < 1 else predict(mine, other))
         return luts
 
     def _synchronize(self):
@@ -398,6 +396,14 @@ class ColorTransfer:
             result_lab = full_lab + strength * change
         rgb = lab_to_rgb(result_lab)[0].permute(1, 2, 0).cpu().numpy()
         return _from_unit(rgb, source_rgb.dtype)
+
+
+def _region_pixels(image: LoadedImage, labels: np.ndarray, group: list[int]) -> np.ndarray:
+    """The visible pixels of the label group, ``(N, 3)`` floats (all the group's if none is visible)."""
+    owned = np.isin(labels, group)
+    if image.alpha is not None and (owned & (image.alpha > 0)).any():
+        owned &= image.alpha > 0
+    return _pixels(image.rgb[owned])
 
 
 def _predicts_lut(model) -> bool:

@@ -185,7 +185,7 @@ class RegionsWidget(Container):
             for layer, role in ((self.source_labels.value, "source"), (self.reference_labels.value, "reference")):
                 if layer is None:
                     raise HistocolorError(f"pick or create the {role} labels (Segment both, or Empty labels to paint)")
-                labels.append(np.asarray(layer.data))
+                labels.append(np.array(layer.data, dtype=np.int32))  # a copy: painting may go on meanwhile
             region_map = self.region_map()
         except HistocolorError as error:
             notify_error(error)
