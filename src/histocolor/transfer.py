@@ -97,6 +97,13 @@ def as_image(image) -> LoadedImage:
     return LoadedImage(np.ascontiguousarray(array[..., :3]), alpha, False)
 
 
+def _working_shape(shape, max_side: int) -> tuple[int, int]:
+    """The (h, w) that :func:`_to_tensor` shrinks an image of ``shape`` to."""
+    height, width = shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    return (max(1, round(height * scale)), max(1, round(width * scale))) if scale < 1.0 else (height, width)
+
+
 def _unit_scale(dtype) -> float:
     return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
 
@@ -109,9 +116,8 @@ def _to_tensor(rgb: np.ndarray, max_side: int | None = None) -> torch.Tensor:
     """
     tensor = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)
     height, width = rgb.shape[:2]
-    scale = 1.0 if max_side is None else min(1.0, max_side / max(height, width))
-    if scale < 1.0:
-        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    size = (height, width) if max_side is None else _working_shape(rgb.shape, max_side)
+    if size != (height, width):
         if tensor.dtype != torch.uint8:
             tensor = tensor.float()
         tensor = F.interpolate(tensor, size=size, mode="bilinear", antialias=True, align_corners=False)
@@ -263,17 +269,13 @@ class ColorTransfer:
     @torch.no_grad()
     def _run_network(self, source_image, reference_image, strength, timings):
         clock = time.perf_counter()
-        small_source = _to_tensor(source_image.rgb, self.max_side).to(self.device)
-        small_reference = _to_tensor(reference_image.rgb, self.max_side).to(self.device)
-        source_weights, reference_weights = (
-            None if weights is None else weights.to(self.device)
-            for weights in (_working_alpha(source_image, self.max_side), _working_alpha(reference_image, self.max_side))
+        small_source, source_lab, reference_lab, source_weights, reference_weights = self._working_inputs(
+            source_image, reference_image
         )
-        source_lab = rgb_to_lab(small_source).contiguous(memory_format=torch.channels_last)
         if self.upsampling == "lut" and _predicts_lut(self.model):
             # The LUT head predicts its colour map directly: tabulate it, nothing to fit.
             lut = self.model.color_lut(
-                source_lab, rgb_to_lab(small_reference), self.lut_size, source_weights, reference_weights
+                source_lab, reference_lab, self.lut_size, source_weights, reference_weights
             )[0].cpu().numpy()
             self._synchronize()
             timings["network"] = time.perf_counter() - clock
@@ -283,7 +285,7 @@ class ColorTransfer:
             timings["lut_apply"] = time.perf_counter() - clock
             return rgb, lut
         output_lab = self.model(
-            source_lab, rgb_to_lab(small_reference), source_weights=source_weights, reference_weights=reference_weights
+            source_lab, reference_lab, source_weights=source_weights, reference_weights=reference_weights
         ).output
         self._synchronize()
         timings["network"] = time.perf_counter() - clock
@@ -304,46 +306,24 @@ class ColorTransfer:
         timings["lut_apply"] = time.perf_counter() - clock
         return rgb, lut
 
+    def _working_inputs(self, source_image, reference_image):
+        """At the working size, on the device: the source RGB, both Lab images and both alphas (None if opaque)."""
+        small_source = _to_tensor(source_image.rgb, self.max_side).to(self.device)
+        small_reference = _to_tensor(reference_image.rgb, self.max_side).to(self.device)
+        source_alpha, reference_alpha = (
+            None if alpha is None else alpha.to(self.device)
+            for alpha in (_working_alpha(source_image, self.max_side), _working_alpha(reference_image, self.max_side))
+        )
+        source_lab = rgb_to_lab(small_source).contiguous(memory_format=torch.channels_last)
+        return small_source, source_lab, rgb_to_lab(small_reference), source_alpha, reference_alpha
+
     @torch.no_grad()
     def _run_by_regions(self, source_image, reference_image, strength, timings, regions):
         clock = time.perf_counter()
-        small_source = _to_tensor(source_image.rgb, self.max_side)
-        weights = regions.source_weights(small_source.shape[-2:])
+        shape = _working_shape(source_image.rgb.shape, self.max_side)
+        weights = regions.source_weights(shape)
         if self.method == "analogy":
-            small_reference = _to_tensor(reference_image.rgb, self.max_side)
-            source_alpha, reference_alpha = (
-                None if alpha is None else alpha.to(self.device)
-                for alpha in (_working_alpha(source_image, self.max_side), _working_alpha(reference_image, self.max_side))
-            )
-            source_lab = rgb_to_lab(small_source.to(self.device)).contiguous(memory_format=torch.channels_last)
-            reference_regions = regions.reference_weights(small_reference.shape[-2:])
-            if _predicts_lut(self.model):
-                luts = self._region_luts(source_lab, rgb_to_lab(small_reference.to(self.device)), regions,
-                                         small_source.shape[-2:], reference_regions, source_alpha, reference_alpha)
-                timings["network"] = time.perf_counter() - clock
-                appliers = [lambda rgb, lut=blend_luts(lut, strength): apply_lut(rgb, lut) for lut in luts]
-                clock = time.perf_counter()
-                rgb = blend_regions(source_image.rgb, appliers, weights, _from_unit)
-                timings["blend"] = time.perf_counter() - clock
-                return rgb, None
-            output_lab = self.model(
-                source_lab,
-                rgb_to_lab(small_reference.to(self.device)),
-                torch.from_numpy(weights[:-1])[None].to(self.device),
-                torch.from_numpy(reference_regions)[None].to(self.device),
-                source_weights=source_alpha,
-                reference_weights=reference_alpha,
-            ).output
-            self._synchronize()
-            timings["network"] = time.perf_counter() - clock
-            clock = time.perf_counter()
-            seen = small_source[0].flatten(1).T.numpy()
-            became = lab_to_rgb(output_lab).clamp(0.0, 1.0)[0].flatten(1).T.cpu().numpy()
-            owners = regions.source_weights(small_source.shape[-2:], feather=False).reshape(len(weights), -1)
-            if source_alpha is not None:  # transparent pixels say nothing about the change
-                owners = owners * (source_alpha.flatten().cpu().numpy() > 0)
-            luts = fit_region_luts(seen, became, owners, lambda a, b: fit_lut(a, b, self.lut_size, self.lut_smoothness))
-            timings["lut_fit"] = time.perf_counter() - clock
+            luts = self._network_region_luts(source_image, reference_image, regions, weights)
             appliers = [None if lut is None else lambda rgb, lut=blend_luts(lut, strength): apply_lut(rgb, lut) for lut in luts]
         else:
             fit = CLASSICAL_METHODS[self.method]
@@ -352,16 +332,40 @@ class ColorTransfer:
                     _region_pixels(reference_image, regions.reference_labels, theirs))
                 for mine, theirs in regions.pairs
             ] + [fit(_visible_pixels(source_image), _visible_pixels(reference_image))]
-            timings["fit"] = time.perf_counter() - clock
             appliers = [lambda rgb, mapping=mapping: _apply_mapping(rgb, mapping, strength) for mapping in mappings]
+        self._synchronize()
+        timings["fit"] = time.perf_counter() - clock
         clock = time.perf_counter()
         rgb = blend_regions(source_image.rgb, appliers, weights, _from_unit)
         timings["blend"] = time.perf_counter() - clock
         return rgb, None
 
-    def _region_luts(self, source_lab, reference_lab, regions, shape, reference_regions, source_alpha, reference_alpha):
+    def _network_region_luts(self, source_image, reference_image, regions, weights):
+        """One LUT per region, then one for the rest (None where a channel owns no pixel)."""
+        small_source, source_lab, reference_lab, source_alpha, reference_alpha = self._working_inputs(
+            source_image, reference_image
+        )
+        reference_regions = regions.reference_weights(reference_lab.shape[-2:])
+        if _predicts_lut(self.model):
+            return self._region_luts(source_lab, reference_lab, regions, reference_regions, source_alpha, reference_alpha)
+        output_lab = self.model(
+            source_lab,
+            reference_lab,
+            torch.from_numpy(weights[:-1])[None].to(self.device),
+            torch.from_numpy(reference_regions)[None].to(self.device),
+            source_weights=source_alpha,
+            reference_weights=reference_alpha,
+        ).output
+        seen = small_source[0].flatten(1).T.cpu().numpy()
+        became = lab_to_rgb(output_lab).clamp(0.0, 1.0)[0].flatten(1).T.cpu().numpy()
+        owners = regions.source_weights(source_lab.shape[-2:], feather=False).reshape(len(weights), -1)
+        if source_alpha is not None:  # transparent pixels say nothing about the change
+            owners = owners * (source_alpha.flatten().cpu().numpy() > 0)
+        return fit_region_luts(seen, became, owners, lambda a, b: fit_lut(a, b, self.lut_size, self.lut_smoothness))
+
+    def _region_luts(self, source_lab, reference_lab, regions, reference_regions, source_alpha, reference_alpha):
         """LUT head: one predicted LUT per region (histograms of that region only), then the global one."""
-        owners = torch.from_numpy(regions.source_weights(shape, feather=False)).to(self.device)
+        owners = torch.from_numpy(regions.source_weights(source_lab.shape[-2:], feather=False)).to(self.device)
         theirs = torch.from_numpy(reference_regions).to(self.device)
         luts = []
 

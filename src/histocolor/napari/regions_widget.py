@@ -62,6 +62,7 @@ class RegionsWidget(Container):
         self.native.layout().addWidget(self.table)
         self.class_names: dict[int, str] = {}
         self.worker = None
+        self._engine = None
 
     # ----------------------------------------------------------------------- labels layers
 
@@ -194,8 +195,9 @@ class RegionsWidget(Container):
         name = f"{source_layer.name} ← {reference_layer.name} ({method}, regions)"
 
         def run():
-            engine = ColorTransfer(method)
-            result = engine(source.read(), reference.read(), strength=strength, source_labels=labels[0],
+            if self._engine is None or self._engine.method != method:  # the model loads once
+                self._engine = ColorTransfer(method)
+            result = self._engine(source.read(), reference.read(), strength=strength, source_labels=labels[0],
                             reference_labels=labels[1], region_map=region_map)
             return source.restore(result.image)
 
