@@ -102,3 +102,23 @@ def test_region_triplets_grade_each_region_its_own_way(photo_folder):
     assert differing >= 6
     batch = collate([dataset[0], PhotoFolderDataset([photo_folder], crop=64, seed=5)[0]])
     assert batch.source_regions.shape == (2, REGION_CHANNELS, 64, 64) and batch.source_regions[1].abs().sum() == 0
+
+
+def test_unpaired_region_triplets_pair_another_photos_regions_by_tone(photo_folder):
+    from histocolor.color import rgb_to_lab
+    from histocolor.data.photos import REGION_CHANNELS
+
+    dataset = PhotoFolderDataset([photo_folder], crop=64, identical_rate=0, same_grade_rate=0, region_rate=1.0,
+                                 unpaired_region_rate=1.0, seed=2)
+    darker = 0
+    for index in range(10):
+        item = dataset[index]
+        assert not item.paired and torch.equal(item.target, item.source)  # no target: a placeholder
+        assert item.reference_regions.shape == (REGION_CHANNELS, 64, 64)
+        lightness = rgb_to_lab(item.reference[None])[0, 0]
+        means = [float(lightness[item.reference_regions[k] > 0.5].mean()) for k in range(REGION_CHANNELS)
+                 if (item.reference_regions[k] > 0.5).sum() > 50]
+        darker += means == sorted(means)  # region 0 the darkest, the last the brightest (before the grade)
+    assert darker >= 6
+    batch = collate([dataset[0], PhotoFolderDataset([photo_folder], crop=64, seed=5)[0]])
+    assert batch.paired.tolist() == [False, True]

@@ -67,6 +67,15 @@ def test_dpst_layout_with_masks(tmp_path):
     assert summary["dpst"]["identity"]["psnr"] is None if "psnr" in summary["dpst"]["identity"] else True
 
 
+def test_the_shipped_network_by_regions_takes_each_regions_colours(tmp_path):
+    data = require(DPST)
+    summary = evaluate({"dpst": data}, ["analogy", "analogy+regions"], tmp_path, limit=2)["dpst"]
+    assert summary["analogy+regions"]["region_swd"] < 0.5 * summary["analogy"]["region_swd"]
+    assert summary["analogy+regions"]["gradient_ssim"] > 0.7
+    resized = evaluate({"dpst": data}, ["analogy+regions"], tmp_path / "resized", limit=2, upsampling="lab-difference")
+    assert resized["dpst"]["analogy+regions"]["region_swd"] != summary["analogy+regions"]["region_swd"]
+
+
 def test_evaluate_command_and_errors(graded_set, tmp_path, capsys):
     assert main(["evaluate", str(graded_set), "--methods", "identity", "histmatch", "--out", str(tmp_path / "r")]) == 0
     assert (tmp_path / "r" / "report.md").is_file()

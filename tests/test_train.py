@@ -69,6 +69,21 @@ def test_training_lowers_the_loss(tmp_path, photo_folder, head):
     assert sum(losses[-10:]) < 0.8 * sum(losses[:10])
 
 
+def test_region_losses_train_on_unpaired_region_triplets(tmp_path, photo_folder):
+    losses = []
+    config = _config(
+        steps=80, batch_size=4, learning_rate=3e-3, checkpoint_every=100, region_rate=1.0, unpaired_region_rate=1.0,
+        identical_rate=0.0, same_grade_rate=0.0, region_swd_weight=1.0, validation_items=0,
+        # Without the alignment the network starts far from each reference region: the loss alone must get it there.
+        model={**TINY_MODEL, "align_regions": False},
+    )
+    train(config, [photo_folder], tmp_path / "run", progress_bar=False, callback=lambda p: losses.append(p.losses))
+    assert all(part["l1"] == 0.0 for part in losses)  # no item has a target
+    swd = [part["region_swd"] for part in losses]
+    assert sum(swd[-10:]) < 0.8 * sum(swd[:10])
+    assert "region_swd" in (tmp_path / "run" / "log.csv").read_text().splitlines()[0]
+
+
 def test_a_killed_run_resumes_to_the_same_weights(tmp_path, photo_folder):
     reference = train(_config(), [photo_folder], tmp_path / "straight", progress_bar=False)
     # A separate process trains the same run and is killed (SIGKILL) during step 5,

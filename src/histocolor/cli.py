@@ -36,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _build_parser() -> argparse.ArgumentParser:
     from histocolor.lut import DEFAULT_LUT_SIZE
-    from histocolor.transfer import DEFAULT_MAX_SIDE, METHODS
+    from histocolor.transfer import DEFAULT_MAX_SIDE, METHODS, UPSAMPLING
 
     parser = _Parser(prog="histocolor", description="Colour transfer by histogram analogy.")
     parser.add_argument("--version", action="version", version=f"histocolor {__version__}")
@@ -78,6 +78,9 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", required=True, metavar="DIR", help="where report.md and the grids go")
     bench.add_argument("--weights", metavar="DIR", help="network weights (default: the shipped model)")
     bench.add_argument("--max-side", type=int, help="working size of the network")
+    bench.add_argument(
+        "--upsampling", default="lut", choices=UPSAMPLING, help="how the network's change reaches full resolution"
+    )
     bench.add_argument("--limit", type=int, help="only the first N pairs of each set")
     bench.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     bench.add_argument(
@@ -269,6 +272,7 @@ def _evaluate(arguments) -> int:
         max_side=arguments.max_side,
         limit=arguments.limit,
         segmenter=arguments.segmenter,
+        upsampling=arguments.upsampling,
     )
     print(f"report written to {Path(arguments.out) / 'report.md'}", file=sys.stderr)
     return 0

@@ -131,10 +131,10 @@ def _reference_check(pair: EvaluationPair, engine, source, truth) -> dict:
     }
 
 
-def _engine(method: str, weights, device, max_side):
+def _engine(method: str, weights, device, max_side, upsampling="lut"):
     if method == "identity":
         return None
-    options = {"device": device, **({"max_side": max_side} if max_side else {})}
+    options = {"device": device, "upsampling": upsampling, **({"max_side": max_side} if max_side else {})}
     return ColorTransfer(method, weights=weights, **options)
 
 
@@ -152,7 +152,8 @@ def _run(method: str, engine, pair: EvaluationPair, source, reference, segmented
 
 
 def evaluate(
-    sets: dict, methods, out, *, weights=None, device="auto", max_side=None, limit=None, grid_rows=6, segmenter=None
+    sets: dict, methods, out, *, weights=None, device="auto", max_side=None, limit=None, grid_rows=6, segmenter=None,
+    upsampling="lut",
 ):
     """Run ``methods`` on every set (``{name: path}``); write ``report.md`` and grids into ``out``.
 
@@ -169,7 +170,7 @@ def evaluate(
     for method in methods:
         base = method.removesuffix(REGIONS_SUFFIX)
         if base not in by_base:
-            by_base[base] = _engine(base, weights, device, max_side)
+            by_base[base] = _engine(base, weights, device, max_side, upsampling)
     engines = {method: by_base[method.removesuffix(REGIONS_SUFFIX)] for method in methods}
     if segmenter is not None:
         from histocolor.segment import get_segmenter

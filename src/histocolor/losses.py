@@ -1,4 +1,5 @@
-"""Training losses: L1 in Lab (final and every decoder scale) and a colour-histogram loss."""
+"""Training losses: L1 in Lab (final and every decoder scale), a colour-histogram loss, and
+for region-wise triplets a sliced Wasserstein loss between corresponding regions."""
 
 from dataclasses import dataclass
 
@@ -7,11 +8,15 @@ import torch.nn.functional as F
 
 from histocolor.color import normalize_lab
 from histocolor.histogram import ab_histogram, l_histogram
-from histocolor.model import CTNOutput
 
 # Soft histograms for the loss: coarser than the HEN's, one bin-width Gaussian kernel.
 _LOSS_AB_BINS = 32
 _LOSS_L_BINS = 16
+# Region SWD loss: pixels drawn per region and random directions per batch.
+_SWD_SAMPLES = 256
+_SWD_PROJECTIONS = 16
+# A region with fewer pixels than this (at the crop size) adds nothing to the SWD loss.
+_SWD_MIN_PIXELS = 16
 
 
 @dataclass(frozen=True)
@@ -19,10 +24,12 @@ class LossWeights:
     l1: float = 1.0
     deep_supervision: float = 0.5
     histogram: float = 0.5
+    region_swd: float = 0.0
+    anchor: float = 0.0
 
 
 def histogram_distance(output_lab: torch.Tensor, target_lab: torch.Tensor, stride: int = 2) -> torch.Tensor:
-    """Mean L1 distance between soft (a, b) and L histograms (each summing to 1), per batch.
+    """L1 distance between soft (a, b) and L histograms (each summing to 1), ``(B,)``.
 
     Every ``stride``-th pixel per axis is enough to estimate a histogram, at a fraction
     of the cost (the soft memberships dominate a training step otherwise).
@@ -32,20 +39,86 @@ def histogram_distance(output_lab: torch.Tensor, target_lab: torch.Tensor, strid
     for histogram, bins in ((ab_histogram, _LOSS_AB_BINS), (l_histogram, _LOSS_L_BINS)):
         ours = histogram(output_lab, bins, kernel="gaussian", bandwidth=1.0)
         theirs = histogram(target_lab, bins, kernel="gaussian", bandwidth=1.0)
-        distance = distance + (ours - theirs).abs().flatten(1).sum(1).mean()
+        distance = distance + (ours - theirs).abs().flatten(1).sum(1)
     return distance
 
 
-def transfer_loss(result: CTNOutput, target_lab: torch.Tensor, weights: LossWeights = LossWeights()):
-    """The weighted total and its parts (detached floats), all from normalised Lab."""
+def region_sliced_wasserstein(output_lab, reference_lab, source_regions, reference_regions, generator=None):
+    """Mean sliced Wasserstein-1 distance (normalised Lab) between each source region of the
+    output and its reference region, over the regions present in both; a zero tensor if none.
+
+    Regions are the pixels whose weight is at least one half; each gives a fixed-size random
+    sample of pixels, projected on random directions and compared quantile by quantile.
+    """
+    device = output_lab.device
+    output = normalize_lab(output_lab).flatten(2)
+    reference = normalize_lab(reference_lab).flatten(2)
+    directions = torch.randn(_SWD_PROJECTIONS, 3, generator=generator).to(device)
+    directions = directions / directions.norm(dim=1, keepdim=True)
+    distances = []
+    for item in range(output.shape[0]):
+        for region in range(source_regions.shape[1]):
+            mine = torch.nonzero(source_regions[item, region].flatten() >= 0.5)[:, 0]
+            theirs = torch.nonzero(reference_regions[item, region].flatten() >= 0.5)[:, 0]
+            if len(mine) < _SWD_MIN_PIXELS or len(theirs) < _SWD_MIN_PIXELS:
+                continue
+            picks = [
+                pixels[torch.randint(len(pixels), (_SWD_SAMPLES,), generator=generator).to(device)]
+                for pixels in (mine, theirs)
+            ]
+            ours = (directions @ output[item][:, picks[0]]).sort(dim=1).values
+            target = (directions @ reference[item][:, picks[1]]).sort(dim=1).values
+            distances.append((ours - target).abs().mean())
+    return torch.stack(distances).mean() if distances else output_lab.new_zeros(())
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of per-item ``values`` ``(B,)`` over the items ``mask`` keeps (all when None)."""
+    if mask is None:
+        return values.mean()
+    kept = mask.to(values.dtype)
+    return (values * kept).sum() / kept.sum().clamp(min=1.0)
+
+
+def transfer_loss(
+    result,
+    target_lab: torch.Tensor,
+    weights: LossWeights = LossWeights(),
+    *,
+    paired: torch.Tensor | None = None,
+    regions=None,
+    aligned_lab: torch.Tensor | None = None,
+    generator=None,
+):
+    """The weighted total and its parts (detached floats), all from normalised Lab.
+
+    ``paired`` ``(B,)`` marks the items that have a target (None: all); the others only
+    count in the region terms. ``regions`` is ``(reference_lab, source_regions,
+    reference_regions)`` for region-wise batches: it adds the region SWD loss, and with
+    ``aligned_lab`` (the region-aligned source) an anchor that keeps target-less items near it.
+    """
     target = normalize_lab(target_lab)
-    l1 = (normalize_lab(result.output) - target).abs().mean()
+    output = normalize_lab(result.output)
+    l1 = _masked_mean((output - target).abs().flatten(1).mean(1), paired)
     deep = torch.zeros((), device=target.device)
     for scale in result.intermediate:
-        deep = deep + (normalize_lab(scale) - F.adaptive_avg_pool2d(target, scale.shape[-2:])).abs().mean()
+        gap = (normalize_lab(scale) - F.adaptive_avg_pool2d(target, scale.shape[-2:])).abs().flatten(1).mean(1)
+        deep = deep + _masked_mean(gap, paired)
     if result.intermediate:
         deep = deep / len(result.intermediate)
-    histogram = histogram_distance(result.output, target_lab) if weights.histogram else torch.zeros(())
+    histogram = (
+        _masked_mean(histogram_distance(result.output, target_lab), paired) if weights.histogram else torch.zeros(())
+    )
     total = weights.l1 * l1 + weights.deep_supervision * deep + weights.histogram * histogram
-    parts = {"loss": total.item(), "l1": l1.item(), "deep": float(deep.detach()), "histogram": float(histogram.detach())}
+    parts = {"l1": l1.item(), "deep": float(deep.detach()), "histogram": float(histogram.detach())}
+    if regions is not None and weights.region_swd:
+        region_swd = region_sliced_wasserstein(result.output, *regions, generator=generator)
+        total = total + weights.region_swd * region_swd
+        parts["region_swd"] = float(region_swd.detach())
+    if aligned_lab is not None and paired is not None and weights.anchor:
+        unpaired = ~paired.bool()
+        anchor = _masked_mean((output - normalize_lab(aligned_lab)).abs().flatten(1).mean(1), unpaired)
+        total = total + weights.anchor * anchor
+        parts["anchor"] = float(anchor.detach())
+    parts["loss"] = total.item()
     return total, parts

@@ -2,9 +2,9 @@
 
 The network sees per-region histograms (each source pixel is steered by its own region's
 features, feathered at the seams). At full resolution the change stays spatially varying:
-one colour mapping per region (a LUT fitted to the network's change inside that region, or
-a classical mapping fitted on that region's pixels), blended with the feathered region
-weights; what no region covers follows the global mapping. ``ColorTransfer`` calls this
+one colour mapping per region (a LUT fitted to the network's change inside that region, away
+from its feathered seams, or a classical mapping fitted on that region's pixels), blended with
+the feathered region weights; what no region covers follows the global mapping. ``ColorTransfer`` calls this
 when it is given masks.
 """
 

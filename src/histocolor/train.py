@@ -50,9 +50,12 @@ class TrainConfig:
     natural_source_rate: float = 0.0
     strong_style_rate: float = 0.0
     region_rate: float = 0.0
+    unpaired_region_rate: float = 0.0
     l1_weight: float = 1.0
     deep_supervision_weight: float = 0.5
     histogram_weight: float = 0.5
+    region_swd_weight: float = 0.0
+    anchor_weight: float = 0.0
     holdout: list = field(default_factory=list)  # photo file names kept out of training
     validation_items: int = 32
 
@@ -109,7 +112,10 @@ class TrainConfig:
 
     @property
     def loss_weights(self) -> LossWeights:
-        return LossWeights(self.l1_weight, self.deep_supervision_weight, self.histogram_weight)
+        return LossWeights(
+            self.l1_weight, self.deep_supervision_weight, self.histogram_weight, self.region_swd_weight,
+            self.anchor_weight,
+        )
 
 
 @dataclass
@@ -196,11 +202,23 @@ def _batch(dataset, step: int, config: TrainConfig, distributed: _Distributed, d
     return Triplet(*(None if tensor is None else tensor.to(device) for tensor in batch.__dict__.values()))
 
 
-def _forward_loss(model, batch: Triplet, config: TrainConfig, device):
+def _forward_loss(model, batch: Triplet, config: TrainConfig, device, step: int = 0):
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         source_lab, reference_lab, target_lab = (rgb_to_lab(t) for t in (batch.source, batch.reference, batch.target))
         result = model(source_lab, reference_lab, batch.source_regions, batch.reference_regions)
-    return transfer_loss(result, target_lab.float(), config.loss_weights)
+    regions, aligned = None, None
+    if batch.source_regions is not None:
+        regions = (reference_lab.float(), batch.source_regions, batch.reference_regions)
+        network = getattr(model, "module", model)  # DDP wraps it
+        if config.anchor_weight and network.config.head == "ctn" and network.config.align_regions:
+            with torch.no_grad():
+                aligned = network.align(source_lab.float(), reference_lab.float(), *regions[1:])
+    # The region losses' random pixels and directions follow the step, so resumed runs match.
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+    return transfer_loss(
+        result, target_lab.float(), config.loss_weights, paired=batch.paired, regions=regions, aligned_lab=aligned,
+        generator=generator,
+    )
 
 
 @torch.no_grad()
@@ -209,6 +227,8 @@ def validate(model, triplets: list[Triplet], device) -> dict:
     model.eval()
     errors, identity = [], []
     for triplet in triplets:
+        if not triplet.paired:  # no target to compare with
+            continue
         source, reference, target = (rgb_to_lab(t.unsqueeze(0).to(device)) for t in (triplet.source, triplet.reference, triplet.target))
         regions = [None if r is None else r.unsqueeze(0).to(device) for r in (triplet.source_regions, triplet.reference_regions)]
         errors.append((model(source, reference, *regions).output - target).abs().mean().item())
@@ -266,6 +286,7 @@ def train(
             "natural_source_rate": config.natural_source_rate,
             "strong_style_rate": config.strong_style_rate,
             "region_rate": config.region_rate,
+            "unpaired_region_rate": config.unpaired_region_rate,
             "length": 10**9,
         }
         dataset = PhotoFolderDataset(None, seed=config.seed, photos=[p for p in photos if p not in held_out], **recipe)
@@ -292,7 +313,8 @@ def train(
     if distributed.main:
         out.mkdir(parents=True, exist_ok=True)
     log_path = out / "log.csv"
-    columns = ["step", "loss", "l1", "deep", "histogram", "validation_l1", "identity_l1", "seconds"]
+    columns = ["step", "loss", "l1", "deep", "histogram", "region_swd", "anchor", "validation_l1", "identity_l1",
+               "seconds"]
     if distributed.main and (not resume or not log_path.exists()):
         with open(log_path, "w", newline="") as stream:
             csv.writer(stream).writerow(columns)
@@ -309,7 +331,7 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate_at(step)
         batch = _batch(dataset, step, config, distributed, device)
-        loss, parts = _forward_loss(trained, batch, config, device)
+        loss, parts = _forward_loss(trained, batch, config, device, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

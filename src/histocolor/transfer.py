@@ -17,7 +17,7 @@ from histocolor.classical import CLASSICAL_METHODS
 from histocolor.color import lab_to_rgb, rgb_to_lab
 from histocolor.errors import HistocolorError
 from histocolor.imageio import LoadedImage, read_image
-from histocolor.regional import blend_regions, fit_region_luts, prepare_regions
+from histocolor.regional import MIN_FIT_PIXELS, blend_regions, fit_region_luts, prepare_regions
 from histocolor.regions import DEFAULT_FEATHER
 from histocolor.lut import DEFAULT_LUT_SIZE, DEFAULT_SMOOTHNESS, apply_lut, blend_luts, fit_lut, lut_from_mapping
 
@@ -180,8 +180,9 @@ class ColorTransfer:
         max_side: long side of the working size the network runs at.
         lut_size: grid points per axis of the fitted LUT.
         lut_smoothness: weight of the LUT fit's smoothness penalty.
-        upsampling: how the network's change reaches full resolution: ``lut`` (fit a LUT),
-            ``output`` (resize the network's output) or ``lab-difference`` (resize the Lab change).
+        upsampling: how the network's change reaches full resolution: ``lut`` (fit a LUT,
+            one per region by regions), ``output`` (resize the network's output) or
+            ``lab-difference`` (resize the Lab change). By regions, the LUT head always uses its LUTs.
     """
 
     def __init__(
@@ -322,9 +323,16 @@ class ColorTransfer:
         clock = time.perf_counter()
         shape = _working_shape(source_image.rgb.shape, self.max_side)
         weights = regions.source_weights(shape)
+        if self.method == "analogy" and self.upsampling != "lut" and not _predicts_lut(self.model):
+            _, source_lab, output_lab, _ = self._network_region_output(source_image, reference_image, regions, weights)
+            self._synchronize()
+            timings["network"] = time.perf_counter() - clock
+            clock = time.perf_counter()
+            rgb = self._upsample(source_image.rgb, source_lab, output_lab, strength)
+            timings["upsample"] = time.perf_counter() - clock
+            return rgb, None
         if self.method == "analogy":
-            luts = self._network_region_luts(source_image, reference_image, regions, weights)
-            appliers = [None if lut is None else lambda rgb, lut=blend_luts(lut, strength): apply_lut(rgb, lut) for lut in luts]
+            appliers = self._network_region_appliers(source_image, reference_image, regions, weights, strength)
         else:
             fit = CLASSICAL_METHODS[self.method]
             mappings = [
@@ -340,28 +348,50 @@ class ColorTransfer:
         timings["blend"] = time.perf_counter() - clock
         return rgb, None
 
-    def _network_region_luts(self, source_image, reference_image, regions, weights):
-        """One LUT per region, then one for the rest (None where a channel owns no pixel)."""
+    def _network_region_output(self, source_image, reference_image, regions, weights):
+        """The CTN's region-wise result at the working size: (source RGB, source Lab, output Lab, source alpha)."""
         small_source, source_lab, reference_lab, source_alpha, reference_alpha = self._working_inputs(
             source_image, reference_image
         )
-        reference_regions = regions.reference_weights(reference_lab.shape[-2:])
-        if _predicts_lut(self.model):
-            return self._region_luts(source_lab, reference_lab, regions, reference_regions, source_alpha, reference_alpha)
         output_lab = self.model(
             source_lab,
             reference_lab,
             torch.from_numpy(weights[:-1])[None].to(self.device),
-            torch.from_numpy(reference_regions)[None].to(self.device),
+            torch.from_numpy(regions.reference_weights(reference_lab.shape[-2:]))[None].to(self.device),
             source_weights=source_alpha,
             reference_weights=reference_alpha,
         ).output
-        seen = small_source[0].flatten(1).T.cpu().numpy()
-        became = lab_to_rgb(output_lab).clamp(0.0, 1.0)[0].flatten(1).T.cpu().numpy()
-        owners = regions.source_weights(source_lab.shape[-2:], feather=False).reshape(len(weights), -1)
-        if source_alpha is not None:  # transparent pixels say nothing about the change
-            owners = owners * (source_alpha.flatten().cpu().numpy() > 0)
-        return fit_region_luts(seen, became, owners, lambda a, b: fit_lut(a, b, self.lut_size, self.lut_smoothness))
+        return small_source, source_lab, output_lab, source_alpha
+
+    def _network_region_appliers(self, source_image, reference_image, regions, weights, strength):
+        """One LUT per region, then one for the rest (None where a channel owns no pixel).
+
+        Each LUT is fitted to the network's change inside its region. (Applying a region's
+        Lab alignment exactly at full resolution and fitting the LUT to the CTN's residual
+        only was measured worse: docs/BENCHMARKS.md.)
+        """
+        if _predicts_lut(self.model):
+            _, source_lab, reference_lab, source_alpha, reference_alpha = self._working_inputs(
+                source_image, reference_image
+            )
+            reference_regions = regions.reference_weights(reference_lab.shape[-2:])
+            luts = self._region_luts(source_lab, reference_lab, regions, reference_regions, source_alpha, reference_alpha)
+        else:
+            small_source, source_lab, output_lab, source_alpha = self._network_region_output(
+                source_image, reference_image, regions, weights
+            )
+            seen = small_source[0].flatten(1).T.cpu().numpy()
+            became = lab_to_rgb(output_lab).clamp(0.0, 1.0)[0].flatten(1).T.cpu().numpy()
+            owners = regions.source_weights(source_lab.shape[-2:], feather=False).reshape(len(weights), -1)
+            # A region's LUT is its own mapping: fitted away from its feathered seams, where the
+            # network's output is already blended with the neighbours' (the full-resolution
+            # blend feathers again). Regions too thin for an inside keep all their pixels.
+            inside = owners * (weights.reshape(len(weights), -1) >= 0.99)
+            owners = np.where((inside > 0.5).sum(1, keepdims=True) >= MIN_FIT_PIXELS, inside, owners)
+            if source_alpha is not None:  # transparent pixels say nothing about the change
+                owners = owners * (source_alpha.flatten().cpu().numpy() > 0)
+            luts = fit_region_luts(seen, became, owners, lambda a, b: fit_lut(a, b, self.lut_size, self.lut_smoothness))
+        return [None if lut is None else lambda rgb, lut=blend_luts(lut, strength): apply_lut(rgb, lut) for lut in luts]
 
     def _region_luts(self, source_lab, reference_lab, regions, reference_regions, source_alpha, reference_alpha):
         """LUT head: one predicted LUT per region (histograms of that region only), then the global one."""

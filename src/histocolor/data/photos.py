@@ -29,13 +29,15 @@ REGION_CHANNELS = 3
 @dataclass
 class Triplet:
     """Float RGB tensors ``(3, H, W)`` in [0, 1], and for region-wise triplets the region
-    weights ``(REGION_CHANNELS, H, W)`` of the source (feathered) and of the reference."""
+    weights ``(REGION_CHANNELS, H, W)`` of the source (feathered) and of the reference.
+    In a batch, ``paired`` is a ``(B,)`` bool tensor."""
 
     source: torch.Tensor
     reference: torch.Tensor
     target: torch.Tensor
     source_regions: torch.Tensor | None = None
     reference_regions: torch.Tensor | None = None
+    paired: bool = True  # False: the target is unknown (a placeholder); only region losses apply
 
 
 def crop_labels(labels: np.ndarray, box, size: int) -> np.ndarray:
@@ -109,6 +111,11 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
             follows the grades region by region (feathered at the seams, as at inference).
             Region by region the content matches, so the right answer is the reference
             region's whole look: what a user who pairs regions asks for.
+        unpaired_region_rate: share of the region-wise triplets whose reference is another
+            photo (graded), its regions paired with the source's by tone (darkest with
+            darkest): as with a user's masks, paired regions show different things. There
+            is no target (``paired`` False); the region losses ask for each reference
+            region's colour distribution.
         max_side: photos are kept in memory at most this large.
         photos: photo paths, instead of ``folders``.
         images: ``(H, W, 3)`` arrays used as photos too (e.g. the layers open in napari).
@@ -126,6 +133,7 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         natural_source_rate: float = 0.0,
         strong_style_rate: float = 0.0,
         region_rate: float = 0.0,
+        unpaired_region_rate: float = 0.0,
         max_side: int = 384,
         photos: list[Path] | None = None,
         images: list[np.ndarray] = (),
@@ -144,6 +152,7 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         self.natural_source_rate = natural_source_rate
         self.strong_style_rate = strong_style_rate
         self.region_rate = region_rate
+        self.unpaired_region_rate = unpaired_region_rate
         self.labels = [_photo_regions(image) for image in self.images] if region_rate else None
 
     def __len__(self) -> int:
@@ -173,6 +182,8 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         if kind < self.identical_rate + self.same_grade_rate:
             return Triplet(source, apply_style(reference_patch, source_style), source.clone())
         if self.region_rate and rng.random() < self.region_rate:
+            if self.unpaired_region_rate and rng.random() < self.unpaired_region_rate:
+                return self._unpaired_region_triplet(source, first, source_box, rng)
             return self._region_triplet(source, first, source_box, source_patch, rng)
         target_style = self._target_style(rng)
         return Triplet(source, apply_style(reference_patch, target_style), apply_style(source_patch, target_style))
@@ -182,36 +193,50 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         return random_style(rng, STRONG_RANGES) if strong else random_style(rng)
 
     def _region_triplet(self, source, photo: int, source_box, source_patch, rng) -> Triplet:
-        image, labels = self.images[photo], self.labels[photo]
+        image = self.images[photo]
         reference_box = random_square_box(image.shape[-2:], rng)
         reference_patch = crop_patch(image, reference_box, self.crop)
-        groups = [[k] for k in range(REGION_CHANNELS)]
-        size = (self.crop, self.crop)
-        source_weights = torch.from_numpy(
-            region_weights(crop_labels(labels, source_box, self.crop), groups, size, DEFAULT_FEATHER)
-        )
-        reference_weights = torch.from_numpy(region_weights(crop_labels(labels, reference_box, self.crop), groups, size))
-        styles = [self._target_style(rng) for _ in groups]
+        source_weights = self._crop_regions(photo, source_box, DEFAULT_FEATHER)
+        reference_weights = self._crop_regions(photo, reference_box)
+        styles = [self._target_style(rng) for _ in range(REGION_CHANNELS)]
         reference = sum(reference_weights[k] * apply_style(reference_patch, style) for k, style in enumerate(styles))
         target = sum(source_weights[k] * apply_style(source_patch, style) for k, style in enumerate(styles))
         return Triplet(source, reference, target, source_weights, reference_weights)
 
+    def _unpaired_region_triplet(self, source, photo: int, source_box, rng) -> Triplet:
+        other = int((photo + rng.integers(1, len(self.images))) % len(self.images))
+        reference_box = random_square_box(self.images[other].shape[-2:], rng)
+        reference = apply_style(crop_patch(self.images[other], reference_box, self.crop), self._target_style(rng))
+        return Triplet(source, reference, source.clone(), self._crop_regions(photo, source_box, DEFAULT_FEATHER),
+                       self._crop_regions(other, reference_box), paired=False)
+
+    def _crop_regions(self, photo: int, box, feather: float = 0.0) -> torch.Tensor:
+        """Weights ``(REGION_CHANNELS, crop, crop)`` of the photo's regions inside the crop ``box``."""
+        labels = crop_labels(self.labels[photo], box, self.crop)
+        groups = [[k] for k in range(REGION_CHANNELS)]
+        return torch.from_numpy(region_weights(labels, groups, (self.crop, self.crop), feather))
+
 
 def _photo_regions(image: torch.Tensor) -> np.ndarray:
-    """The ``slic`` regions (tone and place) of a uint8 ``(3, h, w)`` photo, at its size."""
+    """The ``slic`` regions (tone and place) of a uint8 ``(3, h, w)`` photo, at its size,
+    numbered from the darkest to the brightest (so that regions of two photos pair by tone)."""
     from histocolor.segment.slic import SlicSegmenter
 
-    return SlicSegmenter(regions=REGION_CHANNELS).regions_of(image.permute(1, 2, 0).numpy())[0]
+    labels, summary = SlicSegmenter(regions=REGION_CHANNELS).regions_of(image.permute(1, 2, 0).numpy())
+    rank = np.empty(len(summary), np.int32)
+    rank[np.argsort(summary[:, 0], kind="stable")] = np.arange(len(summary), dtype=np.int32)
+    return rank[labels]
 
 
 def collate(triplets: list[Triplet]) -> Triplet:
     """A batch; when any triplet has regions, the others get empty ones (= the global transfer)."""
     images = [torch.stack([getattr(t, name) for t in triplets]) for name in ("source", "reference", "target")]
+    paired = torch.tensor([t.paired for t in triplets])
     if all(t.source_regions is None for t in triplets):
-        return Triplet(*images)
+        return Triplet(*images, paired=paired)
     empty = torch.zeros((REGION_CHANNELS, *triplets[0].source.shape[-2:]))
     regions = [
         torch.stack([empty if getattr(t, name) is None else getattr(t, name) for t in triplets])
         for name in ("source_regions", "reference_regions")
     ]
-    return Triplet(*images, *regions)
+    return Triplet(*images, *regions, paired=paired)

@@ -5,6 +5,7 @@ from torch import nn
 
 from histocolor.color import denormalize_lab, lab_to_rgb, normalize_lab, rgb_to_lab
 from histocolor.histogram import hen_input
+from histocolor.model.alignment import align_regions
 from histocolor.model.config import AnalogyConfig
 from histocolor.model.ctn import ColorTransferNet, CTNOutput, RegionCondition
 from histocolor.model.hen import HistogramEncoder
@@ -39,6 +40,7 @@ class HistogramAnalogy(nn.Module):
         reference_regions=None,
         source_weights=None,
         reference_weights=None,
+        aligned_lab=None,
     ):
         """The CTN's condition: both features per image, or a :class:`RegionCondition` with regions.
 
@@ -49,30 +51,55 @@ class HistogramAnalogy(nn.Module):
         ``(B, R, h, w)`` hold soft weights of R corresponding regions (region r of the source
         matches region r of the reference). Each source pixel gets its regions' features,
         mixed by its weights; whatever weight is missing, or belongs to a region absent from
-        either image, goes to the global features.
+        either image, goes to the global features. The source's region histograms are taken
+        from ``aligned_lab`` when given (the aligned source the CTN will recolour).
         """
         global_condition = torch.cat(
             [self.encode(source_lab, source_weights), self.encode(reference_lab, reference_weights)], dim=1
         )
         if source_regions is None and reference_regions is None:
             return global_condition
+        mixing = self._region_mixing(source_regions, reference_regions, source_weights, reference_weights)
+        batch, regions = source_regions.shape[:2]
+        region_source = source_lab if aligned_lab is None else aligned_lab
+        source_features = self.encode(
+            region_source.repeat_interleave(regions, 0), _weighted(source_regions, source_weights).flatten(0, 1)
+        )
+        reference_features = self.encode(
+            reference_lab.repeat_interleave(regions, 0), _weighted(reference_regions, reference_weights).flatten(0, 1)
+        )
+        region_condition = torch.cat([source_features, reference_features], dim=1).view(batch, regions, -1)
+        remainder = (1.0 - mixing.sum(dim=1, keepdim=True)).clamp(min=0.0)
+        return RegionCondition(
+            torch.cat([region_condition, global_condition[:, None]], dim=1), torch.cat([mixing, remainder], dim=1)
+        )
+
+    @staticmethod
+    def _region_mixing(source_regions, reference_regions, source_weights, reference_weights) -> torch.Tensor:
+        """The source region weights ``(B, R, H, W)``, zeroed for regions missing from either image."""
         if source_regions is None or reference_regions is None:
             raise ValueError("give regions for both the source and the reference, or for neither")
         batch, regions = source_regions.shape[:2]
         if reference_regions.shape[:2] != (batch, regions):
             raise ValueError("source and reference must have the same number of regions")
-        source_region_weights = _weighted(source_regions, source_weights).flatten(0, 1)
-        reference_region_weights = _weighted(reference_regions, reference_weights).flatten(0, 1)
-        source_features = self.encode(source_lab.repeat_interleave(regions, 0), source_region_weights)
-        reference_features = self.encode(reference_lab.repeat_interleave(regions, 0), reference_region_weights)
-        region_condition = torch.cat([source_features, reference_features], dim=1).view(batch, regions, -1)
-        present = (source_region_weights.flatten(1).sum(1) > 0) & (reference_region_weights.flatten(1).sum(1) > 0)
-        present = present.view(batch, regions)
-        weights = source_regions * present[:, :, None, None].to(source_regions.dtype)
-        remainder = (1.0 - weights.sum(dim=1, keepdim=True)).clamp(min=0.0)
-        return RegionCondition(
-            torch.cat([region_condition, global_condition[:, None]], dim=1), torch.cat([weights, remainder], dim=1)
-        )
+        mine = _weighted(source_regions, source_weights).flatten(2).sum(-1)
+        theirs = _weighted(reference_regions, reference_weights).flatten(2).sum(-1)
+        present = (mine > 0) & (theirs > 0)
+        return source_regions * present[:, :, None, None].to(source_regions.dtype)
+
+    def align(self, source_lab, reference_lab, source_regions, reference_regions, source_weights=None,
+              reference_weights=None) -> torch.Tensor:
+        """The source with each region moved onto its reference region's Lab moments (see alignment)."""
+        mixing = self._region_mixing(source_regions, reference_regions, source_weights, reference_weights)
+        owned, theirs = self._moment_weights(source_regions, reference_regions, source_weights, reference_weights)
+        return align_regions(source_lab, reference_lab, owned, theirs, mixing)
+
+    @staticmethod
+    def _moment_weights(source_regions, reference_regions, source_weights, reference_weights):
+        # Moments from the pixels each region owns (feathered weights would mix in its neighbours').
+        owned = (source_regions >= 0.5).to(source_regions.dtype)
+        owned = torch.where(owned.flatten(2).sum(-1)[..., None, None] > 0, owned, source_regions)
+        return _weighted(owned, source_weights), _weighted(reference_regions, reference_weights)
 
     def forward(
         self,
@@ -86,15 +113,22 @@ class HistogramAnalogy(nn.Module):
     ) -> CTNOutput:
         """Recolour ``source_lab`` ``(B, 3, H, W)`` after ``reference_lab`` ``(B, 3, h, w)``.
 
-        Regions and weights are described in :meth:`condition`. Returns the result and the
-        coarser decoder outputs, all in Lab units.
+        Regions and weights are described in :meth:`condition`. With regions (CTN head,
+        ``config.align_regions``) the CTN recolours the source aligned onto each reference
+        region's Lab moments (:meth:`align`). Returns the result and the coarser decoder
+        outputs, all in Lab units.
         """
+        aligned = None
+        if source_regions is not None and self.config.head == "ctn" and self.config.align_regions:
+            aligned = self.align(
+                source_lab, reference_lab, source_regions, reference_regions, source_weights, reference_weights
+            )
         condition = self.condition(
-            source_lab, reference_lab, source_regions, reference_regions, source_weights, reference_weights
+            source_lab, reference_lab, source_regions, reference_regions, source_weights, reference_weights, aligned
         )
         if self.config.head == "lut":
             return CTNOutput(denormalize_lab(self.lut_head(source_lab, condition)), [])
-        result = self.ctn(normalize_lab(source_lab), condition)
+        result = self.ctn(normalize_lab(source_lab if aligned is None else aligned), condition)
         return CTNOutput(denormalize_lab(result.output), [denormalize_lab(t) for t in result.intermediate])
 
     def color_lut(self, source_lab, reference_lab, size: int, source_weights=None, reference_weights=None):

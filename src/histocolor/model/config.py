@@ -28,6 +28,8 @@ class AnalogyConfig:
         head: ``"ctn"`` (the paper's pixel U-Net) or ``"lut"`` (a per-image 3D LUT).
         lut_bases: basis LUTs the LUT head mixes.
         lut_size: grid points per axis of the LUT head's LUTs.
+        align_regions: region by region, the CTN recolours the source already moved onto
+            each reference region's Lab moments (see model/alignment.py), not the source.
     """
 
     l_bins: int = DEFAULT_L_BINS
@@ -39,6 +41,7 @@ class AnalogyConfig:
     head: str = "ctn"
     lut_bases: int = 8
     lut_size: int = 17
+    align_regions: bool = True
 
     def __post_init__(self):
         if not isinstance(self.hen_widths, (list, tuple)):
@@ -48,6 +51,8 @@ class AnalogyConfig:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         for name in ("l_bins", "ab_bins", "feature_size", "ctn_width", "ctn_depth", "lut_bases", "lut_size"):
             _require_integer(name, getattr(self, name))
+        if not isinstance(self.align_regions, bool):
+            raise ValueError(f"align_regions must be true or false, got {self.align_regions!r}")
         for width in self.hen_widths:
             _require_integer("hen_widths entry", width)
         if not 1 <= self.l_bins <= MAX_L_BINS:
