@@ -1,7 +1,12 @@
 import torch
 
 from histocolor.model import AnalogyConfig, HistogramAnalogy
-from histocolor.model.alignment import MAX_SPREAD_RATIO, align_regions, weighted_moments
+import numpy as np
+import pytest
+
+from histocolor.model.alignment import (
+    MAX_SPREAD_RATIO, QuantileAlignment, align_regions, piecewise_linear, weighted_moments, weighted_quantiles,
+)
 
 SMALL = AnalogyConfig(hen_widths=(8, 8, 8, 8), feature_size=16, ctn_width=8, ctn_depth=2)
 
@@ -65,6 +70,88 @@ def test_the_untrained_network_returns_the_aligned_source_by_regions():
         expected = model.align(source, reference, regions, regions)
     assert torch.allclose(output, expected, atol=1e-3)
     assert (output - source).abs().mean() > 5
-    plain = HistogramAnalogy(AnalogyConfig(**{**SMALL.to_dict(), "align_regions": False})).eval()
+    plain = HistogramAnalogy(AnalogyConfig.from_dict({**SMALL.to_dict(), "alignment": {"method": "none"}})).eval()
     with torch.no_grad():
         assert torch.allclose(plain(source, reference, regions, regions).output, source, atol=1e-3)
+
+
+def test_weighted_quantiles_match_numpy_for_equal_weights_and_repeat_for_integer_weights():
+    values = torch.randn(2, 3, 101, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    levels = torch.linspace(0.05, 0.95, 7, dtype=torch.float64)
+    ours = weighted_quantiles(values, torch.ones(2, 1, 101, dtype=torch.float64), levels)[:, 0]
+    # Midpoint plotting positions: numpy's "hazen" method.
+    theirs = np.quantile(values.numpy(), levels.numpy(), axis=-1, method="hazen").transpose(1, 2, 0)
+    np.testing.assert_allclose(ours.numpy(), theirs, atol=1e-9)
+    # A weight of 0 counts like no pixel; scaling every weight changes nothing.
+    kept = torch.rand(101, generator=torch.Generator().manual_seed(5)) < 0.6
+    weighted = weighted_quantiles(values[:1, :1], 3.0 * kept.view(1, 1, -1).double(), levels)[0, 0, 0]
+    subset = values[0, 0][kept].numpy()
+    np.testing.assert_allclose(weighted.numpy(), np.quantile(subset, levels.numpy(), method="hazen"), atol=1e-9)
+
+
+def test_piecewise_linear_interpolates_inside_and_shifts_outside():
+    knots, values = torch.tensor([[0.0, 1.0, 3.0]]), torch.tensor([[10.0, 12.0, 13.0]])
+    x = torch.tensor([[-2.0, 0.5, 2.0, 5.0]])
+    assert torch.allclose(piecewise_linear(x, knots, values), torch.tensor([[8.0, 11.0, 12.5, 15.0]]))
+
+
+def test_quantile_alignment_takes_the_reference_distribution_within_its_slope_bounds():
+    generator = torch.Generator().manual_seed(6)
+    source = torch.stack([40 + 10 * torch.rand(64, 64, generator=generator),
+                          torch.randn(64, 64, generator=generator) * 5,
+                          torch.randn(64, 64, generator=generator) * 5])[None]
+    # The reference: a skewed L distribution (not reachable by moments alone), shifted chroma.
+    reference = torch.stack([30 + 12 * torch.rand(64, 64, generator=generator) ** 2,
+                             20 + torch.randn(64, 64, generator=generator) * 8,
+                             -10 + torch.randn(64, 64, generator=generator) * 4])[None]
+    everything = torch.ones(1, 1, 64, 64)
+    unbounded = QuantileAlignment(levels=64, lightness_slopes=(1e-3, 1e3), chroma_slopes=(1e-3, 1e3))
+    aligned = align_regions(source, reference, everything, everything, everything, unbounded)
+    levels = np.linspace(0.1, 0.9, 9)
+    for channel in range(3):
+        ours = np.quantile(aligned[0, channel].numpy(), levels)
+        theirs = np.quantile(reference[0, channel].numpy(), levels)
+        np.testing.assert_allclose(ours, theirs, atol=0.6)
+    # Bounded: no part of the L curve is steeper than the bound, and the order of colours is kept.
+    bounded = QuantileAlignment(levels=64, lightness_slopes=(0.8, 1.25), chroma_slopes=(0.2, 5.0))
+    knots, values = bounded.curves(source, reference, everything, everything)
+    slopes = values[0, 0, 0].diff() / knots[0, 0, 0].diff()
+    assert slopes.min() >= 0.8 - 1e-3 and slopes.max() <= 1.25 + 1e-3
+    lightness = align_regions(source, reference, everything, everything, everything, bounded)[0, 0].flatten()
+    order = source[0, 0].flatten().argsort()
+    assert (lightness[order].diff() >= -1e-4).all()
+
+
+@pytest.mark.parametrize("method", ["moments", "quantiles"])
+def test_aligning_a_source_to_itself_changes_nothing(method):
+    source = _image([50, 5, -5], [15, 8, 8], shape=(1, 3, 32, 32))
+    everything = torch.ones(1, 1, 32, 32)
+    config = AnalogyConfig.from_dict({**SMALL.to_dict(), "alignment": {"method": method}})
+    aligned = align_regions(source, source, everything, everything, everything, config.alignment.build())
+    assert (aligned - source).abs().max() < 1e-3
+
+
+def test_the_untrained_network_returns_the_globally_aligned_source_everywhere():
+    source, reference = _image([30, 5, -10], [8, 6, 6]), _image([60, 20, 10], [6, 4, 2], seed=1)
+    config = AnalogyConfig.from_dict({**SMALL.to_dict(), "alignment": {"method": "quantiles", "everywhere": True}})
+    model = HistogramAnalogy(config).eval()
+    everything = torch.ones(1, 1, 24, 24)
+    with torch.no_grad():
+        output = model(source, reference).output
+        expected = align_regions(source, reference, everything, everything, everything, model.aligner)
+        assert torch.allclose(output, expected, atol=1e-3)
+        assert (output - source).abs().mean() > 10
+        # By regions, what no region covers follows the global map (not the source's own colour).
+        regions = _halves()
+        regions[:, 1] = 0.0
+        by_regions = model(source, reference, regions, _halves()).output
+        assert torch.allclose(by_regions[..., 12:, :], expected[..., 12:, :], atol=1e-3)
+
+
+def test_weights_saved_with_the_old_region_switch_still_load():
+    assert AnalogyConfig.from_dict({"align_regions": True}).alignment.method == "moments"
+    assert AnalogyConfig.from_dict({"align_regions": False}).alignment.method == "none"
+    with pytest.raises(ValueError, match="alignment"):
+        AnalogyConfig.from_dict({"alignment": {"method": "median"}})
+    with pytest.raises(ValueError, match="lightness_slopes"):
+        AnalogyConfig.from_dict({"alignment": {"lightness_slopes": [1.5, 2.0]}})

@@ -1,6 +1,8 @@
 """The benchmark commands run end to end on tiny inputs (their numbers live in docs/BENCHMARKS.md)."""
 
 import re
+import runpy
+from pathlib import Path
 
 from histocolor.benchmark import main
 
@@ -57,3 +59,18 @@ def test_strength_sweep_scores_both_sets_per_strength(tmp_path, capsys):
     assert full[0] > nothing[0] and full[1] < nothing[1]  # PSNR up, ΔE2000 down towards the truth
     assert full[3] < nothing[3] / 2  # the unpaired result moved towards its reference
     assert nothing[4] == 1.0 and full[4] < 1.0
+
+
+def test_frontier_benchmark_scores_each_strength_and_draws_the_picture(capsys, tmp_path):
+    table = tmp_path / "frontier.csv"
+    main(["frontier", "--data", str(require(DPST)), "--limit", "2", "--methods", "reinhard", "--strengths", "0", "1",
+          "--csv", str(table)])
+    rows = {float(cells[1]): cells for cells in _rows(capsys.readouterr().out)}
+    # Strength 0 is the source itself: full structure, the source's distance; strength 1 moves closer.
+    assert float(rows[0.0][3]) > 0.999
+    assert float(rows[1.0][2]) < 0.8 * float(rows[0.0][2])
+    plotter = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "plot_frontier.py"))
+    assert [row[0] for row in plotter["read_table"](table)["reinhard"]] == [0.0, 1.0]
+    picture = tmp_path / "frontier.png"
+    plotter["main"]([str(table), str(picture)])
+    assert picture.stat().st_size > 10_000

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from histocolor.color import rgb_to_lab
-from histocolor.lut import identity_lut
+from histocolor.color import lab_to_rgb, rgb_to_lab
+from histocolor.lut import apply_lut, identity_lut
 from histocolor.model import AnalogyConfig, HistogramAnalogy
 
 LUT_CONFIG = AnalogyConfig(head="lut", hen_widths=(8, 8, 8, 8), feature_size=16, lut_bases=4, lut_size=9)
@@ -66,3 +66,21 @@ def test_lut_head_refuses_regions_and_ctn_refuses_color_lut():
         )
     with pytest.raises(ValueError):
         AnalogyConfig(head="pixels")
+
+
+def test_an_aligned_lut_head_tabulates_the_composition_of_alignment_and_head():
+    """With an alignment the head's LUT is indexed by aligned colours; color_lut folds both into one map."""
+    config = AnalogyConfig(head="lut", lut_size=9, hen_widths=(8, 8, 8, 8), feature_size=16,
+                           alignment={"method": "quantiles", "everywhere": True})
+    model = HistogramAnalogy(config).eval()
+    torch.nn.init.normal_(model.lut_head.bases, std=0.05)
+    generator = torch.Generator().manual_seed(0)
+    source = torch.rand(1, 3, 40, 40, generator=generator) * 0.6
+    reference = (torch.rand(1, 3, 30, 30, generator=generator) * 0.5 + 0.4).clamp(0, 1)
+    with torch.no_grad():
+        source_lab, reference_lab = rgb_to_lab(source), rgb_to_lab(reference)
+        direct = lab_to_rgb(model(source_lab, reference_lab).output).clamp(0, 1)
+        lut = model.color_lut(source_lab, reference_lab, 33)[0].numpy()
+    tabulated = apply_lut(source[0].permute(1, 2, 0).numpy(), lut)
+    assert np.abs(tabulated - direct[0].permute(1, 2, 0).numpy()).mean() < 0.01
+    assert (direct - source).abs().mean() > 0.1  # the alignment moved it far

@@ -88,6 +88,38 @@ def test_transfer_button_adds_the_result_over_the_source(viewer, dock, qtbot):
     assert len(viewer.layers) == 5
 
 
+@pytest.mark.parametrize("title", ["Color transfer", "Regions"])
+def test_pickers_start_on_two_different_images(viewer, dock, title, make_napari_viewer):
+    widget = dock(viewer, title)
+    assert widget.source.value is viewer.layers["source"]
+    assert widget.reference.value is viewer.layers["reference"]
+    # A widget docked before the images are opened separates them as they arrive.
+    empty = make_napari_viewer()
+    later = dock(empty, title)
+    empty.add_image(viewer.layers["source"].data, name="first")
+    empty.add_image(viewer.layers["reference"].data, name="second")
+    assert later.source.value is empty.layers["first"] and later.reference.value is empty.layers["second"]
+
+
+def test_untouched_widget_transfers_the_reference_colours(viewer, dock, qtbot):
+    """The widget as a user first sees it: no picker or setting changed, just "Transfer"."""
+    widget = dock(viewer, "Color transfer")
+    widget.run_button.native.click()
+    _wait_idle(qtbot, widget)
+    source, reference = viewer.layers["source"].data, viewer.layers["reference"].data
+    result = viewer.layers["source ← reference (analogy)"].data
+    assert sliced_wasserstein(result, reference) < 0.5 * sliced_wasserstein(source, reference)
+
+
+def test_the_same_layer_twice_gives_a_notice_not_a_copy(viewer, dock, notices):
+    widget = dock(viewer, "Color transfer")
+    source = viewer.layers["source"]
+    widget.source.value = widget.reference.value = source
+    widget.run_button.native.click()
+    assert widget.worker is None and len(viewer.layers) == 2
+    assert any("same layer" in message for _, message in notices())
+
+
 def test_pickers_follow_the_layer_list_and_take_16_bit_grayscale_and_rgba(viewer, dock, qtbot):
     widget = dock(viewer, "Color transfer")
     rng = np.random.default_rng(0)

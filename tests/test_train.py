@@ -75,7 +75,7 @@ def test_region_losses_train_on_unpaired_region_triplets(tmp_path, photo_folder)
         steps=80, batch_size=4, learning_rate=3e-3, checkpoint_every=100, region_rate=1.0, unpaired_region_rate=1.0,
         identical_rate=0.0, same_grade_rate=0.0, region_swd_weight=1.0, validation_items=0,
         # Without the alignment the network starts far from each reference region: the loss alone must get it there.
-        model={**TINY_MODEL, "align_regions": False},
+        model={**TINY_MODEL, "alignment": {"method": "none"}},
     )
     train(config, [photo_folder], tmp_path / "run", progress_bar=False, callback=lambda p: losses.append(p.losses))
     assert all(part["l1"] == 0.0 for part in losses)  # no item has a target

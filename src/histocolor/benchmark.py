@@ -4,12 +4,15 @@
     python -m histocolor.benchmark upsampling [--data ../shared/data/dpst-dev]
     python -m histocolor.benchmark graded-set --photos DIR... --holdout-from CONFIG --out DIR
     python -m histocolor.benchmark strength-sweep --graded graded/graded.csv [--unpaired ../shared/data/dpst-dev]
+    python -m histocolor.benchmark frontier [--data ../shared/data/dpst-dev] [--csv docs/frontier.csv]
 
 ``speed`` runs the real ``histocolor transfer`` command on a large JPEG, one process per
 run, and reports its stage timings and peak memory. ``upsampling`` compares the ways of
 bringing a working-size result to full resolution against the operator run at full
 resolution. ``strength-sweep`` shows, for each method and strength, what the graded set's
 truth asks for (PSNR) against how far the result moves towards an unpaired reference (SWD).
+``frontier`` draws colour distance to the reference (SWD) against structure kept (gradient
+SSIM) on a set: each method as a curve over its strengths, the network among them.
 """
 
 import argparse
@@ -220,13 +223,14 @@ def abs_change(image: np.ndarray, source: np.ndarray) -> float:
 
 
 def graded_set(arguments) -> None:
-    from histocolor.data.graded import build_graded_set
+    from histocolor.data.graded import build_graded_set, build_view_set
     from histocolor.data.photos import list_photos
     from histocolor.train import TrainConfig
 
     held_out = set(TrainConfig.from_file(arguments.holdout_from).holdout)
     photos = [p for p in list_photos(arguments.photos) if p.name in held_out]
-    print(build_graded_set(photos, arguments.out, seed=arguments.seed))
+    build = build_view_set if arguments.kind == "view" else build_graded_set
+    print(build(photos, arguments.out, seed=arguments.seed))
 
 
 # --------------------------------------------------------------------------- strength sweep
@@ -268,6 +272,46 @@ def strength_sweep(arguments) -> None:
             print(f"| {method} | {strength:g} | " + " | ".join(f"{value:.3g}" for value in scores) + " |", flush=True)
 
 
+# --------------------------------------------------------------------------------- frontier
+
+
+def frontier(arguments) -> None:
+    """Mean SWD to the reference and gradient SSIM to the source per method and strength.
+
+    Strength blends the full result with the source in sRGB for every method (a classical
+    mapping and the network's LUT alike), so each pair is transferred once per method and
+    the strengths are blends of that result.
+    """
+    from histocolor.evaluate import load_set
+    from histocolor.metrics import sliced_wasserstein
+
+    pairs = load_set(arguments.data)[: arguments.limit]
+    images = [(read_image(p.source).rgb, read_image(p.reference).rgb) for p in pairs]
+    scores = {}
+    print(f"{arguments.data}: {len(pairs)} pairs\n")
+    print("| method | strength | SWD to reference ↓ | gradient SSIM ↑ |")
+    print("| --- | --- | --- | --- |")
+    for method in arguments.methods:
+        engine = ColorTransfer(method, weights=arguments.weights)
+        rows = []
+        for source, reference in images:
+            full = engine(source, reference).image.astype(np.float64)
+            for strength in arguments.strengths:
+                blend = np.clip(np.rint(source + strength * (full - source)), 0, 255).astype(np.uint8)
+                rows.append((strength, sliced_wasserstein(blend, reference), gradient_ssim(blend, source)))
+        table = np.array(rows).reshape(len(images), len(arguments.strengths), 3).mean(0)
+        scores[method] = table
+        for strength, swd, structure in table:
+            print(f"| {method} | {strength:g} | {swd:.2f} | {structure:.3f} |", flush=True)
+    if arguments.csv is not None:  # benchmarks/plot_frontier.py draws the picture from it
+        lines = ["method,strength,swd,gradient_ssim"] + [
+            f"{method},{strength:g},{swd:.4f},{structure:.4f}"
+            for method, table in scores.items() for strength, swd, structure in table
+        ]
+        arguments.csv.parent.mkdir(parents=True, exist_ok=True)
+        arguments.csv.write_text("\n".join(lines) + "\n")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m histocolor.benchmark", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -288,14 +332,27 @@ def main(argv=None) -> None:
     graded.add_argument("--holdout-from", type=Path, required=True, help="training config whose holdout list to use")
     graded.add_argument("--out", type=Path, required=True)
     graded.add_argument("--seed", type=int, default=0)
+    graded.add_argument("--kind", choices=["other", "view"], default="other",
+                        help="other: reference = another photo under the truth's grade; view: reference = another "
+                             "view (crop, mirror, scale) of the truth (the paper's situation)")
     sweep = commands.add_parser("strength-sweep", help="graded PSNR against unpaired SWD, per method and strength")
     sweep.add_argument("--graded", type=Path, required=True, help="CSV with a truth column (graded-set output)")
     sweep.add_argument("--unpaired", type=Path, default=DEFAULT_DPST, help="set scored by SWD to the reference")
     sweep.add_argument("--methods", nargs="+", default=["analogy", "mkl", "reinhard"])
     sweep.add_argument("--strengths", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0])
     sweep.add_argument("--weights", type=Path, default=None, help="weights of the analogy method (default: shipped)")
+    front = commands.add_parser("frontier", help="SWD to the reference against gradient SSIM, per method and strength")
+    front.add_argument("--data", type=Path, default=DEFAULT_DPST, help="evaluation set (folder or CSV)")
+    front.add_argument("--methods", nargs="+", default=["analogy", "reinhard", "mkl", "histmatch", "idt"])
+    front.add_argument("--strengths", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0])
+    front.add_argument("--weights", type=Path, default=None, help="weights of the analogy method (default: shipped)")
+    front.add_argument("--limit", type=int, default=None, help="only the first N pairs")
+    front.add_argument("--csv", type=Path, default=None, help="also write the table here (for benchmarks/plot_frontier.py)")
     arguments = parser.parse_args(argv)
-    commands = {"speed": speed, "upsampling": upsampling, "graded-set": graded_set, "strength-sweep": strength_sweep}
+    commands = {
+        "speed": speed, "upsampling": upsampling, "graded-set": graded_set, "strength-sweep": strength_sweep,
+        "frontier": frontier,
+    }
     commands[arguments.command](arguments)
 
 

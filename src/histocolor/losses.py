@@ -1,5 +1,6 @@
-"""Training losses: L1 in Lab (final and every decoder scale), a colour-histogram loss, and
-for region-wise triplets a sliced Wasserstein loss between corresponding regions."""
+"""Training losses: L1 in Lab (final and every decoder scale), a colour-histogram loss, a
+sliced Wasserstein loss to the reference (globally, and between corresponding regions), and
+for items without a target an anchor to the aligned source and an edge-keeping term."""
 
 from dataclasses import dataclass
 
@@ -26,6 +27,18 @@ class LossWeights:
     histogram: float = 0.5
     region_swd: float = 0.0
     anchor: float = 0.0
+    swd: float = 0.0
+    gradient: float = 0.0
+
+
+def lightness_gradient_gap(output_lab: torch.Tensor, anchor_lab: torch.Tensor) -> torch.Tensor:
+    """Mean absolute gap between the horizontal and vertical L differences (normalised Lab)
+    of two images ``(B, 3, H, W)``, ``(B,)``: zero when the output keeps the anchor's edges."""
+    output, anchor = normalize_lab(output_lab)[:, :1], normalize_lab(anchor_lab)[:, :1]
+    gap = 0.0
+    for dim in (-1, -2):
+        gap = gap + (output.diff(dim=dim) - anchor.diff(dim=dim)).abs().flatten(1).mean(1)
+    return gap
 
 
 def histogram_distance(output_lab: torch.Tensor, target_lab: torch.Tensor, stride: int = 2) -> torch.Tensor:
@@ -88,6 +101,8 @@ def transfer_loss(
     paired: torch.Tensor | None = None,
     regions=None,
     aligned_lab: torch.Tensor | None = None,
+    reference_lab: torch.Tensor | None = None,
+    source_lab: torch.Tensor | None = None,
     generator=None,
 ):
     """The weighted total and its parts (detached floats), all from normalised Lab.
@@ -95,7 +110,9 @@ def transfer_loss(
     ``paired`` ``(B,)`` marks the items that have a target (None: all); the others only
     count in the region terms. ``regions`` is ``(reference_lab, source_regions,
     reference_regions)`` for region-wise batches: it adds the region SWD loss, and with
-    ``aligned_lab`` (the region-aligned source) an anchor that keeps target-less items near it.
+    ``aligned_lab`` (the aligned source) an anchor that keeps target-less items near it.
+    ``reference_lab`` adds the global SWD loss to the reference (all items); the gradient
+    term keeps the L edges of target-less items those of ``aligned_lab`` (else ``source_lab``).
     """
     target = normalize_lab(target_lab)
     output = normalize_lab(result.output)
@@ -115,6 +132,17 @@ def transfer_loss(
         region_swd = region_sliced_wasserstein(result.output, *regions, generator=generator)
         total = total + weights.region_swd * region_swd
         parts["region_swd"] = float(region_swd.detach())
+    if reference_lab is not None and weights.swd:
+        everything = output.new_ones(output.shape[0], 1, *output.shape[-2:])
+        everywhere = reference_lab.new_ones(reference_lab.shape[0], 1, *reference_lab.shape[-2:])
+        swd = region_sliced_wasserstein(result.output, reference_lab, everything, everywhere, generator=generator)
+        total = total + weights.swd * swd
+        parts["swd"] = float(swd.detach())
+    anchor_image = aligned_lab if aligned_lab is not None else source_lab
+    if anchor_image is not None and paired is not None and weights.gradient:
+        gradient = _masked_mean(lightness_gradient_gap(result.output, anchor_image), ~paired.bool())
+        total = total + weights.gradient * gradient
+        parts["gradient"] = float(gradient.detach())
     if aligned_lab is not None and paired is not None and weights.anchor:
         unpaired = ~paired.bool()
         anchor = _masked_mean((output - normalize_lab(aligned_lab)).abs().flatten(1).mean(1), unpaired)

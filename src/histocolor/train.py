@@ -12,7 +12,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +51,15 @@ class TrainConfig:
     strong_style_rate: float = 0.0
     region_rate: float = 0.0
     unpaired_region_rate: float = 0.0
+    reference_flip_rate: float = 0.0
+    unpaired_rate: float = 0.0
     l1_weight: float = 1.0
     deep_supervision_weight: float = 0.5
     histogram_weight: float = 0.5
     region_swd_weight: float = 0.0
     anchor_weight: float = 0.0
+    swd_weight: float = 0.0
+    gradient_weight: float = 0.0
     holdout: list = field(default_factory=list)  # photo file names kept out of training
     validation_items: int = 32
 
@@ -114,7 +118,7 @@ class TrainConfig:
     def loss_weights(self) -> LossWeights:
         return LossWeights(
             self.l1_weight, self.deep_supervision_weight, self.histogram_weight, self.region_swd_weight,
-            self.anchor_weight,
+            self.anchor_weight, self.swd_weight, self.gradient_weight,
         )
 
 
@@ -209,15 +213,16 @@ def _forward_loss(model, batch: Triplet, config: TrainConfig, device, step: int 
     regions, aligned = None, None
     if batch.source_regions is not None:
         regions = (reference_lab.float(), batch.source_regions, batch.reference_regions)
+    if config.anchor_weight or config.gradient_weight:
         network = getattr(model, "module", model)  # DDP wraps it
-        if config.anchor_weight and network.config.head == "ctn" and network.config.align_regions:
-            with torch.no_grad():
-                aligned = network.align(source_lab.float(), reference_lab.float(), *regions[1:])
-    # The region losses' random pixels and directions follow the step, so resumed runs match.
+        with torch.no_grad():
+            aligned = network.align(source_lab.float(), reference_lab.float(), batch.source_regions,
+                                    batch.reference_regions)
+    # The SWD losses' random pixels and directions follow the step, so resumed runs match.
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
     return transfer_loss(
         result, target_lab.float(), config.loss_weights, paired=batch.paired, regions=regions, aligned_lab=aligned,
-        generator=generator,
+        reference_lab=reference_lab.float(), source_lab=source_lab.float(), generator=generator,
     )
 
 
@@ -287,6 +292,8 @@ def train(
             "strong_style_rate": config.strong_style_rate,
             "region_rate": config.region_rate,
             "unpaired_region_rate": config.unpaired_region_rate,
+            "reference_flip_rate": config.reference_flip_rate,
+            "unpaired_rate": config.unpaired_rate,
             "length": 10**9,
         }
         dataset = PhotoFolderDataset(None, seed=config.seed, photos=[p for p in photos if p not in held_out], **recipe)
@@ -301,6 +308,10 @@ def train(
 
     if init_weights is not None:
         model = from_pretrained(init_weights)
+        if "alignment" in config.model:  # it has no weights: a fine-tune may change it
+            changed = HistogramAnalogy(replace(model.config, alignment=AnalogyConfig.from_dict(config.model).alignment))
+            changed.load_state_dict(model.state_dict())
+            model = changed
         config.model = model.config.to_dict()
     else:
         model = HistogramAnalogy(AnalogyConfig.from_dict(config.model))
@@ -313,8 +324,8 @@ def train(
     if distributed.main:
         out.mkdir(parents=True, exist_ok=True)
     log_path = out / "log.csv"
-    columns = ["step", "loss", "l1", "deep", "histogram", "region_swd", "anchor", "validation_l1", "identity_l1",
-               "seconds"]
+    columns = ["step", "loss", "l1", "deep", "histogram", "region_swd", "anchor", "swd", "gradient", "validation_l1",
+               "identity_l1", "seconds"]
     if distributed.main and (not resume or not log_path.exists()):
         with open(log_path, "w", newline="") as stream:
             csv.writer(stream).writerow(columns)

@@ -1,8 +1,16 @@
-"""Held-out graded evaluation sets: reference = style(other photo), truth = style(source).
+"""Held-out graded evaluation sets, with a ground truth.
 
-Each pair also gets a *swapped* reference: the same other photo under a different style of
-the same family, for the reference check (a model that uses the reference must do worse
-with it).
+Two kinds:
+
+* ``other`` (:func:`build_graded_set`): reference = style(other photo), truth = style(source);
+  weak relevance, the grade only.
+* ``view`` (:func:`build_view_set`): the paper's situation, strong relevance. The source is
+  the photo under one grade (or none), the reference another view (crop, mirror, scale) of
+  the photo under a second grade, and the truth is the whole photo under that second grade.
+
+Each pair also gets a *swapped* reference (the same reference photo or view under another
+style of the family), for the reference check: a model that uses the reference must do worse
+with it.
 
 The styles here are built with other tools than the training styles (a channel mixer,
 per-channel tone curves through random control points, Lab toning and chroma scaling), so
@@ -13,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from histocolor.color import lab_to_rgb, rgb_to_lab
 from histocolor.data.photos import load_photo
@@ -75,3 +84,47 @@ def build_graded_set(photos, out, styles_per_photo: int = 2, seed: int = 0, max_
             lines.append(f"{stem}-source.png,{stem}-reference.png,{stem}-truth.png,{stem}-swapped.png")
     (out / "graded.csv").write_text("\n".join(lines) + "\n")
     return out / "graded.csv"
+
+
+def _view(rgb: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Another view of ``(3, H, W)``: a crop of 50-100 % of each side, mirrored half the time,
+    shown at 60-100 % of the crop's size."""
+    height, width = rgb.shape[-2:]
+    crop_height, crop_width = (max(8, int(side * rng.uniform(0.5, 1.0))) for side in (height, width))
+    top, left = int(rng.integers(0, height - crop_height + 1)), int(rng.integers(0, width - crop_width + 1))
+    view = rgb[:, top : top + crop_height, left : left + crop_width]
+    if rng.random() < 0.5:
+        view = view.flip(-1)
+    scale = rng.uniform(0.6, 1.0)
+    size = (max(8, round(crop_height * scale)), max(8, round(crop_width * scale)))
+    return F.interpolate(view[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
+
+
+def build_view_set(photos, out, styles_per_photo: int = 3, seed: int = 0, max_side: int = 512,
+                   natural_source_rate: float = 0.5) -> Path:
+    """Write ``views.csv`` (source,reference,truth,swapped_reference) and its images into ``out``.
+
+    Per photo and variant: source = s1(photo), with s1 no grade for ``natural_source_rate`` of
+    them; reference = a view of s2(photo); truth = s2(photo); swapped = a view of s3(photo).
+    s1, s2 and s3 are drawn from the evaluation family. Returns the CSV's path.
+    """
+    photos = [Path(p) for p in photos]
+    if not photos:
+        raise ValueError("a view set needs at least one photo")
+    out = Path(out)
+    rng = np.random.default_rng([seed, 2])
+    lines = ["source,reference,truth,swapped_reference"]
+    for path in photos:
+        photo = load_photo(path, max_side).float() / 255.0
+        for variant in range(styles_per_photo):
+            natural = rng.random() < natural_source_rate
+            source_style, style, swapped_style = (EvaluationStyle(rng) for _ in range(3))
+            truth = style(photo)
+            stem = f"{path.stem}-{variant}"
+            write_image(out / f"{stem}-source.png", _to_uint8(photo if natural else source_style(photo)))
+            write_image(out / f"{stem}-reference.png", _to_uint8(_view(truth, rng)))
+            write_image(out / f"{stem}-truth.png", _to_uint8(truth))
+            write_image(out / f"{stem}-swapped.png", _to_uint8(_view(swapped_style(photo), rng)))
+            lines.append(f"{stem}-source.png,{stem}-reference.png,{stem}-truth.png,{stem}-swapped.png")
+    (out / "views.csv").write_text("\n".join(lines) + "\n")
+    return out / "views.csv"

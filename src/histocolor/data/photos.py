@@ -105,6 +105,12 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         same_photo_rate: share of pairs whose reference is another crop of the source photo.
         natural_source_rate: share of sources left ungraded (s1 = no grade).
         strong_style_rate: share of target grades (s2) drawn from the strong looks.
+        reference_flip_rate: share of references mirrored left to right (with the random
+            crop and scale, the paper's "another view" of the target).
+        unpaired_rate: share of the global graded triplets whose reference is another photo
+            (graded like a target, or left natural as often as ``natural_source_rate``) with
+            no target (``paired`` False): the unrelated references users bring, trained
+            with a colour-distribution loss to the reference.
         region_rate: share of region-wise triplets: the reference is another crop of the
             source's photo, both cut into the same regions (the photo's ``slic`` regions, so a
             region is the same stuff in both), each region with its own grade. The target
@@ -134,6 +140,8 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         strong_style_rate: float = 0.0,
         region_rate: float = 0.0,
         unpaired_region_rate: float = 0.0,
+        reference_flip_rate: float = 0.0,
+        unpaired_rate: float = 0.0,
         max_side: int = 384,
         photos: list[Path] | None = None,
         images: list[np.ndarray] = (),
@@ -153,6 +161,8 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         self.strong_style_rate = strong_style_rate
         self.region_rate = region_rate
         self.unpaired_region_rate = unpaired_region_rate
+        self.reference_flip_rate = reference_flip_rate
+        self.unpaired_rate = unpaired_rate
         self.labels = [_photo_regions(image) for image in self.images] if region_rate else None
 
     def __len__(self) -> int:
@@ -171,6 +181,8 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         else:
             other = int((first + rng.integers(1, len(self.images))) % len(self.images))
         reference_patch = self._random_crop(self.images[other], rng)
+        if self.reference_flip_rate and rng.random() < self.reference_flip_rate:
+            reference_patch = reference_patch.flip(-1)
         source_style = random_style(rng)
         # Drawn only when used, so a rate of 0 keeps the item sequences of older runs.
         if self.natural_source_rate and rng.random() < self.natural_source_rate:
@@ -186,7 +198,16 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
                 return self._unpaired_region_triplet(source, first, source_box, rng)
             return self._region_triplet(source, first, source_box, source_patch, rng)
         target_style = self._target_style(rng)
+        if self.unpaired_rate and rng.random() < self.unpaired_rate:
+            return self._unpaired_triplet(source, first, target_style, rng)
         return Triplet(source, apply_style(reference_patch, target_style), apply_style(source_patch, target_style))
+
+    def _unpaired_triplet(self, source, photo: int, style: RetouchStyle, rng) -> Triplet:
+        other = int((photo + rng.integers(1, len(self.images))) % len(self.images))
+        if self.natural_source_rate and rng.random() < self.natural_source_rate:
+            style = RetouchStyle()
+        reference = apply_style(self._random_crop(self.images[other], rng), style)
+        return Triplet(source, reference, source.clone(), paired=False)
 
     def _target_style(self, rng: np.random.Generator) -> RetouchStyle:
         strong = self.strong_style_rate and rng.random() < self.strong_style_rate

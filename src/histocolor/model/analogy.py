@@ -23,6 +23,8 @@ class HistogramAnalogy(nn.Module):
         super().__init__()
         self.config = config or AnalogyConfig()
         self.hen = HistogramEncoder(self.config)
+        # The alignment strategy (None: the head recolours the source itself).
+        self.aligner = self.config.alignment.build()
         if self.config.head == "lut":
             self.lut_head = LUTHead(self.config)
         else:
@@ -52,10 +54,13 @@ class HistogramAnalogy(nn.Module):
         matches region r of the reference). Each source pixel gets its regions' features,
         mixed by its weights; whatever weight is missing, or belongs to a region absent from
         either image, goes to the global features. The source's region histograms are taken
-        from ``aligned_lab`` when given (the aligned source the CTN will recolour).
+        from ``aligned_lab`` when given (the aligned source the CTN will recolour), and so is the
+        global one when the alignment covers the whole image (``alignment.everywhere``).
         """
+        everywhere = aligned_lab is not None and self.config.alignment.everywhere
         global_condition = torch.cat(
-            [self.encode(source_lab, source_weights), self.encode(reference_lab, reference_weights)], dim=1
+            [self.encode(aligned_lab if everywhere else source_lab, source_weights),
+             self.encode(reference_lab, reference_weights)], dim=1
         )
         if source_regions is None and reference_regions is None:
             return global_condition
@@ -87,12 +92,40 @@ class HistogramAnalogy(nn.Module):
         present = (mine > 0) & (theirs > 0)
         return source_regions * present[:, :, None, None].to(source_regions.dtype)
 
-    def align(self, source_lab, reference_lab, source_regions, reference_regions, source_weights=None,
-              reference_weights=None) -> torch.Tensor:
-        """The source with each region moved onto its reference region's Lab moments (see alignment)."""
-        mixing = self._region_mixing(source_regions, reference_regions, source_weights, reference_weights)
-        owned, theirs = self._moment_weights(source_regions, reference_regions, source_weights, reference_weights)
-        return align_regions(source_lab, reference_lab, owned, theirs, mixing)
+    def align(self, source_lab, reference_lab, source_regions=None, reference_regions=None, source_weights=None,
+              reference_weights=None) -> torch.Tensor | None:
+        """The source moved onto the reference by the alignment (see model/alignment.py), or None
+        where the model aligns nothing (no alignment; no regions and ``alignment.everywhere`` off).
+
+        Globally it is the one-region case: every pixel (alpha-weighted) in one region. By
+        regions each paired region follows its own map and, with ``alignment.everywhere``,
+        what no region covers follows the global map.
+        """
+        if self.aligner is None or (source_regions is None and not self.config.alignment.everywhere):
+            return None
+        batch = source_lab.shape[0]
+        if source_regions is None:
+            owned = theirs = mixing = None
+        else:
+            mixing = self._region_mixing(source_regions, reference_regions, source_weights, reference_weights)
+            owned, theirs = self._moment_weights(source_regions, reference_regions, source_weights, reference_weights)
+        if self.config.alignment.everywhere:
+            everything = _weighted(source_lab.new_ones(batch, 1, *source_lab.shape[-2:]), source_weights)
+            all_theirs = _weighted(reference_lab.new_ones(batch, 1, *reference_lab.shape[-2:]), reference_weights)
+            rest = source_lab.new_ones(batch, 1, *source_lab.shape[-2:])
+            if mixing is not None:
+                rest = (rest - mixing.sum(dim=1, keepdim=True)).clamp(min=0.0)
+            owned = everything if owned is None else torch.cat([owned, everything], dim=1)
+            theirs = all_theirs if theirs is None else torch.cat([theirs, all_theirs], dim=1)
+            mixing = rest if mixing is None else torch.cat([mixing, rest], dim=1)
+        return align_regions(source_lab, reference_lab, owned, theirs, mixing, self.aligner)
+
+    def _align_colours(self, source_lab, reference_lab, colours, source_weights, reference_weights):
+        """``colours`` ``(B, 3, h, w)`` moved by the global alignment fitted on the two images."""
+        batch = source_lab.shape[0]
+        everything = _weighted(source_lab.new_ones(batch, 1, *source_lab.shape[-2:]), source_weights)
+        all_theirs = _weighted(reference_lab.new_ones(batch, 1, *reference_lab.shape[-2:]), reference_weights)
+        return self.aligner.maps(source_lab, reference_lab, everything, all_theirs, colours)[:, 0]
 
     @staticmethod
     def _moment_weights(source_regions, reference_regions, source_weights, reference_weights):
@@ -113,21 +146,19 @@ class HistogramAnalogy(nn.Module):
     ) -> CTNOutput:
         """Recolour ``source_lab`` ``(B, 3, H, W)`` after ``reference_lab`` ``(B, 3, h, w)``.
 
-        Regions and weights are described in :meth:`condition`. With regions (CTN head,
-        ``config.align_regions``) the CTN recolours the source aligned onto each reference
-        region's Lab moments (:meth:`align`). Returns the result and the coarser decoder
-        outputs, all in Lab units.
+        Regions and weights are described in :meth:`condition`. With an alignment (CTN head,
+        ``config.alignment``) the CTN recolours the source moved onto the reference by a
+        classical map (:meth:`align`). Returns the result and the coarser decoder outputs,
+        all in Lab units.
         """
-        aligned = None
-        if source_regions is not None and self.config.head == "ctn" and self.config.align_regions:
-            aligned = self.align(
-                source_lab, reference_lab, source_regions, reference_regions, source_weights, reference_weights
-            )
+        aligned = self.align(
+            source_lab, reference_lab, source_regions, reference_regions, source_weights, reference_weights
+        )
         condition = self.condition(
             source_lab, reference_lab, source_regions, reference_regions, source_weights, reference_weights, aligned
         )
         if self.config.head == "lut":
-            return CTNOutput(denormalize_lab(self.lut_head(source_lab, condition)), [])
+            return CTNOutput(denormalize_lab(self.lut_head(source_lab if aligned is None else aligned, condition)), [])
         result = self.ctn(normalize_lab(source_lab if aligned is None else aligned), condition)
         return CTNOutput(denormalize_lab(result.output), [denormalize_lab(t) for t in result.intermediate])
 
@@ -138,14 +169,20 @@ class HistogramAnalogy(nn.Module):
         """
         if self.config.head != "lut":
             raise ValueError("only the LUT head predicts a LUT; fit one to the CTN's output instead")
+        aligned = self.align(source_lab, reference_lab, source_weights=source_weights,
+                             reference_weights=reference_weights)
         condition = self.condition(
-            source_lab, reference_lab, source_weights=source_weights, reference_weights=reference_weights
+            source_lab, reference_lab, source_weights=source_weights, reference_weights=reference_weights,
+            aligned_lab=aligned,
         )
-        offsets = self.lut_head.luts(source_lab, condition)
+        offsets = self.lut_head.luts(source_lab if aligned is None else aligned, condition)
         axis = torch.linspace(0.0, 1.0, size, dtype=source_lab.dtype, device=source_lab.device)
         nodes = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=0).reshape(1, 3, size, size * size)
         nodes = nodes.expand(len(offsets), -1, -1, -1)
         node_lab = rgb_to_lab(nodes)
+        if aligned is not None:  # the head's LUT is indexed by the aligned colours: compose the two maps
+            node_lab = self._align_colours(source_lab, reference_lab, node_lab, source_weights, reference_weights)
+            nodes = lab_to_rgb(node_lab).clamp(0.0, 1.0)
         moved = denormalize_lab(normalize_lab(node_lab) + lookup(offsets, nodes))
         rgb = lab_to_rgb(moved).clamp(0.0, 1.0)
         return rgb.reshape(len(offsets), 3, size, size, size).permute(0, 2, 3, 4, 1)

@@ -6,12 +6,65 @@ from histocolor.histogram import DEFAULT_AB_BINS, DEFAULT_L_BINS, MAX_L_BINS
 
 
 HEADS = ("ctn", "lut")
+ALIGNMENT_METHODS = ("none", "moments", "quantiles")
 
 
 def _require_integer(name: str, value) -> None:
     # JSON hands over 8.0 or "8" as easily as 8; torch would fail later, less clearly.
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError(f"{name} must be an integer, got {value!r}")
+
+
+def _require_bounds(name: str, value) -> tuple[float, float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ValueError(f"{name} must be a pair [low, high], got {value!r}")
+    low, high = (float(v) for v in value)
+    if not 0 < low <= 1 <= high:
+        raise ValueError(f"{name} must satisfy 0 < low <= 1 <= high, got {value!r}")
+    return low, high
+
+
+@dataclass(frozen=True)
+class AlignmentConfig:
+    """The classical map the CTN starts from (see model/alignment.py).
+
+    Attributes:
+        method: ``"none"`` (the CTN recolours the source itself), ``"moments"`` (Reinhard:
+            each Lab channel's mean and spread) or ``"quantiles"`` (each Lab channel's whole
+            distribution, with the curve's slope bounded).
+        everywhere: align the global transfer too (the one-region case) and, by regions,
+            what no region covers; False aligns paired regions only.
+        levels: quantiles per channel the ``quantiles`` curves pass through.
+        lightness_slopes: bounds of the L curve's slope (contrast change) for ``quantiles``.
+        chroma_slopes: the same for the a and b curves.
+    """
+
+    method: str = "moments"
+    everywhere: bool = False
+    levels: int = 64
+    lightness_slopes: tuple[float, float] = (0.6, 1.6)
+    chroma_slopes: tuple[float, float] = (0.2, 5.0)
+
+    def __post_init__(self):
+        if self.method not in ALIGNMENT_METHODS:
+            raise ValueError(f"alignment method must be one of {', '.join(ALIGNMENT_METHODS)}, got {self.method!r}")
+        if not isinstance(self.everywhere, bool):
+            raise ValueError(f"alignment everywhere must be true or false, got {self.everywhere!r}")
+        _require_integer("alignment levels", self.levels)
+        if self.levels < 2:
+            raise ValueError(f"alignment levels must be at least 2, got {self.levels}")
+        object.__setattr__(self, "lightness_slopes", _require_bounds("lightness_slopes", self.lightness_slopes))
+        object.__setattr__(self, "chroma_slopes", _require_bounds("chroma_slopes", self.chroma_slopes))
+
+    def build(self):
+        """The alignment strategy object, or None for ``"none"``."""
+        from histocolor.model.alignment import MomentAlignment, QuantileAlignment
+
+        if self.method == "moments":
+            return MomentAlignment()
+        if self.method == "quantiles":
+            return QuantileAlignment(self.levels, self.lightness_slopes, self.chroma_slopes)
+        return None
 
 
 @dataclass(frozen=True)
@@ -28,8 +81,8 @@ class AnalogyConfig:
         head: ``"ctn"`` (the paper's pixel U-Net) or ``"lut"`` (a per-image 3D LUT).
         lut_bases: basis LUTs the LUT head mixes.
         lut_size: grid points per axis of the LUT head's LUTs.
-        align_regions: region by region, the CTN recolours the source already moved onto
-            each reference region's Lab moments (see model/alignment.py), not the source.
+        alignment: the classical map the CTN head recolours from (:class:`AlignmentConfig`;
+            a dict in JSON). The LUT head ignores it.
     """
 
     l_bins: int = DEFAULT_L_BINS
@@ -41,7 +94,7 @@ class AnalogyConfig:
     head: str = "ctn"
     lut_bases: int = 8
     lut_size: int = 17
-    align_regions: bool = True
+    alignment: AlignmentConfig = AlignmentConfig()
 
     def __post_init__(self):
         if not isinstance(self.hen_widths, (list, tuple)):
@@ -51,8 +104,10 @@ class AnalogyConfig:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         for name in ("l_bins", "ab_bins", "feature_size", "ctn_width", "ctn_depth", "lut_bases", "lut_size"):
             _require_integer(name, getattr(self, name))
-        if not isinstance(self.align_regions, bool):
-            raise ValueError(f"align_regions must be true or false, got {self.align_regions!r}")
+        if isinstance(self.alignment, dict):
+            object.__setattr__(self, "alignment", _alignment_from_dict(self.alignment))
+        if not isinstance(self.alignment, AlignmentConfig):
+            raise ValueError(f"alignment must be an object of alignment settings, got {self.alignment!r}")
         for width in self.hen_widths:
             _require_integer("hen_widths entry", width)
         if not 1 <= self.l_bins <= MAX_L_BINS:
@@ -73,12 +128,28 @@ class AnalogyConfig:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["hen_widths"] = list(self.hen_widths)
+        for name in ("lightness_slopes", "chroma_slopes"):
+            data["alignment"][name] = list(data["alignment"][name])
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "AnalogyConfig":
         known = {f.name for f in fields(cls)}
+        data = dict(data)
+        if "align_regions" in data:  # weights saved before the alignment had settings
+            legacy = data.pop("align_regions")
+            if not isinstance(legacy, bool):
+                raise ValueError(f"align_regions must be true or false, got {legacy!r}")
+            data.setdefault("alignment", {"method": "moments" if legacy else "none"})
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown config keys {unknown}")
         return cls(**data)
+
+
+def _alignment_from_dict(data: dict) -> AlignmentConfig:
+    known = {f.name for f in fields(AlignmentConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown alignment keys {unknown}")
+    return AlignmentConfig(**data)

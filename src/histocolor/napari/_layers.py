@@ -64,6 +64,22 @@ def check_layer(layer, role: str) -> LayerPixels:
     return LayerPixels(data, (low, high if high > low else low + 1.0))
 
 
+SAME_LAYER = "the source and the reference are the same layer, so the result would be a copy: pick another reference"
+
+
+def separate_pickers(source, reference) -> None:
+    """Move the reference picker off the source's layer when another image is there to pick.
+
+    Pickers start on the first layer; with the source and reference on the same layer the
+    transfer would return a copy. Called whenever the layer lists change (``reset_choices``).
+    """
+    if reference.value is None or reference.value is not source.value:
+        return
+    others = [choice for choice in reference.choices if choice is not source.value]
+    if others:
+        reference.value = others[0]
+
+
 def result_name(source_layer, reference_layer, method: str) -> str:
     return f"{source_layer.name} ← {reference_layer.name} ({method})"
 

@@ -8,7 +8,7 @@ from qtpy.QtGui import QColor
 from qtpy.QtWidgets import QTableWidget, QTableWidgetItem
 
 from histocolor.errors import HistocolorError
-from histocolor.napari._layers import add_result, check_layer, notify_error, start_worker
+from histocolor.napari._layers import SAME_LAYER, add_result, check_layer, notify_error, separate_pickers, start_worker
 from histocolor.regions import parse_region_map
 from histocolor.segment import get_segmenter
 from histocolor.transfer import METHODS, ColorTransfer
@@ -63,6 +63,12 @@ class RegionsWidget(Container):
         self.class_names: dict[int, str] = {}
         self.worker = None
         self._engine = None
+        separate_pickers(self.source, self.reference)
+
+    def reset_choices(self, *args) -> None:
+        """The layer lists changed (napari calls this): refresh the pickers, keep the images apart."""
+        super().reset_choices(*args)
+        separate_pickers(self.source, self.reference)
 
     # ----------------------------------------------------------------------- labels layers
 
@@ -188,6 +194,12 @@ class RegionsWidget(Container):
                     raise HistocolorError(f"pick or create the {role} labels (Segment both, or Empty labels to paint)")
                 labels.append(np.array(layer.data, dtype=np.int32))  # a copy: painting may go on meanwhile
             region_map = self.region_map()
+            # The same image can lend one region's colours to another; each label to itself
+            # (or to the global transfer, blank) is a copy.
+            if source_layer is reference_layer and all(
+                list(targets) in ([], [label]) for label, targets in (region_map or {}).items()
+            ):
+                raise HistocolorError(SAME_LAYER + " (or map regions to other labels in the table)")
         except HistocolorError as error:
             notify_error(error)
             return None

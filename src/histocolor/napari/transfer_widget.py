@@ -6,7 +6,9 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSlide
 from napari.utils.notifications import show_info
 
 from histocolor.errors import HistocolorError
-from histocolor.napari._layers import add_result, check_layer, notify_error, result_name, start_worker
+from histocolor.napari._layers import (
+    SAME_LAYER, add_result, check_layer, notify_error, result_name, separate_pickers, start_worker,
+)
 from histocolor.transfer import DEFAULT_MAX_SIDE, DEFAULT_WEIGHTS, METHODS, ColorTransfer
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -36,6 +38,12 @@ class TransferWidget(Container):
         self.worker = None
         self._engine_key = self._engine = None
         self._method_changed(self.method.value)
+        separate_pickers(self.source, self.reference)
+
+    def reset_choices(self, *args) -> None:
+        """The layer lists changed (napari calls this): refresh the pickers, keep them apart."""
+        super().reset_choices(*args)
+        separate_pickers(self.source, self.reference)
 
     def _method_changed(self, method: str) -> None:
         network = method == "analogy"
@@ -58,6 +66,8 @@ class TransferWidget(Container):
         try:
             source = check_layer(source_layer, "source")
             reference = check_layer(reference_layer, "reference")
+            if source_layer is reference_layer:
+                raise HistocolorError(SAME_LAYER)
         except HistocolorError as error:
             notify_error(error)
             return None
