@@ -4,6 +4,8 @@ from histocolor.model import AnalogyConfig, HistogramAnalogy
 import numpy as np
 import pytest
 
+from histocolor.color import rgb_to_lab
+
 from histocolor.model.alignment import (
     MAX_SPREAD_RATIO, QuantileAlignment, align_regions, piecewise_linear, weighted_moments, weighted_quantiles,
 )
@@ -122,13 +124,43 @@ def test_quantile_alignment_takes_the_reference_distribution_within_its_slope_bo
     assert (lightness[order].diff() >= -1e-4).all()
 
 
-@pytest.mark.parametrize("method", ["moments", "quantiles"])
+@pytest.mark.parametrize("method", ["moments", "quantiles", "colour"])
 def test_aligning_a_source_to_itself_changes_nothing(method):
-    source = _image([50, 5, -5], [15, 8, 8], shape=(1, 3, 32, 32))
+    source = rgb_to_lab(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(8)))
     everything = torch.ones(1, 1, 32, 32)
     config = AnalogyConfig.from_dict({**SMALL.to_dict(), "alignment": {"method": method}})
     aligned = align_regions(source, source, everything, everything, everything, config.alignment.build())
-    assert (aligned - source).abs().max() < 1e-3
+    assert (aligned - source).abs().max() < (1e-3 if method != "colour" else 0.05)
+
+
+def test_colour_alignment_starts_with_the_classical_mkl_and_takes_the_reference_distribution():
+    from histocolor.classical import fit_mkl
+    from histocolor.model.alignment import ColourAlignment, weighted_mkl
+
+    generator = torch.Generator().manual_seed(9)
+    source = torch.rand(1, 3, 40, 40, generator=generator) * torch.tensor([0.9, 0.5, 0.3]).view(1, 3, 1, 1)
+    reference = torch.rand(1, 3, 30, 30, generator=generator) ** 2 * 0.8 + 0.1
+    flat_source, flat_reference = source.flatten(2), reference.flatten(2)
+    matrix, offset = weighted_mkl(flat_source.double(), flat_reference.double(), torch.ones(1, 1, 1600).double(),
+                                  torch.ones(1, 1, 900).double())
+    ours = (matrix[0, 0] @ flat_source[0].double() + offset[0, 0, :, None]).T.numpy()
+    theirs = fit_mkl(flat_source[0].T.numpy(), flat_reference[0].T.numpy())(flat_source[0].T.numpy())
+    inside = (ours > 0.02).all(1) & (ours < 0.98).all(1)  # the classical map clips to [0, 1]
+    np.testing.assert_allclose(ours[inside], theirs[inside], atol=2e-3)
+    free = ColourAlignment(64, lightness_slopes=(1e-3, 1e3), colour_slopes=(1e-3, 1e3))
+    everything, all_theirs = torch.ones(1, 1, 40, 40), torch.ones(1, 1, 30, 30)
+    source_lab, reference_lab = rgb_to_lab(source), rgb_to_lab(reference)
+    aligned = align_regions(source_lab, reference_lab, everything, all_theirs, everything, free)
+    levels = np.linspace(0.1, 0.9, 9)
+    # L follows its own curve: with free slopes it takes the reference's L distribution...
+    np.testing.assert_allclose(np.quantile(aligned[0, 0].numpy(), levels),
+                               np.quantile(reference_lab[0, 0].numpy(), levels), atol=0.6)
+
+    # ...and the colour comes far closer to the reference's (a, b) than the source's was.
+    def chroma_gap(lab):
+        return (lab[0, 1:].flatten(1).mean(1) - reference_lab[0, 1:].flatten(1).mean(1)).abs().sum()
+
+    assert chroma_gap(aligned) < 0.2 * chroma_gap(source_lab)
 
 
 def test_the_untrained_network_returns_the_globally_aligned_source_everywhere():

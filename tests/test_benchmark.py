@@ -74,3 +74,22 @@ def test_frontier_benchmark_scores_each_strength_and_draws_the_picture(capsys, t
     picture = tmp_path / "frontier.png"
     plotter["main"]([str(table), str(picture)])
     assert picture.stat().st_size > 10_000
+
+
+def test_alignment_only_weights_return_the_alignment(tmp_path, sample_pair):
+    import numpy as np
+    import torch
+
+    from histocolor.color import rgb_to_lab
+    from histocolor.model import from_pretrained
+
+    main(["alignment-only", "--method", "colour", "--out", str(tmp_path / "aligned")])
+    model = from_pretrained(tmp_path / "aligned")
+    assert model.config.alignment.method == "colour" and model.config.alignment.everywhere
+    source, reference = (rgb_to_lab(torch.from_numpy(image[::8, ::8].copy()).permute(2, 0, 1)[None].float() / 255)
+                         for image in sample_pair)
+    with torch.no_grad():
+        output = model(source, reference).output
+        expected = model.align(source, reference)
+    assert torch.allclose(output, expected, atol=1e-3) and (output - source).abs().mean() > 5
+    assert np.isfinite(output.numpy()).all()

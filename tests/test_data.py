@@ -122,3 +122,33 @@ def test_unpaired_region_triplets_pair_another_photos_regions_by_tone(photo_fold
     assert darker >= 6
     batch = collate([dataset[0], PhotoFolderDataset([photo_folder], crop=64, seed=5)[0]])
     assert batch.paired.tolist() == [False, True]
+
+
+def test_paper_regime_references_are_other_views_of_the_target(photo_folder):
+    """same_photo_rate 1: the reference is another crop (mirrored or not) of the same graded photo."""
+    dataset = PhotoFolderDataset([photo_folder], crop=32, seed=1, identical_rate=0.0, same_grade_rate=0.0,
+                                 same_photo_rate=1.0, reference_flip_rate=1.0)
+    # A rate that never mirrors but still draws its number: every other draw is the same.
+    plain = PhotoFolderDataset([photo_folder], crop=32, seed=1, identical_rate=0.0, same_grade_rate=0.0,
+                               same_photo_rate=1.0, reference_flip_rate=1e-12)
+    for index in range(4):
+        item, unflipped = dataset[index], plain[index]
+        assert item.paired and not torch.equal(item.reference, item.target)
+        # Same draws except the mirror: the flipped reference is the plain one mirrored.
+        assert torch.equal(item.reference, unflipped.reference.flip(-1))
+        # A view of the target's photo under the target's grade: far closer in colour than the source.
+        gap = (item.reference.mean((1, 2)) - item.target.mean((1, 2))).abs().sum()
+        assert gap < 0.1 + (item.source.mean((1, 2)) - item.target.mean((1, 2))).abs().sum()
+
+
+def test_unpaired_triplets_take_another_photo_and_have_no_target(photo_folder):
+    dataset = PhotoFolderDataset([photo_folder], crop=32, seed=2, identical_rate=0.0, same_grade_rate=0.0,
+                                 same_photo_rate=1.0, unpaired_rate=1.0)
+    items = [dataset[index] for index in range(6)]
+    assert all(not item.paired and torch.equal(item.target, item.source) for item in items)
+    batch = collate(items)
+    assert batch.paired.dtype == torch.bool and not batch.paired.any()
+    # The reference comes from another photo: never a crop of the source's own (graded) photo.
+    related = PhotoFolderDataset([photo_folder], crop=32, seed=2, identical_rate=0.0, same_grade_rate=0.0,
+                                 same_photo_rate=1.0)
+    assert all(not torch.equal(item.reference, twin.reference) for item, twin in zip(items, map(related.__getitem__, range(6))))

@@ -1,39 +1,77 @@
-"""The shipped default model: present, small, used by default, and well behaved."""
+"""The shipped default model: present, small, used by default, and it takes the reference's colours.
+
+A model that returns the source (or moves colours the wrong way) fails here: the checks
+measure direction and size of the change against the reference and, on a held-out pair
+with a known truth, against doing nothing.
+"""
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from histocolor.cli import main
-from histocolor.metrics import ciede2000
+from histocolor.data.graded import EvaluationStyle, another_view
+from histocolor.metrics import ciede2000, gradient_ssim, psnr, sliced_wasserstein
 from histocolor.model import HistogramAnalogy
 from histocolor.transfer import DEFAULT_WEIGHTS, ColorTransfer
 
 from conftest import SAMPLES
 
 
+@pytest.fixture(scope="module")
+def network():
+    return ColorTransfer("analogy", weights=DEFAULT_WEIGHTS)
+
+
 def test_weights_are_shipped_small_and_documented():
     files = {path.name: path.stat().st_size for path in DEFAULT_WEIGHTS.iterdir()}
     assert {"config.json", "model.safetensors", "MODEL_CARD.md"} <= set(files)
     assert sum(files.values()) <= 20 * 1024 * 1024
-    model = HistogramAnalogy.from_pretrained(DEFAULT_WEIGHTS)
-    assert model.config.head == "ctn"
+    HistogramAnalogy.from_pretrained(DEFAULT_WEIGHTS)
 
 
-def test_the_command_uses_the_shipped_network_by_default(tmp_path, sample_pair):
+def test_the_command_uses_the_shipped_network_by_default(tmp_path, sample_pair, network):
     output = tmp_path / "result.png"
     assert main(["transfer", str(SAMPLES / "source.jpg"), str(SAMPLES / "reference.jpg"), "-o", str(output)]) == 0
-    result = np.asarray(Image.open(output))
     source, reference = sample_pair
-    expected = ColorTransfer("analogy", weights=DEFAULT_WEIGHTS)(source, reference).image
-    assert np.array_equal(result, expected)
-    # The network changes the photo, and not the way MKL does.
-    assert np.abs(result.astype(int) - source).mean() > 1.0
-    assert np.abs(result.astype(int) - ColorTransfer("mkl")(source, reference).image).mean() > 1.0
+    assert np.array_equal(np.asarray(Image.open(output)), network(source, reference).image)
+
+
+def test_the_sample_pair_takes_the_references_colours_and_keeps_its_structure(sample_pair, network):
+    source, reference = sample_pair
+    result = network(source, reference).image
+    # Issue 11's bar for the demo pair: at most 30 % of the source's colour distance, edges kept.
+    assert sliced_wasserstein(result, reference) <= 0.3 * sliced_wasserstein(source, reference)
+    assert gradient_ssim(result, source) >= 0.85
 
 
 @pytest.mark.parametrize("which", [0, 1])
-def test_reference_equal_to_source_leaves_it_alone(sample_pair, which):
+def test_reference_equal_to_source_leaves_it_alone(sample_pair, which, network):
     photo = sample_pair[which]
-    result = ColorTransfer("analogy")(photo, photo).image
-    assert ciede2000(result, photo) < 0.5
+    assert ciede2000(network(photo, photo).image, photo) < 0.5
+
+
+def _to_uint8(rgb: torch.Tensor) -> np.ndarray:
+    return (rgb.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+
+
+def test_a_held_out_photo_takes_the_grade_of_another_view_of_itself(sample_pair, network):
+    """The paper's situation on a photo kept out of training: the truth is known."""
+    photo = torch.from_numpy(sample_pair[0]).permute(2, 0, 1).float() / 255.0
+    rng = np.random.default_rng(3)
+    scores = []
+    for _ in range(3):
+        truth = EvaluationStyle(rng)(photo)
+        reference = _to_uint8(another_view(truth, rng))
+        result = network(sample_pair[0], reference).image
+        scores.append((psnr(result, _to_uint8(truth)), psnr(sample_pair[0], _to_uint8(truth))))
+    ours, nothing = np.mean(scores, axis=0)
+    assert ours > nothing + 3.0
+
+
+def test_a_different_reference_gives_a_clearly_different_result(sample_pair, network):
+    source, reference = sample_pair
+    warm = np.clip(reference.astype(np.float32) * np.array([1.4, 1.0, 0.6]), 0, 255).astype(np.uint8)
+    first, second = network(source, reference).image, network(source, warm).image
+    assert ciede2000(first, second) > 5.0

@@ -1,7 +1,9 @@
 import torch
 
 from histocolor.color import rgb_to_lab
-from histocolor.losses import LossWeights, histogram_distance, region_sliced_wasserstein, transfer_loss
+from histocolor.losses import (
+    LossWeights, histogram_distance, lightness_gradient_gap, region_sliced_wasserstein, transfer_loss,
+)
 from histocolor.model import CTNOutput
 
 
@@ -74,3 +76,25 @@ def test_unpaired_items_skip_the_target_terms_and_keep_to_the_aligned_source():
     assert parts["region_swd"] > 0.05
     total.backward()
     assert output.grad.abs().sum() > 0
+
+
+def test_global_swd_pulls_towards_the_reference_and_the_gradient_term_keeps_edges():
+    source, reference = _lab(0), _lab(2, shift=0.3)
+    weights = LossWeights(l1=0.0, deep_supervision=0.0, histogram=0.0, swd=1.0, gradient=1.0)
+    unpaired = torch.tensor([False, False])
+    _, same = transfer_loss(CTNOutput(reference.clone(), []), source, weights, paired=unpaired,
+                            reference_lab=reference, source_lab=reference)
+    _, far = transfer_loss(CTNOutput(source.clone(), []), source, weights, paired=unpaired, reference_lab=reference,
+                           source_lab=source)
+    # The SWD compares random pixel samples: the reference against itself is only sampling noise.
+    assert same["swd"] < 0.25 * far["swd"] and same["gradient"] < 1e-6
+    assert far["gradient"] < 1e-6
+    # A shift of L keeps every edge; added texture does not.
+    shifted = source + torch.tensor([5.0, 0.0, 0.0]).view(1, 3, 1, 1)
+    noisy = source + torch.randn(source.shape, generator=torch.Generator().manual_seed(3)) * 5.0
+    assert lightness_gradient_gap(shifted, source).max() < 1e-5
+    assert lightness_gradient_gap(noisy, source).min() > 0.02
+    # Paired items are judged by their target, not by the edge term.
+    _, paired = transfer_loss(CTNOutput(noisy, []), source, weights, paired=torch.tensor([True, True]),
+                              reference_lab=reference, source_lab=source)
+    assert paired["gradient"] == 0.0

@@ -5,6 +5,7 @@
     python -m histocolor.benchmark graded-set --photos DIR... --holdout-from CONFIG --out DIR
     python -m histocolor.benchmark strength-sweep --graded graded/graded.csv [--unpaired ../shared/data/dpst-dev]
     python -m histocolor.benchmark frontier [--data ../shared/data/dpst-dev] [--csv docs/frontier.csv]
+    python -m histocolor.benchmark alignment-only --method colour --out DIR [--like WEIGHTS]
 
 ``speed`` runs the real ``histocolor transfer`` command on a large JPEG, one process per
 run, and reports its stage timings and peak memory. ``upsampling`` compares the ways of
@@ -13,6 +14,9 @@ resolution. ``strength-sweep`` shows, for each method and strength, what the gra
 truth asks for (PSNR) against how far the result moves towards an unpaired reference (SWD).
 ``frontier`` draws colour distance to the reference (SWD) against structure kept (gradient
 SSIM) on a set: each method as a curve over its strengths, the network among them.
+``alignment-only`` writes weights whose network returns its alignment unchanged (residual
+heads at zero): ``histocolor evaluate --weights DIR`` then scores the alignment alone, which
+is what a trained network must beat.
 """
 
 import argparse
@@ -312,6 +316,19 @@ def frontier(arguments) -> None:
         arguments.csv.write_text("\n".join(lines) + "\n")
 
 
+def alignment_only(arguments) -> None:
+    from dataclasses import replace
+
+    from histocolor.model import from_pretrained
+
+    base = from_pretrained(arguments.like).config if arguments.like else AnalogyConfig()
+    alignment = replace(base.alignment, method=arguments.method, everywhere=True)
+    # A fresh network: its residual heads (CTN) or basis LUTs (LUT head) start at zero.
+    model = HistogramAnalogy(replace(base, alignment=alignment))
+    model.save_pretrained(arguments.out)
+    print(arguments.out)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m histocolor.benchmark", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -348,10 +365,14 @@ def main(argv=None) -> None:
     front.add_argument("--weights", type=Path, default=None, help="weights of the analogy method (default: shipped)")
     front.add_argument("--limit", type=int, default=None, help="only the first N pairs")
     front.add_argument("--csv", type=Path, default=None, help="also write the table here (for benchmarks/plot_frontier.py)")
+    aligned = commands.add_parser("alignment-only", help="weights whose network is its alignment alone")
+    aligned.add_argument("--method", choices=["moments", "quantiles", "colour"], default="colour")
+    aligned.add_argument("--like", type=Path, default=None, help="take the other settings from these weights")
+    aligned.add_argument("--out", type=Path, required=True)
     arguments = parser.parse_args(argv)
     commands = {
-        "speed": speed, "upsampling": upsampling, "graded-set": graded_set, "strength-sweep": strength_sweep,
-        "frontier": frontier,
+        "alignment-only": alignment_only, "speed": speed, "upsampling": upsampling, "graded-set": graded_set,
+        "strength-sweep": strength_sweep, "frontier": frontier,
     }
     commands[arguments.command](arguments)
 

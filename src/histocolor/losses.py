@@ -13,8 +13,10 @@ from histocolor.histogram import ab_histogram, l_histogram
 # Soft histograms for the loss: coarser than the HEN's, one bin-width Gaussian kernel.
 _LOSS_AB_BINS = 32
 _LOSS_L_BINS = 16
-# Region SWD loss: pixels drawn per region and random directions per batch.
+# Region SWD loss: pixels drawn per region and random directions per batch; the global loss
+# has one region per image, so it affords more pixels (less sampling noise).
 _SWD_SAMPLES = 256
+_GLOBAL_SWD_SAMPLES = 1024
 _SWD_PROJECTIONS = 16
 # A region with fewer pixels than this (at the crop size) adds nothing to the SWD loss.
 _SWD_MIN_PIXELS = 16
@@ -56,7 +58,8 @@ def histogram_distance(output_lab: torch.Tensor, target_lab: torch.Tensor, strid
     return distance
 
 
-def region_sliced_wasserstein(output_lab, reference_lab, source_regions, reference_regions, generator=None):
+def region_sliced_wasserstein(output_lab, reference_lab, source_regions, reference_regions, generator=None,
+                              samples: int = _SWD_SAMPLES):
     """Mean sliced Wasserstein-1 distance (normalised Lab) between each source region of the
     output and its reference region, over the regions present in both; a zero tensor if none.
 
@@ -76,7 +79,7 @@ def region_sliced_wasserstein(output_lab, reference_lab, source_regions, referen
             if len(mine) < _SWD_MIN_PIXELS or len(theirs) < _SWD_MIN_PIXELS:
                 continue
             picks = [
-                pixels[torch.randint(len(pixels), (_SWD_SAMPLES,), generator=generator).to(device)]
+                pixels[torch.randint(len(pixels), (samples,), generator=generator).to(device)]
                 for pixels in (mine, theirs)
             ]
             ours = (directions @ output[item][:, picks[0]]).sort(dim=1).values
@@ -135,7 +138,8 @@ def transfer_loss(
     if reference_lab is not None and weights.swd:
         everything = output.new_ones(output.shape[0], 1, *output.shape[-2:])
         everywhere = reference_lab.new_ones(reference_lab.shape[0], 1, *reference_lab.shape[-2:])
-        swd = region_sliced_wasserstein(result.output, reference_lab, everything, everywhere, generator=generator)
+        swd = region_sliced_wasserstein(result.output, reference_lab, everything, everywhere, generator=generator,
+                                        samples=_GLOBAL_SWD_SAMPLES)
         total = total + weights.swd * swd
         parts["swd"] = float(swd.detach())
     anchor_image = aligned_lab if aligned_lab is not None else source_lab

@@ -39,6 +39,7 @@ class TrainConfig:
     batch_size: int = 8
     crop: int = 128
     learning_rate: float = 1e-3
+    gradient_clip: float = 0.0  # max gradient norm per step; 0 = no clipping
     schedule: str = "constant"  # or "cosine": decays to final_learning_rate over the run
     final_learning_rate: float = 1e-5
     seed: int = 0
@@ -345,6 +346,8 @@ def train(
         loss, parts = _forward_loss(trained, batch, config, device, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if config.gradient_clip:  # one bad batch (a rare extreme look) must not blow the weights up
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.gradient_clip)
         optimizer.step()
         step += 1
         stopped = bool(should_stop and should_stop())

@@ -86,7 +86,7 @@ def build_graded_set(photos, out, styles_per_photo: int = 2, seed: int = 0, max_
     return out / "graded.csv"
 
 
-def _view(rgb: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+def another_view(rgb: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """Another view of ``(3, H, W)``: a crop of 50-100 % of each side, mirrored half the time,
     shown at 60-100 % of the crop's size."""
     height, width = rgb.shape[-2:]
@@ -122,9 +122,9 @@ def build_view_set(photos, out, styles_per_photo: int = 3, seed: int = 0, max_si
             truth = style(photo)
             stem = f"{path.stem}-{variant}"
             write_image(out / f"{stem}-source.png", _to_uint8(photo if natural else source_style(photo)))
-            write_image(out / f"{stem}-reference.png", _to_uint8(_view(truth, rng)))
+            write_image(out / f"{stem}-reference.png", _to_uint8(another_view(truth, rng)))
             write_image(out / f"{stem}-truth.png", _to_uint8(truth))
-            write_image(out / f"{stem}-swapped.png", _to_uint8(_view(swapped_style(photo), rng)))
+            write_image(out / f"{stem}-swapped.png", _to_uint8(another_view(swapped_style(photo), rng)))
             lines.append(f"{stem}-source.png,{stem}-reference.png,{stem}-truth.png,{stem}-swapped.png")
     (out / "views.csv").write_text("\n".join(lines) + "\n")
     return out / "views.csv"

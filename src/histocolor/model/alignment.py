@@ -6,12 +6,15 @@ the reference by a classical, differentiable colour map, and the CTN predicts on
 map cannot express (natural tones, tone-dependent tints, local contrast) as a residual. The
 model starts where the classical methods end.
 
-Two strategies, chosen once from :class:`~histocolor.model.config.AlignmentConfig`:
+Three strategies, chosen once from :class:`~histocolor.model.config.AlignmentConfig`:
 
 * :class:`MomentAlignment` moves each channel's Lab mean and spread (Reinhard);
 * :class:`QuantileAlignment` matches each Lab channel's whole distribution (quantile
   matching), with the curve's slope bounded so that flat areas keep their texture and
-  edges keep their contrast.
+  edges keep their contrast;
+* :class:`ColourAlignment` moves colour (MKL, then per-channel quantiles, in sRGB) and
+  lightness (a slope-bounded L curve) separately: by measurement the strongest start
+  (docs/BENCHMARKS.md, "Alignments").
 
 Both work on regions: ``(B, R, H, W)`` weights say which pixels each region's statistics
 come from, and a mixing ``(B, R, H, W)`` says how much of each pixel follows each region's
@@ -19,6 +22,8 @@ map. The global transfer is the one-region case (every pixel, alpha-weighted).
 """
 
 import torch
+
+from histocolor.color import lab_to_rgb, rgb_to_lab
 
 # Bounds of the per-channel spread ratio: a near-flat source region (a clear sky) would
 # otherwise have its noise blown up into texture, which the structure score punishes.
@@ -50,8 +55,8 @@ def region_affine(source_lab, reference_lab, source_regions, reference_regions):
 
 
 def weighted_quantiles(values: torch.Tensor, weights: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
-    """Weighted quantiles of each channel, per region: ``values`` ``(B, C, N)``, ``weights``
-    ``(B, R, N)``, ``levels`` ``(K,)`` in [0, 1] -> ``(B, R, C, K)``.
+    """Weighted quantiles of each channel, per region: ``values`` ``(B, C, N)`` (or one set per
+    region, ``(B, R, C, N)``), ``weights`` ``(B, R, N)``, ``levels`` ``(K,)`` in [0, 1] -> ``(B, R, C, K)``.
 
     Each pixel stands for the middle of its weight's share of the cumulative distribution
     (numpy's "hazen" quantiles for equal weights); between those points the quantile is
@@ -63,13 +68,16 @@ def weighted_quantiles(values: torch.Tensor, weights: torch.Tensor, levels: torc
         >>> weighted_quantiles(values, torch.ones(1, 1, 4), torch.tensor([0.5]))
         tensor([[[[1.5000]]]])
     """
-    batch, channels, count = values.shape
     regions = weights.shape[1]
+    if values.ndim == 3:
+        values = values[:, None]
+    batch, _, channels, count = values.shape
     shape = (batch, regions, channels, count)
+    values = values.expand(shape)
     weights = weights[:, :, None, :].expand(shape)
     # Pixels outside the region sort after every pixel inside it (at the channel's maximum).
-    ceiling = values.amax(dim=-1, keepdim=True)[:, None].expand(batch, regions, channels, 1)
-    ordered, order = torch.where(weights > 0, values[:, None].expand(shape), ceiling).sort(dim=-1, stable=True)
+    ceiling = values.amax(dim=-1, keepdim=True)
+    ordered, order = torch.where(weights > 0, values, ceiling).sort(dim=-1, stable=True)
     ordered_weights = torch.gather(weights, 3, order)
     cumulative = ordered_weights.cumsum(-1)
     centres = ((cumulative - 0.5 * ordered_weights) / cumulative[..., -1:].clamp(min=1e-12)).contiguous()
@@ -105,6 +113,29 @@ def piecewise_linear(x: torch.Tensor, knots: torch.Tensor, values: torch.Tensor)
     return torch.where(x < knots[..., :1], below, torch.where(x > knots[..., -1:], above, inside))
 
 
+def bounded_curves(source, reference, source_weights, reference_weights, levels: int, low, high):
+    """Per region and channel, the quantile-matching curve with its slope kept in ``[low, high]``.
+
+    ``source`` ``(B, C, N)`` or ``(B, R, C, N)``, ``reference`` ``(B, C, M)``, weights ``(B, R, N)``
+    and ``(B, R, M)``, bounds ``(C,)``. The curve takes each source quantile to the reference's;
+    where the slope leaves the bounds it is clamped, and the whole curve is shifted to keep the
+    matched curve's mean. Returns knots and values ``(B, R, C, levels)``.
+    """
+    # Levels just inside (0, 1): the extremes of a sample are its noisiest quantiles.
+    probabilities = torch.linspace(0.5 / levels, 1.0 - 0.5 / levels, levels)
+    knots = weighted_quantiles(source, source_weights, probabilities)
+    matched = weighted_quantiles(reference, reference_weights, probabilities)
+    steps = knots.diff(dim=-1)
+    low, high = (torch.as_tensor(bound).to(knots).view(-1, 1) for bound in (low, high))
+    slopes = (matched.diff(dim=-1) / steps.clamp(min=_FLAT_STEP)).clamp(low, high)
+    slopes = torch.where(steps < _FLAT_STEP, torch.ones_like(slopes), slopes)
+    values = torch.cat([torch.zeros_like(knots[..., :1]), (slopes * steps).cumsum(-1)], dim=-1)
+    values = values + (matched.mean(-1, keepdim=True) - values.mean(-1, keepdim=True))
+    # Ties (a point mass) would give equal knots: spread them by a negligible amount.
+    ramp = torch.arange(levels, dtype=knots.dtype, device=knots.device) * 1e-6
+    return knots + ramp, values
+
+
 class MomentAlignment:
     """Reinhard per region: each Lab channel's mean and spread (ratio bounded) moved onto the reference's."""
 
@@ -132,19 +163,8 @@ class QuantileAlignment:
 
     def curves(self, source_lab, reference_lab, source_regions, reference_regions):
         """Knots and values ``(B, R, 3, K)`` of each region's channel curves."""
-        # Levels just inside (0, 1): the extremes of a sample are its noisiest quantiles.
-        levels = torch.linspace(0.5 / self.levels, 1.0 - 0.5 / self.levels, self.levels)
-        knots = weighted_quantiles(source_lab.flatten(2), source_regions.flatten(2), levels)
-        matched = weighted_quantiles(reference_lab.flatten(2), reference_regions.flatten(2), levels)
-        steps = knots.diff(dim=-1)
-        low, high = (bound.to(source_lab).view(3, 1) for bound in (self.low, self.high))
-        slopes = (matched.diff(dim=-1) / steps.clamp(min=_FLAT_STEP)).clamp(low, high)
-        slopes = torch.where(steps < _FLAT_STEP, torch.ones_like(slopes), slopes)
-        values = torch.cat([torch.zeros_like(knots[..., :1]), (slopes * steps).cumsum(-1)], dim=-1)
-        values = values + (matched.mean(-1, keepdim=True) - values.mean(-1, keepdim=True))
-        # Ties (a point mass) would give equal knots: spread them by a negligible amount.
-        ramp = torch.arange(self.levels, dtype=knots.dtype, device=knots.device) * 1e-6
-        return knots + ramp, values
+        return bounded_curves(source_lab.flatten(2), reference_lab.flatten(2), source_regions.flatten(2),
+                              reference_regions.flatten(2), self.levels, self.low, self.high)
 
     def maps(self, source_lab, reference_lab, source_regions, reference_regions, colours=None):
         """Each region's map applied to every source pixel (or to ``colours`` ``(B, 3, h, w)``):
@@ -179,4 +199,80 @@ def align_regions(
         torch.Size([1, 3, 8, 8])
     """
     moved = (method or MomentAlignment()).maps(source_lab, reference_lab, source_regions, reference_regions)
-    return source_lab + torch.einsum("brhw,brchw->bchw", mixing, moved - source_lab[:, None])
+    aligned = source_lab + torch.einsum("brhw,brchw->bchw", mixing, moved - source_lab[:, None])
+    # Kept inside the Lab ranges that colours occupy (a shifted curve may overshoot them).
+    return torch.stack([aligned[:, 0].clamp(0.0, 100.0), aligned[:, 1].clamp(-128.0, 128.0),
+                        aligned[:, 2].clamp(-128.0, 128.0)], dim=1)
+
+
+# Variance floor of the MKL fit in sRGB units (a std of 0.003, under an 8-bit level): keeps
+# the inverse square root finite for a flat or grey region.
+_MKL_EPS = 1e-5
+
+
+def _weighted_gaussian(rgb: torch.Tensor, weights: torch.Tensor):
+    """Per-region mean ``(B, R, 3)`` and covariance ``(B, R, 3, 3)`` of ``rgb`` ``(B, 3, N)``."""
+    total = weights.sum(-1).clamp(min=1e-6)[..., None]
+    mean = torch.einsum("brn,bcn->brc", weights, rgb) / total
+    second = torch.einsum("brn,bcn,bdn->brcd", weights, rgb, rgb) / total[..., None]
+    covariance = second - mean[..., :, None] * mean[..., None, :]
+    return mean, covariance + _MKL_EPS * torch.eye(3, dtype=rgb.dtype, device=rgb.device)
+
+
+def _sqrt_and_inverse_sqrt(matrix: torch.Tensor):
+    values, vectors = torch.linalg.eigh(matrix)
+    # Only against round-off: the covariances already carry their floor (and the middle
+    # matrix's eigenvalues are products of two covariances', far below that floor).
+    values = values.clamp(min=1e-12)
+    root = vectors @ torch.diag_embed(values.sqrt()) @ vectors.transpose(-1, -2)
+    inverse = vectors @ torch.diag_embed(values.rsqrt()) @ vectors.transpose(-1, -2)
+    return root, inverse
+
+
+def weighted_mkl(source_rgb: torch.Tensor, reference_rgb: torch.Tensor, source_weights, reference_weights):
+    """Per region, the linear Monge-Kantorovich map (Pitié & Kokaram 2007) between the Gaussians
+    fitted to the source and reference colours: ``x -> matrix @ x + offset``, ``(B, R, 3, 3)`` and
+    ``(B, R, 3)``. Inputs ``(B, 3, N)``, ``(B, 3, M)``, weights ``(B, R, N)``, ``(B, R, M)``."""
+    source_mean, source_cov = _weighted_gaussian(source_rgb, source_weights)
+    reference_mean, reference_cov = _weighted_gaussian(reference_rgb, reference_weights)
+    root, inverse_root = _sqrt_and_inverse_sqrt(source_cov)
+    middle, _ = _sqrt_and_inverse_sqrt(root @ reference_cov @ root)
+    matrix = inverse_root @ middle @ inverse_root
+    return matrix, reference_mean - torch.einsum("brcd,brd->brc", matrix, source_mean)
+
+
+class ColourAlignment:
+    """Colour and lightness moved separately, each the way that suits it.
+
+    Colour: the MKL map in sRGB (it moves the colours together, keeping their correlations),
+    then per-channel sRGB quantile matching for the shape of each distribution (slopes in
+    ``colour_slopes``); the result's a and b are kept. Lightness: the source's L through the
+    slope-bounded L quantile curve (``lightness_slopes``), so that contrast, and with it every
+    edge, changes only within bounds.
+    """
+
+    def __init__(self, levels: int = 64, lightness_slopes=(0.7, 1.4), colour_slopes=(0.5, 2.0)):
+        self.levels = levels
+        self.lightness_slopes = lightness_slopes
+        self.colour_slopes = colour_slopes
+
+    def maps(self, source_lab, reference_lab, source_regions, reference_regions, colours=None):
+        """Each region's map applied to every source pixel (or to ``colours`` ``(B, 3, h, w)``):
+        ``(B, R, 3, H, W)``."""
+        colours = source_lab if colours is None else colours
+        batch, regions = source_regions.shape[:2]
+        source_weights, reference_weights = source_regions.flatten(2), reference_regions.flatten(2)
+        source_rgb, reference_rgb = (lab_to_rgb(lab).flatten(2) for lab in (source_lab, reference_lab))
+        matrix, offset = weighted_mkl(source_rgb, reference_rgb, source_weights, reference_weights)
+        moved_source = torch.einsum("brcd,bdn->brcn", matrix, source_rgb) + offset[..., None]
+        knots, values = bounded_curves(moved_source, reference_rgb, source_weights, reference_weights, self.levels,
+                                       self.colour_slopes[0], self.colour_slopes[1])
+        moved = torch.einsum("brcd,bdn->brcn", matrix, lab_to_rgb(colours).flatten(2)) + offset[..., None]
+        rgb = piecewise_linear(moved, knots, values).clamp(0.0, 1.0)
+        chroma = rgb_to_lab(rgb.reshape(batch * regions, 3, -1, 1)).view(batch, regions, 3, -1)[:, :, 1:]
+        knots, values = bounded_curves(source_lab.flatten(2)[:, :1], reference_lab.flatten(2)[:, :1], source_weights,
+                                       reference_weights, self.levels, self.lightness_slopes[0],
+                                       self.lightness_slopes[1])
+        pixels = colours.flatten(2)[:, None, :1].expand(batch, regions, 1, -1)
+        lightness = piecewise_linear(pixels, knots, values)
+        return torch.cat([lightness, chroma], dim=2).view(batch, regions, 3, *colours.shape[-2:])

@@ -6,7 +6,7 @@ from histocolor.histogram import DEFAULT_AB_BINS, DEFAULT_L_BINS, MAX_L_BINS
 
 
 HEADS = ("ctn", "lut")
-ALIGNMENT_METHODS = ("none", "moments", "quantiles")
+ALIGNMENT_METHODS = ("none", "moments", "quantiles", "colour")
 
 
 def _require_integer(name: str, value) -> None:
@@ -29,21 +29,22 @@ class AlignmentConfig:
     """The classical map the CTN starts from (see model/alignment.py).
 
     Attributes:
-        method: ``"none"`` (the CTN recolours the source itself), ``"moments"`` (Reinhard:
-            each Lab channel's mean and spread) or ``"quantiles"`` (each Lab channel's whole
-            distribution, with the curve's slope bounded).
+        method: ``"none"`` (the head recolours the source itself), ``"moments"`` (Reinhard:
+            each Lab channel's mean and spread), ``"quantiles"`` (each Lab channel's whole
+            distribution, with the curve's slope bounded) or ``"colour"`` (MKL and per-channel
+            quantiles in sRGB for colour, a slope-bounded L curve for lightness).
         everywhere: align the global transfer too (the one-region case) and, by regions,
             what no region covers; False aligns paired regions only.
         levels: quantiles per channel the ``quantiles`` curves pass through.
         lightness_slopes: bounds of the L curve's slope (contrast change) for ``quantiles``.
-        chroma_slopes: the same for the a and b curves.
+        chroma_slopes: the same for the a and b curves (``quantiles``) or the sRGB curves (``colour``).
     """
 
     method: str = "moments"
     everywhere: bool = False
     levels: int = 64
     lightness_slopes: tuple[float, float] = (0.6, 1.6)
-    chroma_slopes: tuple[float, float] = (0.2, 5.0)
+    chroma_slopes: tuple[float, float] = (0.5, 2.0)
 
     def __post_init__(self):
         if self.method not in ALIGNMENT_METHODS:
@@ -58,12 +59,14 @@ class AlignmentConfig:
 
     def build(self):
         """The alignment strategy object, or None for ``"none"``."""
-        from histocolor.model.alignment import MomentAlignment, QuantileAlignment
+        from histocolor.model.alignment import ColourAlignment, MomentAlignment, QuantileAlignment
 
         if self.method == "moments":
             return MomentAlignment()
         if self.method == "quantiles":
             return QuantileAlignment(self.levels, self.lightness_slopes, self.chroma_slopes)
+        if self.method == "colour":
+            return ColourAlignment(self.levels, self.lightness_slopes, self.chroma_slopes)
         return None
 
 
