@@ -199,10 +199,13 @@ def align_regions(
         torch.Size([1, 3, 8, 8])
     """
     moved = (method or MomentAlignment()).maps(source_lab, reference_lab, source_regions, reference_regions)
-    aligned = source_lab + torch.einsum("brhw,brchw->bchw", mixing, moved - source_lab[:, None])
-    # Kept inside the Lab ranges that colours occupy (a shifted curve may overshoot them).
-    return torch.stack([aligned[:, 0].clamp(0.0, 100.0), aligned[:, 1].clamp(-128.0, 128.0),
-                        aligned[:, 2].clamp(-128.0, 128.0)], dim=1)
+    return clamp_lab(source_lab + torch.einsum("brhw,brchw->bchw", mixing, moved - source_lab[:, None]))
+
+
+def clamp_lab(lab: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, ...)`` Lab kept inside the ranges colours occupy (a shifted curve may overshoot them)."""
+    return torch.stack([lab[:, 0].clamp(0.0, 100.0), lab[:, 1].clamp(-128.0, 128.0), lab[:, 2].clamp(-128.0, 128.0)],
+                       dim=1)
 
 
 # Variance floor of the MKL fit in sRGB units (a std of 0.003, under an 8-bit level): keeps

@@ -5,7 +5,7 @@ from torch import nn
 
 from histocolor.color import denormalize_lab, lab_to_rgb, normalize_lab, rgb_to_lab
 from histocolor.histogram import hen_input
-from histocolor.model.alignment import align_regions
+from histocolor.model.alignment import align_regions, clamp_lab
 from histocolor.model.config import AnalogyConfig
 from histocolor.model.ctn import ColorTransferNet, CTNOutput, RegionCondition
 from histocolor.model.hen import HistogramEncoder
@@ -14,6 +14,13 @@ from histocolor.model.lut_head import LUTHead, lookup
 
 def _weighted(regions: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
     return regions if weights is None else regions * weights.unsqueeze(1)
+
+
+def _whole_images(source_lab, reference_lab, source_weights, reference_weights):
+    """One region covering each whole image (alpha-weighted): ``(B, 1, H, W)``, ``(B, 1, h, w)``."""
+    batch = source_lab.shape[0]
+    return (_weighted(source_lab.new_ones(batch, 1, *source_lab.shape[-2:]), source_weights),
+            _weighted(reference_lab.new_ones(batch, 1, *reference_lab.shape[-2:]), reference_weights))
 
 
 class HistogramAnalogy(nn.Module):
@@ -108,10 +115,9 @@ class HistogramAnalogy(nn.Module):
             owned = theirs = mixing = None
         else:
             mixing = self._region_mixing(source_regions, reference_regions, source_weights, reference_weights)
-            owned, theirs = self._moment_weights(source_regions, reference_regions, source_weights, reference_weights)
+            owned, theirs = self._statistics_weights(source_regions, reference_regions, source_weights, reference_weights)
         if self.config.alignment.everywhere:
-            everything = _weighted(source_lab.new_ones(batch, 1, *source_lab.shape[-2:]), source_weights)
-            all_theirs = _weighted(reference_lab.new_ones(batch, 1, *reference_lab.shape[-2:]), reference_weights)
+            everything, all_theirs = _whole_images(source_lab, reference_lab, source_weights, reference_weights)
             rest = source_lab.new_ones(batch, 1, *source_lab.shape[-2:])
             if mixing is not None:
                 rest = (rest - mixing.sum(dim=1, keepdim=True)).clamp(min=0.0)
@@ -122,14 +128,12 @@ class HistogramAnalogy(nn.Module):
 
     def _align_colours(self, source_lab, reference_lab, colours, source_weights, reference_weights):
         """``colours`` ``(B, 3, h, w)`` moved by the global alignment fitted on the two images."""
-        batch = source_lab.shape[0]
-        everything = _weighted(source_lab.new_ones(batch, 1, *source_lab.shape[-2:]), source_weights)
-        all_theirs = _weighted(reference_lab.new_ones(batch, 1, *reference_lab.shape[-2:]), reference_weights)
-        return self.aligner.maps(source_lab, reference_lab, everything, all_theirs, colours)[:, 0]
+        everything, all_theirs = _whole_images(source_lab, reference_lab, source_weights, reference_weights)
+        return clamp_lab(self.aligner.maps(source_lab, reference_lab, everything, all_theirs, colours)[:, 0])
 
     @staticmethod
-    def _moment_weights(source_regions, reference_regions, source_weights, reference_weights):
-        # Moments from the pixels each region owns (feathered weights would mix in its neighbours').
+    def _statistics_weights(source_regions, reference_regions, source_weights, reference_weights):
+        # Statistics from the pixels each region owns (feathered weights would mix in its neighbours').
         owned = (source_regions >= 0.5).to(source_regions.dtype)
         owned = torch.where(owned.flatten(2).sum(-1)[..., None, None] > 0, owned, source_regions)
         return _weighted(owned, source_weights), _weighted(reference_regions, reference_weights)
@@ -146,8 +150,8 @@ class HistogramAnalogy(nn.Module):
     ) -> CTNOutput:
         """Recolour ``source_lab`` ``(B, 3, H, W)`` after ``reference_lab`` ``(B, 3, h, w)``.
 
-        Regions and weights are described in :meth:`condition`. With an alignment (CTN head,
-        ``config.alignment``) the CTN recolours the source moved onto the reference by a
+        Regions and weights are described in :meth:`condition`. With an alignment
+        (``config.alignment``) the head recolours the source moved onto the reference by a
         classical map (:meth:`align`). Returns the result and the coarser decoder outputs,
         all in Lab units.
         """
