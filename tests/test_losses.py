@@ -98,3 +98,8 @@ def test_global_swd_pulls_towards_the_reference_and_the_gradient_term_keeps_edge
     _, paired = transfer_loss(CTNOutput(noisy, []), source, weights, paired=torch.tensor([True, True]),
                               reference_lab=reference, source_lab=source)
     assert paired["gradient"] == 0.0
+
+
+def test_the_edge_term_is_finite_for_images_one_pixel_wide():
+    column = _lab(4)[..., :1]
+    assert torch.isfinite(lightness_gradient_gap(column, column + 1.0)).all()

@@ -99,6 +99,11 @@ def test_pickers_start_on_two_different_images(viewer, dock, title, make_napari_
     empty.add_image(viewer.layers["source"].data, name="first")
     empty.add_image(viewer.layers["reference"].data, name="second")
     assert later.source.value is empty.layers["first"] and later.reference.value is empty.layers["second"]
+    # A choice made afterwards stays, even the same image twice (Regions may map one region to another).
+    later.reference.value = empty.layers["first"]
+    empty.add_labels(np.zeros((8, 8), dtype=np.int32), name="painted")
+    empty.add_image(viewer.layers["reference"].data, name="third")
+    assert later.reference.value is empty.layers["first"]
 
 
 def test_untouched_widget_transfers_the_reference_colours(viewer, dock, qtbot):

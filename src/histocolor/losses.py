@@ -37,9 +37,10 @@ def lightness_gradient_gap(output_lab: torch.Tensor, anchor_lab: torch.Tensor) -
     """Mean absolute gap between the horizontal and vertical L differences (normalised Lab)
     of two images ``(B, 3, H, W)``, ``(B,)``: zero when the output keeps the anchor's edges."""
     output, anchor = normalize_lab(output_lab)[:, :1], normalize_lab(anchor_lab)[:, :1]
-    gap = 0.0
+    gap = output.new_zeros(output.shape[0])
     for dim in (-1, -2):
-        gap = gap + (output.diff(dim=dim) - anchor.diff(dim=dim)).abs().flatten(1).mean(1)
+        if output.shape[dim] > 1:  # a one-pixel-wide image has no differences along that axis
+            gap = gap + (output.diff(dim=dim) - anchor.diff(dim=dim)).abs().flatten(1).mean(1)
     return gap
 
 

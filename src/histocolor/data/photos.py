@@ -105,8 +105,8 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         same_photo_rate: share of pairs whose reference is another crop of the source photo.
         natural_source_rate: share of sources left ungraded (s1 = no grade).
         strong_style_rate: share of target grades (s2) drawn from the strong looks.
-        reference_flip_rate: share of references mirrored left to right (with the random
-            crop and scale, the paper's "another view" of the target).
+        reference_flip_rate: share of the global paired references mirrored left to right
+            (with the random crop and scale, the paper's "another view" of the target).
         unpaired_rate: share of the global graded triplets whose reference is another photo
             (graded like a target, or left natural as often as ``natural_source_rate``) with
             no target (``paired`` False): the unrelated references users bring, trained

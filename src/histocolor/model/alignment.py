@@ -16,7 +16,7 @@ Three strategies, chosen once from :class:`~histocolor.model.config.AlignmentCon
   lightness (a slope-bounded L curve) separately: by measurement the strongest start
   (docs/BENCHMARKS.md, "Alignments").
 
-Both work on regions: ``(B, R, H, W)`` weights say which pixels each region's statistics
+All three work on regions: ``(B, R, H, W)`` weights say which pixels each region's statistics
 come from, and a mixing ``(B, R, H, W)`` says how much of each pixel follows each region's
 map. The global transfer is the one-region case (every pixel, alpha-weighted).
 """
@@ -156,7 +156,7 @@ class QuantileAlignment:
     and the bounded curve is shifted to keep the matched curve's mean.
     """
 
-    def __init__(self, levels: int = 64, lightness_slopes=(0.6, 1.6), chroma_slopes=(0.2, 5.0)):
+    def __init__(self, levels: int = 64, lightness_slopes=(0.7, 1.4), chroma_slopes=(0.5, 2.0)):
         self.levels = levels
         self.low = torch.tensor([lightness_slopes[0], chroma_slopes[0], chroma_slopes[0]])
         self.high = torch.tensor([lightness_slopes[1], chroma_slopes[1], chroma_slopes[1]])

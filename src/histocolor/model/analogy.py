@@ -110,6 +110,13 @@ class HistogramAnalogy(nn.Module):
         """
         if self.aligner is None or (source_regions is None and not self.config.alignment.everywhere):
             return None
+        # Statistics and matrix square roots need full precision: never under bf16 autocast.
+        with torch.autocast(source_lab.device.type, enabled=False):
+            return self._align(*(None if t is None else t.float() for t in (
+                source_lab, reference_lab, source_regions, reference_regions, source_weights, reference_weights)))
+
+    def _align(self, source_lab, reference_lab, source_regions, reference_regions, source_weights,
+               reference_weights) -> torch.Tensor:
         batch = source_lab.shape[0]
         if source_regions is None:
             owned = theirs = mixing = None
@@ -129,7 +136,10 @@ class HistogramAnalogy(nn.Module):
     def _align_colours(self, source_lab, reference_lab, colours, source_weights, reference_weights):
         """``colours`` ``(B, 3, h, w)`` moved by the global alignment fitted on the two images."""
         everything, all_theirs = _whole_images(source_lab, reference_lab, source_weights, reference_weights)
-        return clamp_lab(self.aligner.maps(source_lab, reference_lab, everything, all_theirs, colours)[:, 0])
+        with torch.autocast(source_lab.device.type, enabled=False):
+            moved = self.aligner.maps(source_lab.float(), reference_lab.float(), everything.float(), all_theirs.float(),
+                                      colours.float())
+        return clamp_lab(moved[:, 0])
 
     @staticmethod
     def _statistics_weights(source_regions, reference_regions, source_weights, reference_weights):

@@ -26,7 +26,7 @@ def _require_bounds(name: str, value) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class AlignmentConfig:
-    """The classical map the CTN starts from (see model/alignment.py).
+    """The classical map the network (either head) starts from (see model/alignment.py).
 
     Attributes:
         method: ``"none"`` (the head recolours the source itself), ``"moments"`` (Reinhard:
@@ -35,7 +35,7 @@ class AlignmentConfig:
             quantiles in sRGB for colour, a slope-bounded L curve for lightness).
         everywhere: align the global transfer too (the one-region case) and, by regions,
             what no region covers; False aligns paired regions only.
-        levels: quantiles per channel the ``quantiles`` curves pass through.
+        levels: quantiles per channel the curves of ``quantiles`` and ``colour`` pass through.
         lightness_slopes: bounds of the L curve's slope (contrast change) for ``quantiles``.
         chroma_slopes: the same for the a and b curves (``quantiles``) or the sRGB curves (``colour``).
     """
@@ -43,7 +43,7 @@ class AlignmentConfig:
     method: str = "moments"
     everywhere: bool = False
     levels: int = 64
-    lightness_slopes: tuple[float, float] = (0.6, 1.6)
+    lightness_slopes: tuple[float, float] = (0.7, 1.4)
     chroma_slopes: tuple[float, float] = (0.5, 2.0)
 
     def __post_init__(self):
@@ -84,8 +84,8 @@ class AnalogyConfig:
         head: ``"ctn"`` (the paper's pixel U-Net) or ``"lut"`` (a per-image 3D LUT).
         lut_bases: basis LUTs the LUT head mixes.
         lut_size: grid points per axis of the LUT head's LUTs.
-        alignment: the classical map the CTN head recolours from (:class:`AlignmentConfig`;
-            a dict in JSON). The LUT head ignores it.
+        alignment: the classical map the head recolours from (:class:`AlignmentConfig`; a dict
+            in JSON). The LUT head's LUT is then indexed by the aligned colours.
     """
 
     l_bins: int = DEFAULT_L_BINS

@@ -67,17 +67,19 @@ def check_layer(layer, role: str) -> LayerPixels:
 SAME_LAYER = "the source and the reference are the same layer, so the result would be a copy: pick another reference"
 
 
-def separate_pickers(source, reference) -> None:
-    """Move the reference picker off the source's layer when another image is there to pick.
+def separate_pickers(source, reference, images_before: int = 0) -> int:
+    """Move the reference picker off the source's layer when a second image becomes available.
 
     Pickers start on the first layer; with the source and reference on the same layer the
-    transfer would return a copy. Called whenever the layer lists change (``reset_choices``).
+    transfer would return a copy. Called whenever the layer lists change (``reset_choices``)
+    with the number of images the picker offered before: only the moment a second image
+    arrives moves it, so a user's later choice (even the same layer twice) is left alone.
+    Returns the number of images offered now.
     """
-    if reference.value is None or reference.value is not source.value:
-        return
-    others = [choice for choice in reference.choices if choice is not source.value]
-    if others:
-        reference.value = others[0]
+    images = len(reference.choices)
+    if images_before < 2 <= images and reference.value is not None and reference.value is source.value:
+        reference.value = next(choice for choice in reference.choices if choice is not source.value)
+    return images
 
 
 def result_name(source_layer, reference_layer, method: str) -> str:

@@ -63,12 +63,12 @@ class RegionsWidget(Container):
         self.class_names: dict[int, str] = {}
         self.worker = None
         self._engine = None
-        separate_pickers(self.source, self.reference)
+        self._images = separate_pickers(self.source, self.reference)
 
     def reset_choices(self, *args) -> None:
         """The layer lists changed (napari calls this): refresh the pickers, keep the images apart."""
         super().reset_choices(*args)
-        separate_pickers(self.source, self.reference)
+        self._images = separate_pickers(self.source, self.reference, getattr(self, "_images", 0))
 
     # ----------------------------------------------------------------------- labels layers
 

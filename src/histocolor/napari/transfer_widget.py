@@ -38,12 +38,12 @@ class TransferWidget(Container):
         self.worker = None
         self._engine_key = self._engine = None
         self._method_changed(self.method.value)
-        separate_pickers(self.source, self.reference)
+        self._images = separate_pickers(self.source, self.reference)
 
     def reset_choices(self, *args) -> None:
         """The layer lists changed (napari calls this): refresh the pickers, keep them apart."""
         super().reset_choices(*args)
-        separate_pickers(self.source, self.reference)
+        self._images = separate_pickers(self.source, self.reference, getattr(self, "_images", 0))
 
     def _method_changed(self, method: str) -> None:
         network = method == "analogy"
