@@ -211,14 +211,11 @@ def _forward_loss(model, batch: Triplet, config: TrainConfig, device, step: int 
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         source_lab, reference_lab, target_lab = (rgb_to_lab(t) for t in (batch.source, batch.reference, batch.target))
         result = model(source_lab, reference_lab, batch.source_regions, batch.reference_regions)
-    regions, aligned = None, None
+    regions = None
     if batch.source_regions is not None:
         regions = (reference_lab.float(), batch.source_regions, batch.reference_regions)
-    if config.anchor_weight or config.gradient_weight:
-        network = getattr(model, "module", model)  # DDP wraps it
-        with torch.no_grad():
-            aligned = network.align(source_lab.float(), reference_lab.float(), batch.source_regions,
-                                    batch.reference_regions)
+    # The forward pass returns the alignment it computed (no gradient flows into it anyway).
+    aligned = None if result.aligned is None else result.aligned.detach().float()
     # The SWD losses' random pixels and directions follow the step, so resumed runs match.
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
     return transfer_loss(

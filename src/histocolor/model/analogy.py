@@ -172,9 +172,11 @@ class HistogramAnalogy(nn.Module):
             source_lab, reference_lab, source_regions, reference_regions, source_weights, reference_weights, aligned
         )
         if self.config.head == "lut":
-            return CTNOutput(denormalize_lab(self.lut_head(source_lab if aligned is None else aligned, condition)), [])
+            return CTNOutput(
+                denormalize_lab(self.lut_head(source_lab if aligned is None else aligned, condition)), [], aligned
+            )
         result = self.ctn(normalize_lab(source_lab if aligned is None else aligned), condition)
-        return CTNOutput(denormalize_lab(result.output), [denormalize_lab(t) for t in result.intermediate])
+        return CTNOutput(denormalize_lab(result.output), [denormalize_lab(t) for t in result.intermediate], aligned)
 
     def color_lut(self, source_lab, reference_lab, size: int, source_weights=None, reference_weights=None):
         """LUT head only: the sRGB -> sRGB LUTs ``(B, size, size, size, 3)`` it applies, tabulated.

@@ -12,6 +12,7 @@ from histocolor.model.config import AnalogyConfig
 class CTNOutput(NamedTuple):
     output: torch.Tensor  # (B, 3, H, W), the final result
     intermediate: list[torch.Tensor]  # coarse to fine, one per lower decoder level (deep supervision)
+    aligned: torch.Tensor | None = None  # the aligned source the head recoloured (Lab), if any
 
 
 class RegionCondition(NamedTuple):
