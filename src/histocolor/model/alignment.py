@@ -6,20 +6,25 @@ the reference by a classical, differentiable colour map, and the CTN predicts on
 map cannot express (natural tones, tone-dependent tints, local contrast) as a residual. The
 model starts where the classical methods end.
 
-Three strategies, chosen once from :class:`~histocolor.model.config.AlignmentConfig`:
+Four strategies, chosen once from :class:`~histocolor.model.config.AlignmentConfig`:
 
 * :class:`MomentAlignment` moves each channel's Lab mean and spread (Reinhard);
 * :class:`QuantileAlignment` matches each Lab channel's whole distribution (quantile
   matching), with the curve's slope bounded so that flat areas keep their texture and
   edges keep their contrast;
 * :class:`ColourAlignment` moves colour (MKL, then per-channel quantiles, in sRGB) and
-  lightness (a slope-bounded L curve) separately: by measurement the strongest start
-  (docs/BENCHMARKS.md, "Alignments").
+  lightness (a slope-bounded L curve) separately;
+* :class:`SlicedAlignment` goes on from :class:`ColourAlignment` with a few rounds of
+  slope-bounded sliced matching in Lab (iterative distribution transfer, bounded), which
+  takes colours that depend on lightness (toning), and keeps the bounded L curve's lightness:
+  by measurement the strongest start (docs/BENCHMARKS.md, "Alignments").
 
-All three work on regions: ``(B, R, H, W)`` weights say which pixels each region's statistics
+All of them work on regions: ``(B, R, H, W)`` weights say which pixels each region's statistics
 come from, and a mixing ``(B, R, H, W)`` says how much of each pixel follows each region's
 map. The global transfer is the one-region case (every pixel, alpha-weighted).
 """
+
+import math
 
 import torch
 
@@ -279,3 +284,71 @@ class ColourAlignment:
         pixels = colours.flatten(2)[:, None, :1].expand(batch, regions, 1, -1)
         lightness = piecewise_linear(pixels, knots, values)
         return torch.cat([lightness, chroma], dim=2).view(batch, regions, 3, *colours.shape[-2:])
+
+
+def fixed_bases(count: int, seed: int = 0) -> torch.Tensor:
+    """``count`` orthonormal bases ``(count, 3, 3)`` (each row a unit direction), the same on every call.
+
+    Example:
+        >>> bases = fixed_bases(2)
+        >>> torch.allclose(bases[0] @ bases[0].T, torch.eye(3), atol=1e-6)
+        True
+    """
+    generator = torch.Generator().manual_seed(seed)
+    return torch.linalg.qr(torch.randn(count, 3, 3, generator=generator)).Q.transpose(-1, -2)
+
+
+def _project(basis: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
+    """``colours`` ``(B, R, 3, N)`` projected on the rows of ``basis`` ``(3, 3)``: ``(B, R, 3, N)``."""
+    return torch.einsum("kc,brcn->brkn", basis, colours)
+
+
+class SlicedAlignment(ColourAlignment):
+    """:class:`ColourAlignment`, then ``iterations`` rounds of slope-bounded sliced matching in Lab.
+
+    Each round projects the colours on three fixed orthogonal directions of Lab, matches each
+    projection's distribution to the reference's with a slope-bounded quantile curve
+    (``colour_slopes``) and moves the colours along the directions by the change (Pitié's
+    iterative distribution transfer, with the curves bounded). Directions that mix L with a
+    and b take colours that depend on lightness (a toning: teal shadows, warm highlights),
+    which per-channel maps cannot. The result keeps the bounded L curve's lightness, so
+    edges and texture change only as much as :class:`ColourAlignment` lets them.
+    """
+
+    def __init__(self, levels: int = 64, lightness_slopes=(0.7, 1.4), colour_slopes=(0.5, 2.0),
+                 iterations: int = 16):
+        super().__init__(levels, lightness_slopes, colour_slopes)
+        self.bases = fixed_bases(iterations)
+
+    def maps(self, source_lab, reference_lab, source_regions, reference_regions, colours=None):
+        """Each region's map applied to every source pixel (or to ``colours`` ``(B, 3, h, w)``):
+        ``(B, R, 3, H, W)``."""
+        start = super().maps(source_lab, reference_lab, source_regions, reference_regions, colours)
+        # The curves are fitted on a regular sample of both images (quantiles need no more),
+        # then applied to every colour.
+        source_step, reference_step = _sample_step(source_lab), _sample_step(reference_lab)
+        sample = source_lab[..., ::source_step, ::source_step]
+        fitted = super().maps(source_lab, reference_lab, source_regions, reference_regions, sample).flatten(3)
+        sample_weights = source_regions[..., ::source_step, ::source_step].flatten(2)
+        reference = reference_lab[..., ::reference_step, ::reference_step].flatten(2)[:, None]
+        reference_weights = reference_regions[..., ::reference_step, ::reference_step].flatten(2)
+        moved = start.flatten(3)
+        for basis in self.bases.to(source_lab):
+            projected = _project(basis, fitted)
+            knots, values = bounded_curves(projected, _project(basis, reference)[:, 0], sample_weights,
+                                           reference_weights, self.levels, *self.colour_slopes)
+            fitted = fitted + torch.einsum("kc,brkn->brcn", basis, piecewise_linear(projected, knots, values) - projected)
+            projected = _project(basis, moved)
+            moved = moved + torch.einsum("kc,brkn->brcn", basis, piecewise_linear(projected, knots, values) - projected)
+        lightness = start.flatten(3)[:, :, :1]
+        return torch.cat([lightness, moved[:, :, 1:]], dim=2).view(start.shape)
+
+
+# Sliced curves are fitted on at most about this many pixels of each image.
+_SLICED_SAMPLES = 4096
+
+
+def _sample_step(image: torch.Tensor) -> int:
+    """The stride per axis that leaves at most about ``_SLICED_SAMPLES`` pixels of ``image`` ``(B, C, H, W)``."""
+    pixels = image.shape[-1] * image.shape[-2]
+    return max(1, math.ceil(math.sqrt(pixels / _SLICED_SAMPLES)))

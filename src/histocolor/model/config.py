@@ -6,7 +6,7 @@ from histocolor.histogram import DEFAULT_AB_BINS, DEFAULT_L_BINS, MAX_L_BINS
 
 
 HEADS = ("ctn", "lut")
-ALIGNMENT_METHODS = ("none", "moments", "quantiles", "colour")
+ALIGNMENT_METHODS = ("none", "moments", "quantiles", "colour", "sliced")
 
 
 def _require_integer(name: str, value) -> None:
@@ -32,12 +32,15 @@ class AlignmentConfig:
         method: ``"none"`` (the head recolours the source itself), ``"moments"`` (Reinhard:
             each Lab channel's mean and spread), ``"quantiles"`` (each Lab channel's whole
             distribution, with the curve's slope bounded) or ``"colour"`` (MKL and per-channel
-            quantiles in sRGB for colour, a slope-bounded L curve for lightness).
+            quantiles in sRGB for colour, a slope-bounded L curve for lightness) or ``"sliced"``
+            (``"colour"``, then rounds of slope-bounded sliced matching in Lab for colour).
         everywhere: align the global transfer too (the one-region case) and, by regions,
             what no region covers; False aligns paired regions only.
         levels: quantiles per channel the curves of ``quantiles`` and ``colour`` pass through.
         lightness_slopes: bounds of the L curve's slope (contrast change) for ``quantiles``.
-        chroma_slopes: the same for the a and b curves (``quantiles``) or the sRGB curves (``colour``).
+        chroma_slopes: the same for the a and b curves (``quantiles``), the sRGB curves
+            (``colour``) and the sliced curves (``sliced``).
+        iterations: rounds of sliced matching (``sliced``; three directions each).
     """
 
     method: str = "moments"
@@ -45,6 +48,7 @@ class AlignmentConfig:
     levels: int = 64
     lightness_slopes: tuple[float, float] = (0.7, 1.4)
     chroma_slopes: tuple[float, float] = (0.5, 2.0)
+    iterations: int = 16
 
     def __post_init__(self):
         if self.method not in ALIGNMENT_METHODS:
@@ -54,12 +58,15 @@ class AlignmentConfig:
         _require_integer("alignment levels", self.levels)
         if self.levels < 2:
             raise ValueError(f"alignment levels must be at least 2, got {self.levels}")
+        _require_integer("alignment iterations", self.iterations)
+        if not 1 <= self.iterations <= 64:
+            raise ValueError(f"alignment iterations must be in 1..64, got {self.iterations}")
         object.__setattr__(self, "lightness_slopes", _require_bounds("lightness_slopes", self.lightness_slopes))
         object.__setattr__(self, "chroma_slopes", _require_bounds("chroma_slopes", self.chroma_slopes))
 
     def build(self):
         """The alignment strategy object, or None for ``"none"``."""
-        from histocolor.model.alignment import ColourAlignment, MomentAlignment, QuantileAlignment
+        from histocolor.model.alignment import ColourAlignment, MomentAlignment, QuantileAlignment, SlicedAlignment
 
         if self.method == "moments":
             return MomentAlignment()
@@ -67,6 +74,8 @@ class AlignmentConfig:
             return QuantileAlignment(self.levels, self.lightness_slopes, self.chroma_slopes)
         if self.method == "colour":
             return ColourAlignment(self.levels, self.lightness_slopes, self.chroma_slopes)
+        if self.method == "sliced":
+            return SlicedAlignment(self.levels, self.lightness_slopes, self.chroma_slopes, self.iterations)
         return None
 
 
