@@ -187,6 +187,10 @@ def test_weights_saved_with_the_old_region_switch_still_load():
         AnalogyConfig.from_dict({"alignment": {"method": "median"}})
     with pytest.raises(ValueError, match="lightness_slopes"):
         AnalogyConfig.from_dict({"alignment": {"lightness_slopes": [1.5, 2.0]}})
+    with pytest.raises(ValueError, match="samples"):
+        AnalogyConfig.from_dict({"alignment": {"method": "sliced", "samples": 10}})
+    with pytest.raises(ValueError, match="iterations"):
+        AnalogyConfig.from_dict({"alignment": {"method": "sliced", "iterations": 0}})
 
 
 def _toned(lightness: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@
     python -m histocolor.benchmark graded-set --photos DIR... --holdout-from CONFIG --out DIR
     python -m histocolor.benchmark strength-sweep --graded graded/graded.csv [--unpaired ../shared/data/dpst-dev]
     python -m histocolor.benchmark frontier [--data ../shared/data/dpst-dev] [--csv docs/frontier.csv]
-    python -m histocolor.benchmark alignment-only --method colour --out DIR [--like WEIGHTS]
+    python -m histocolor.benchmark alignment-only --method sliced --out DIR [--like WEIGHTS]
 
 ``speed`` runs the real ``histocolor transfer`` command on a large JPEG, one process per
 run, and reports its stage timings and peak memory. ``upsampling`` compares the ways of

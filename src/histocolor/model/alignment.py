@@ -312,13 +312,16 @@ class SlicedAlignment(ColourAlignment):
     iterative distribution transfer, with the curves bounded). Directions that mix L with a
     and b take colours that depend on lightness (a toning: teal shadows, warm highlights),
     which per-channel maps cannot. The result keeps the bounded L curve's lightness, so
-    edges and texture change only as much as :class:`ColourAlignment` lets them.
+    edges and texture change only as much as :class:`ColourAlignment` lets them. The curves
+    are fitted on a regular sample of about ``samples`` pixels of each image and applied to
+    every colour.
     """
 
     def __init__(self, levels: int = 64, lightness_slopes=(0.7, 1.4), colour_slopes=(0.5, 2.0),
-                 iterations: int = 16):
+                 iterations: int = 16, samples: int = 16384):
         super().__init__(levels, lightness_slopes, colour_slopes)
         self.bases = fixed_bases(iterations)
+        self.samples = samples
 
     def maps(self, source_lab, reference_lab, source_regions, reference_regions, colours=None):
         """Each region's map applied to every source pixel (or to ``colours`` ``(B, 3, h, w)``):
@@ -326,7 +329,7 @@ class SlicedAlignment(ColourAlignment):
         start = super().maps(source_lab, reference_lab, source_regions, reference_regions, colours)
         # The curves are fitted on a regular sample of both images (quantiles need no more),
         # then applied to every colour.
-        source_step, reference_step = _sample_step(source_lab), _sample_step(reference_lab)
+        source_step, reference_step = (_sample_step(image, self.samples) for image in (source_lab, reference_lab))
         sample = source_lab[..., ::source_step, ::source_step]
         fitted = super().maps(source_lab, reference_lab, source_regions, reference_regions, sample).flatten(3)
         sample_weights = source_regions[..., ::source_step, ::source_step].flatten(2)
@@ -344,11 +347,7 @@ class SlicedAlignment(ColourAlignment):
         return torch.cat([lightness, moved[:, :, 1:]], dim=2).view(start.shape)
 
 
-# Sliced curves are fitted on at most about this many pixels of each image.
-_SLICED_SAMPLES = 4096
-
-
-def _sample_step(image: torch.Tensor) -> int:
-    """The stride per axis that leaves at most about ``_SLICED_SAMPLES`` pixels of ``image`` ``(B, C, H, W)``."""
+def _sample_step(image: torch.Tensor, samples: int) -> int:
+    """The stride per axis that leaves at most about ``samples`` pixels of ``image`` ``(B, C, H, W)``."""
     pixels = image.shape[-1] * image.shape[-2]
-    return max(1, math.ceil(math.sqrt(pixels / _SLICED_SAMPLES)))
+    return max(1, math.ceil(math.sqrt(pixels / samples)))
