@@ -27,6 +27,7 @@ map. The global transfer is the one-region case (every pixel, alpha-weighted).
 import math
 
 import torch
+import torch.nn.functional as F
 
 from histocolor.color import lab_to_rgb, rgb_to_lab
 
@@ -332,9 +333,9 @@ class SlicedAlignment(ColourAlignment):
         source_step, reference_step = (_sample_step(image, self.samples) for image in (source_lab, reference_lab))
         sample = source_lab[..., ::source_step, ::source_step]
         fitted = super().maps(source_lab, reference_lab, source_regions, reference_regions, sample).flatten(3)
-        sample_weights = source_regions[..., ::source_step, ::source_step].flatten(2)
+        sample_weights = _pooled(source_regions, source_step).flatten(2)
         reference = reference_lab[..., ::reference_step, ::reference_step].flatten(2)[:, None]
-        reference_weights = reference_regions[..., ::reference_step, ::reference_step].flatten(2)
+        reference_weights = _pooled(reference_regions, reference_step).flatten(2)
         moved = start.flatten(3)
         for basis in self.bases.to(source_lab):
             projected = _project(basis, fitted)
@@ -347,7 +348,15 @@ class SlicedAlignment(ColourAlignment):
         return torch.cat([lightness, moved[:, :, 1:]], dim=2).view(start.shape)
 
 
+def _pooled(weights: torch.Tensor, step: int) -> torch.Tensor:
+    """Region weights ``(B, R, H, W)`` averaged over each ``step`` x ``step`` block: the weights of
+    the pixels ``[::step, ::step]`` sampled. A region thinner than the stride keeps a share of
+    the nearest samples instead of vanishing from the fit."""
+    return weights if step == 1 else F.avg_pool2d(weights, step, step, ceil_mode=True)
+
+
 def _sample_step(image: torch.Tensor, samples: int) -> int:
-    """The stride per axis that leaves at most about ``samples`` pixels of ``image`` ``(B, C, H, W)``."""
+    """The stride per axis that leaves roughly ``samples`` pixels of ``image`` ``(B, C, H, W)`` (more for
+    a long, thin image)."""
     pixels = image.shape[-1] * image.shape[-2]
     return max(1, math.ceil(math.sqrt(pixels / samples)))

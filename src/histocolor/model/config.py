@@ -31,12 +31,12 @@ class AlignmentConfig:
     Attributes:
         method: ``"none"`` (the head recolours the source itself), ``"moments"`` (Reinhard:
             each Lab channel's mean and spread), ``"quantiles"`` (each Lab channel's whole
-            distribution, with the curve's slope bounded) or ``"colour"`` (MKL and per-channel
+            distribution, with the curve's slope bounded), ``"colour"`` (MKL and per-channel
             quantiles in sRGB for colour, a slope-bounded L curve for lightness) or ``"sliced"``
             (``"colour"``, then rounds of slope-bounded sliced matching in Lab for colour).
         everywhere: align the global transfer too (the one-region case) and, by regions,
             what no region covers; False aligns paired regions only.
-        levels: quantiles per channel the curves of ``quantiles`` and ``colour`` pass through.
+        levels: quantiles per channel the curves of ``quantiles``, ``colour`` and ``sliced`` pass through.
         lightness_slopes: bounds of the L curve's slope (contrast change) for ``quantiles``.
         chroma_slopes: the same for the a and b curves (``quantiles``), the sRGB curves
             (``colour``) and the sliced curves (``sliced``).
