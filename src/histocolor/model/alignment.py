@@ -265,26 +265,36 @@ class ColourAlignment:
         self.lightness_slopes = lightness_slopes
         self.colour_slopes = colour_slopes
 
-    def maps(self, source_lab, reference_lab, source_regions, reference_regions, colours=None):
-        """Each region's map applied to every source pixel (or to ``colours`` ``(B, 3, h, w)``):
-        ``(B, R, 3, H, W)``."""
-        colours = source_lab if colours is None else colours
-        batch, regions = source_regions.shape[:2]
+    def fit(self, source_lab, reference_lab, source_regions, reference_regions):
+        """Each region's fitted map: the MKL matrix and offset, the sRGB curves and the L curve."""
         source_weights, reference_weights = source_regions.flatten(2), reference_regions.flatten(2)
         source_rgb, reference_rgb = (lab_to_rgb(lab).flatten(2) for lab in (source_lab, reference_lab))
         matrix, offset = weighted_mkl(source_rgb, reference_rgb, source_weights, reference_weights)
         moved_source = torch.einsum("brcd,bdn->brcn", matrix, source_rgb) + offset[..., None]
-        knots, values = bounded_curves(moved_source, reference_rgb, source_weights, reference_weights, self.levels,
+        colour_curves = bounded_curves(moved_source, reference_rgb, source_weights, reference_weights, self.levels,
                                        self.colour_slopes[0], self.colour_slopes[1])
+        lightness_curves = bounded_curves(source_lab.flatten(2)[:, :1], reference_lab.flatten(2)[:, :1],
+                                          source_weights, reference_weights, self.levels, self.lightness_slopes[0],
+                                          self.lightness_slopes[1])
+        return matrix, offset, colour_curves, lightness_curves
+
+    @staticmethod
+    def apply(fitted, colours: torch.Tensor) -> torch.Tensor:
+        """The maps of :meth:`fit` applied to ``colours`` ``(B, 3, h, w)``: ``(B, R, 3, h, w)``."""
+        matrix, offset, colour_curves, lightness_curves = fitted
+        batch, regions = offset.shape[:2]
         moved = torch.einsum("brcd,bdn->brcn", matrix, lab_to_rgb(colours).flatten(2)) + offset[..., None]
-        rgb = piecewise_linear(moved, knots, values).clamp(0.0, 1.0)
+        rgb = piecewise_linear(moved, *colour_curves).clamp(0.0, 1.0)
         chroma = rgb_to_lab(rgb.reshape(batch * regions, 3, -1, 1)).view(batch, regions, 3, -1)[:, :, 1:]
-        knots, values = bounded_curves(source_lab.flatten(2)[:, :1], reference_lab.flatten(2)[:, :1], source_weights,
-                                       reference_weights, self.levels, self.lightness_slopes[0],
-                                       self.lightness_slopes[1])
         pixels = colours.flatten(2)[:, None, :1].expand(batch, regions, 1, -1)
-        lightness = piecewise_linear(pixels, knots, values)
+        lightness = piecewise_linear(pixels, *lightness_curves)
         return torch.cat([lightness, chroma], dim=2).view(batch, regions, 3, *colours.shape[-2:])
+
+    def maps(self, source_lab, reference_lab, source_regions, reference_regions, colours=None):
+        """Each region's map applied to every source pixel (or to ``colours`` ``(B, 3, h, w)``):
+        ``(B, R, 3, H, W)``."""
+        fitted = self.fit(source_lab, reference_lab, source_regions, reference_regions)
+        return self.apply(fitted, source_lab if colours is None else colours)
 
 
 def fixed_bases(count: int, seed: int = 0) -> torch.Tensor:
@@ -327,25 +337,28 @@ class SlicedAlignment(ColourAlignment):
     def maps(self, source_lab, reference_lab, source_regions, reference_regions, colours=None):
         """Each region's map applied to every source pixel (or to ``colours`` ``(B, 3, h, w)``):
         ``(B, R, 3, H, W)``."""
-        start = super().maps(source_lab, reference_lab, source_regions, reference_regions, colours)
+        colour_map = self.fit(source_lab, reference_lab, source_regions, reference_regions)
+        start = self.apply(colour_map, source_lab if colours is None else colours)
         # The curves are fitted on a regular sample of both images (quantiles need no more),
         # then applied to every colour.
         source_step, reference_step = (_sample_step(image, self.samples) for image in (source_lab, reference_lab))
-        sample = source_lab[..., ::source_step, ::source_step]
-        fitted = super().maps(source_lab, reference_lab, source_regions, reference_regions, sample).flatten(3)
+        fitted = self.apply(colour_map, source_lab[..., ::source_step, ::source_step]).flatten(3)
         sample_weights = _pooled(source_regions, source_step).flatten(2)
         reference = reference_lab[..., ::reference_step, ::reference_step].flatten(2)[:, None]
         reference_weights = _pooled(reference_regions, reference_step).flatten(2)
         moved = start.flatten(3)
         for basis in self.bases.to(source_lab):
-            projected = _project(basis, fitted)
-            knots, values = bounded_curves(projected, _project(basis, reference)[:, 0], sample_weights,
+            knots, values = bounded_curves(_project(basis, fitted), _project(basis, reference)[:, 0], sample_weights,
                                            reference_weights, self.levels, *self.colour_slopes)
-            fitted = fitted + torch.einsum("kc,brkn->brcn", basis, piecewise_linear(projected, knots, values) - projected)
-            projected = _project(basis, moved)
-            moved = moved + torch.einsum("kc,brkn->brcn", basis, piecewise_linear(projected, knots, values) - projected)
+            fitted, moved = (_slide(basis, colours, knots, values) for colours in (fitted, moved))
         lightness = start.flatten(3)[:, :, :1]
         return torch.cat([lightness, moved[:, :, 1:]], dim=2).view(start.shape)
+
+
+def _slide(basis: torch.Tensor, colours: torch.Tensor, knots: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``colours`` ``(B, R, 3, N)`` moved along each direction of ``basis`` by its projection's curve."""
+    projected = _project(basis, colours)
+    return colours + torch.einsum("kc,brkn->brcn", basis, piecewise_linear(projected, knots, values) - projected)
 
 
 def _pooled(weights: torch.Tensor, step: int) -> torch.Tensor:
