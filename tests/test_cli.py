@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import png
@@ -8,6 +9,7 @@ from PIL import Image
 
 from histocolor.cli import main
 from histocolor.imageio import read_image
+from histocolor.transfer import ColorTransfer, transfer
 
 from conftest import SAMPLES
 
@@ -26,19 +28,28 @@ def _assert_one_line_error(code, err, *, expected_code=2):
     assert "Traceback" not in err
 
 
-def test_single_pair_writes_a_result_of_the_source_size(tmp_path, capsys):
+@pytest.mark.parametrize("method", ["mkl", "reinhard", "histmatch", "idt"])
+def test_single_pair_writes_what_the_library_returns(tmp_path, capsys, method):
     output = tmp_path / "out" / "result.png"
-    code, err = _run(capsys, "transfer", SOURCE, REFERENCE, "-o", str(output), "--method", "mkl", "--timings")
+    code, err = _run(capsys, "transfer", SOURCE, REFERENCE, "-o", str(output), "--method", method, "--timings")
     assert code == 0
-    assert read_image(output).rgb.shape == read_image(SOURCE).rgb.shape
+    expected = transfer(SOURCE, REFERENCE, method).image
+    written = read_image(output)
+    assert written.alpha is None and written.rgb.dtype == expected.dtype
+    assert np.array_equal(written.rgb, expected)  # pixel for pixel, same size
+    assert np.abs(expected.astype(int) - read_image(SOURCE).rgb).mean() > 5  # and the method did change it
     for stage in ("decode", "fit", "apply", "encode"):
         assert stage in err
 
 
 def test_analogy_with_weights_directory(tmp_path, capsys, tiny_weights):
-    output = tmp_path / "result.jpg"
+    output = tmp_path / "result.png"
     code, _ = _run(capsys, "transfer", SOURCE, REFERENCE, "-o", str(output), "--weights", str(tiny_weights), "--max-side", "128")
-    assert code == 0 and output.stat().st_size > 0
+    assert code == 0
+    expected = ColorTransfer("analogy", weights=tiny_weights, max_side=128)(SOURCE, REFERENCE).image
+    assert np.array_equal(read_image(output).rgb, expected)
+    # The small network's residual heads are not zero: the result is not the source.
+    assert np.abs(expected.astype(int) - read_image(SOURCE).rgb).max() > 0
 
 
 def test_sixteen_bit_png_keeps_sixteen_bits(tmp_path, capsys, rng):
@@ -210,3 +221,163 @@ def test_console_script_is_installed():
     assert script.exists()
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("histocolor ")
+
+
+def _rgba_source(tmp_path):
+    """The sample photo with an alpha ramp from fully transparent to opaque (every value 0..255)."""
+    rgb = read_image(SOURCE).rgb
+    height, width = rgb.shape[:2]
+    alpha = np.broadcast_to(np.linspace(0, 255, width).round().astype(np.uint8), (height, width)).copy()
+    alpha[: height // 4] = 255
+    path = tmp_path / "rgba.png"
+    Image.fromarray(np.dstack([rgb, alpha])).save(path)  # RGBA
+    return path, rgb, alpha
+
+
+@pytest.mark.parametrize("method", ["mkl", "analogy"])
+def test_alpha_passes_through_the_command_unchanged(tmp_path, capsys, method, tiny_weights):
+    source, rgb, alpha = _rgba_source(tmp_path)
+    output = tmp_path / "out.png"
+    options = ("--method", method, "--weights", str(tiny_weights), "--max-side", "64")
+    code, _ = _run(capsys, "transfer", str(source), REFERENCE, "-o", str(output), *options)
+    assert code == 0
+    with Image.open(output) as written:
+        assert written.mode == "RGBA"
+        pixels = np.asarray(written)
+    assert np.array_equal(pixels[..., 3], alpha)
+    assert np.abs(pixels[..., :3].astype(int) - rgb).max() > 0  # the colours did change
+    expected = ColorTransfer(method, weights=tiny_weights, max_side=64)(str(source), REFERENCE).image
+    assert np.array_equal(pixels, expected)
+
+
+def _jpeg_with_exif(tmp_path, orientation):
+    """The sample photo stored sideways with an EXIF orientation (6: turn 90 degrees clockwise to view)."""
+    exif = Image.Exif()
+    exif[270] = "histocolor EXIF test"  # ImageDescription
+    exif[315] = "A. Photographer"  # Artist
+    exif[274] = orientation
+    path = tmp_path / "exif.jpg"
+    with Image.open(SOURCE) as upright:
+        stored = upright.transpose(Image.Transpose.ROTATE_90) if orientation == 6 else upright
+        stored.save(path, quality=95, exif=exif)
+    return path
+
+
+def test_exif_orientation_is_honoured_end_to_end(tmp_path, capsys):
+    source = _jpeg_with_exif(tmp_path, 6)
+    output = tmp_path / "out.png"
+    code, _ = _run(capsys, "transfer", str(source), REFERENCE, "-o", str(output), "--method", "mkl")
+    assert code == 0
+    upright = read_image(source).rgb
+    assert upright.shape == read_image(SOURCE).rgb.shape  # the reader turned it upright
+    # Shown by any viewer (EXIF applied or not) the result is upright: the library's result.
+    with Image.open(output) as written:
+        assert written.getexif().get(274, 1) == 1
+        assert np.array_equal(np.asarray(written), transfer(upright, REFERENCE, "mkl").image)
+
+
+def test_exif_tags_are_kept_end_to_end(tmp_path, capsys):
+    source = _jpeg_with_exif(tmp_path, 1)
+    output = tmp_path / "out.jpg"
+    code, _ = _run(capsys, "transfer", str(source), REFERENCE, "-o", str(output), "--method", "mkl")
+    assert code == 0
+    with Image.open(output) as written:
+        exif = written.getexif()
+    assert exif.get(270) == "histocolor EXIF test" and exif.get(315) == "A. Photographer"
+
+
+
+def test_exif_tags_are_kept_by_a_pairs_batch(tmp_path, capsys):
+    source = _jpeg_with_exif(tmp_path, 6)
+    (tmp_path / "pairs.csv").write_text(f"source,reference,output\n{source.name},{REFERENCE},out.png\n")
+    code, _ = _run(capsys, "transfer", "--pairs", str(tmp_path / "pairs.csv"), "--method", "mkl")
+    assert code == 0
+    with Image.open(tmp_path / "out.png") as written:
+        exif = written.getexif()
+    assert exif.get(315) == "A. Photographer" and exif.get(274, 1) == 1
+
+def _count_model_loads(monkeypatch):
+    """Record every weights directory loaded (all loads go through histocolor.model.io.from_pretrained)."""
+    import histocolor.model.io as model_io
+
+    loads, real = [], model_io.from_pretrained
+
+    def counting(directory, *args, **kwargs):
+        loads.append(directory)
+        return real(directory, *args, **kwargs)
+
+    monkeypatch.setattr(model_io, "from_pretrained", counting)
+    return loads, real
+
+
+def test_a_pairs_batch_loads_the_model_once(tmp_path, capsys, monkeypatch, tiny_weights):
+    loads, real = _count_model_loads(monkeypatch)
+    pairs = [(SOURCE, REFERENCE), (REFERENCE, SOURCE), (SOURCE, SOURCE)]
+    (tmp_path / "pairs.csv").write_text(
+        "source,reference,output\n" + "".join(f"{s},{r},out/{i}.png\n" for i, (s, r) in enumerate(pairs))
+    )
+    options = ("--weights", str(tiny_weights), "--max-side", "64")
+    code, _ = _run(capsys, "transfer", "--pairs", str(tmp_path / "pairs.csv"), *options)
+    assert code == 0
+    assert [Path(directory) for directory in loads] == [tiny_weights]  # one load for three rows
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png", "1.png", "2.png"]
+    engine = ColorTransfer("analogy", model=real(tiny_weights), max_side=64)
+    for index, (source, reference) in enumerate(pairs):  # each row got its own pair's result
+        assert np.array_equal(read_image(tmp_path / "out" / f"{index}.png").rgb, engine(source, reference).image)
+
+
+def test_lut_size_sets_the_fitted_lut(tmp_path, capsys, monkeypatch, tiny_weights):
+    """``--lut-size`` is the grid of the LUT fitted to the network's change (nothing is exported)."""
+    import importlib
+
+    from histocolor.lut import apply_lut
+
+    transfer_module = importlib.import_module("histocolor.transfer")  # the package exports a function of that name
+
+    fitted = []
+    real = transfer_module.fit_lut
+
+    def recording(*args, **kwargs):
+        fitted.append(real(*args, **kwargs))
+        return fitted[-1]
+
+    monkeypatch.setattr(transfer_module, "fit_lut", recording)
+    output = tmp_path / "out.png"
+    options = ("--weights", str(tiny_weights), "--max-side", "64")
+    code, _ = _run(capsys, "transfer", SOURCE, REFERENCE, "-o", str(output), "--lut-size", "33", *options)
+    assert code == 0
+    assert len(fitted) == 1 and fitted[0].shape == (33, 33, 33, 3)
+    written, source = read_image(output).rgb, read_image(SOURCE).rgb
+    assert np.abs(apply_lut(source, fitted[0]).astype(int) - written).max() <= 1  # the LUT made the image
+    monkeypatch.setattr(transfer_module, "fit_lut", real)
+    model = ColorTransfer("analogy", weights=tiny_weights).model
+    assert np.array_equal(written, ColorTransfer(model=model, max_side=64, lut_size=33)(SOURCE, REFERENCE).image)
+    default = ColorTransfer(model=model, max_side=64)(SOURCE, REFERENCE).image  # 17 points: a different fit
+    assert np.abs(default.astype(int) - written).max() > 1
+
+
+def _uint8(rgb):
+    return (rgb.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+
+
+def test_the_command_beats_doing_nothing_where_the_truth_is_known(tmp_path, capsys, monkeypatch, sample_pair):
+    """The shipped model (default method) on the sample photo under a known grade, as in test_default_model:
+    the reference is another view of the graded photo, the truth the whole graded photo."""
+    import torch
+
+    from histocolor.data.graded import EvaluationStyle, another_view
+    from histocolor.metrics import psnr
+    from histocolor.transfer import DEFAULT_WEIGHTS
+
+    loads, _ = _count_model_loads(monkeypatch)
+    photo = torch.from_numpy(sample_pair[0]).permute(2, 0, 1).float() / 255.0
+    rng = np.random.default_rng(3)
+    truth = EvaluationStyle(rng)(photo)
+    reference, output = tmp_path / "reference.png", tmp_path / "result.png"
+    Image.fromarray(_uint8(another_view(truth, rng))).save(reference)
+    code, _ = _run(capsys, "transfer", SOURCE, str(reference), "-o", str(output))
+    assert code == 0
+    assert [Path(directory) for directory in loads] == [DEFAULT_WEIGHTS]  # the shipped network made it
+    result, truth = read_image(output).rgb, _uint8(truth)
+    assert result.shape == truth.shape
+    assert psnr(result, truth) >= psnr(sample_pair[0], truth) + 3.0

@@ -399,6 +399,95 @@ def test_jpeg_orientation_6_is_rotated_clockwise(tmp_path):
     assert rgb[56, 16, 2] > 200 and rgb[56, 16, 0] < 60
 
 
+# --------------------------------------------------------------------------- EXIF
+
+
+def tagged_exif(orientation=1):
+    """EXIF with a description, an artist, a date in the Exif sub-IFD and an orientation."""
+    exif = Image.Exif()
+    exif[270] = "histocolor EXIF test"  # ImageDescription
+    exif[315] = "A. Photographer"  # Artist
+    exif[274] = orientation
+    exif.get_ifd(0x8769)[36867] = "2024:05:06 07:08:09"  # DateTimeOriginal
+    return exif.tobytes()
+
+
+def written_exif(path):
+    """Base tags and Exif sub-IFD of a file, as Pillow (like most viewers) reads them."""
+    with Image.open(path) as im:
+        exif = im.getexif()
+        return dict(exif), exif.get_ifd(0x8769)
+
+
+def exif_tags(data):
+    exif = Image.Exif()
+    exif.load(data)
+    return dict(exif)
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".webp"])
+def test_exif_round_trip_keeps_tags_and_drops_orientation(tmp_path, ext):
+    stored = np.zeros((32, 64, 3), np.uint8)  # wide: red left half, blue right half
+    stored[:, :32] = (255, 0, 0)
+    stored[:, 32:] = (0, 0, 255)
+    source = tmp_path / f"source{ext}"
+    Image.fromarray(stored).save(source, exif=tagged_exif(6), quality=95)
+    loaded = read_image(source)
+    assert loaded.rgb.shape == (64, 32, 3) and loaded.rgb[8, 16, 0] > 200  # upright: red on top
+    assert loaded.exif is not None and "exif" not in repr(loaded)
+
+    out = tmp_path / f"out{ext}"
+    write_image(out, loaded.rgb, exif=loaded.exif)
+    tags, sub = written_exif(out)
+    assert tags[270] == "histocolor EXIF test" and tags[315] == "A. Photographer"
+    assert tags.get(274, 1) == 1 and sub[36867] == "2024:05:06 07:08:09"
+    again = read_image(out)  # no viewer or reader turns it a second time
+    assert again.rgb.shape == (64, 32, 3) and again.rgb[8, 16, 0] > 200
+
+
+def test_exif_written_to_16bit_png(tmp_path):
+    rgb = noise(dtype=np.uint16)
+    path = tmp_path / "deep.png"
+    write_image(path, rgb, exif=tagged_exif(8)[6:])  # also accepted without the "Exif" header
+    tags, sub = written_exif(path)
+    assert tags[315] == "A. Photographer" and 274 not in tags and sub[36867]
+    loaded = read_image(path)  # pypng path: still exact, EXIF read back
+    np.testing.assert_array_equal(loaded.rgb, rgb)
+    assert loaded.exif.startswith(b"Exif\x00\x00")
+    assert exif_tags(loaded.exif)[270] == "histocolor EXIF test"
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_tiff_keeps_descriptive_text_tags_only(tmp_path, dtype):
+    rgb = noise(dtype=dtype)
+    path = tmp_path / "out.tif"
+    write_image(path, rgb, exif=tagged_exif(6))
+    tags, _ = written_exif(path)
+    assert tags[270] == "histocolor EXIF test" and tags[315] == "A. Photographer"
+    assert tags.get(274, 1) == 1
+    loaded = read_image(path)
+    np.testing.assert_array_equal(loaded.rgb, rgb)
+    # Only the descriptive tags travel on, not the TIFF's own layout (size, strips...).
+    kept = exif_tags(loaded.exif)
+    assert kept[270] == "histocolor EXIF test" and kept[315] == "A. Photographer"
+    assert not {256, 257, 258, 259, 273, 274, 279} & set(kept)
+
+
+def test_no_exif_read_as_none_and_bmp_writes_none(tmp_path):
+    path = tmp_path / "plain.png"
+    write_image(path, noise())
+    assert read_image(path).exif is None
+    write_image(tmp_path / "out.bmp", noise(), exif=tagged_exif())  # BMP has no EXIF: quietly left out
+    assert read_image(tmp_path / "out.bmp").exif is None
+
+
+def test_unreadable_exif_is_dropped_with_a_warning(tmp_path):
+    path = tmp_path / "out.jpg"
+    with pytest.warns(UserWarning, match="EXIF not written"):
+        write_image(path, smooth(), exif=b"Exif\x00\x00not a TIFF structure")
+    assert read_image(path).exif is None
+
+
 # -------------------------------------------------------------------- ICC profiles
 
 

@@ -139,3 +139,32 @@ def test_loading_errors_are_clear(tmp_path):
     with pytest.raises(HistocolorError, match="corrupt weights") as caught:
         from_pretrained(tmp_path)
     assert "\n" not in str(caught.value)
+
+
+def test_a_ctn_that_sees_the_source_starts_as_the_model_it_grew_from():
+    from dataclasses import replace
+
+    from histocolor.model.io import grow_state
+
+    aligned = replace(SMALL, alignment={"method": "moments", "everywhere": True})
+    model = HistogramAnalogy(aligned).eval()
+    _randomise_heads(model)
+    grown = HistogramAnalogy(replace(aligned, ctn_sees_source=True)).eval()
+    grow_state(grown, model.state_dict())
+    source, reference = _lab(2, 37, 53), _lab(2, 20, 30, seed=1)
+    assert torch.equal(grown(source, reference).output, model(source, reference).output)
+    # The new inputs have weights, and they reach the result once those move.
+    extra = grown.ctn.stem[0].weight[:, 3:]
+    assert extra.shape[1] == 3 and not extra.any()
+    with torch.no_grad():
+        extra.normal_(std=0.1)
+    assert (grown(source, reference).output - model(source, reference).output).abs().max() > 0.01
+    with pytest.raises(HistocolorError, match="cannot grow"):
+        grow_state(model, grown.state_dict())  # shrinking drops weights: refused
+
+
+@pytest.mark.parametrize("changes", [{"head": "lut"}, {"alignment": {"method": "none"}}, {"ctn_sees_source": 1}])
+def test_seeing_the_source_needs_the_ctn_and_an_alignment(changes):
+    settings = {"alignment": {"method": "moments", "everywhere": True}, "ctn_sees_source": True, **changes}
+    with pytest.raises(ValueError, match="ctn_sees_source"):
+        AnalogyConfig(**{**SMALL.to_dict(), **settings})

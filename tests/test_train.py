@@ -8,7 +8,7 @@ import torch
 from histocolor.data.photos import PhotoFolderDataset, Triplet
 from histocolor.data.retouch import RetouchStyle, apply_style
 from histocolor.errors import HistocolorError
-from histocolor.model import from_pretrained
+from histocolor.model import HistogramAnalogy, from_pretrained
 from histocolor.train import TrainConfig, train
 
 TINY_MODEL = {"hen_widths": [4, 4, 4, 4], "feature_size": 8, "ctn_width": 4, "ctn_depth": 2}
@@ -119,13 +119,73 @@ def test_stop_request_saves_a_checkpoint_and_resume_finishes(tmp_path, photo_fol
     assert (tmp_path / "run" / "latest").read_text() == "checkpoint-0000006"
 
 
+def test_a_fine_tune_can_let_the_ctn_see_the_source(tmp_path, photo_folder, tiny_weights):
+    """The grown model starts as the weights it grew from; its new weights then train."""
+    frozen = _config(steps=1, learning_rate=0.0, model={"ctn_sees_source": True, "ctn_width": 99})
+    train(frozen, [photo_folder], tmp_path / "frozen", init_weights=tiny_weights, progress_bar=False)
+    start, grown = from_pretrained(tiny_weights), from_pretrained(tmp_path / "frozen")
+    assert grown.config.ctn_sees_source and grown.config.ctn_width == start.config.ctn_width
+    generator = torch.Generator().manual_seed(0)
+    source, reference = (torch.rand(1, 3, 24, 32, generator=generator) * 80 for _ in range(2))
+    with torch.no_grad():
+        assert torch.equal(grown(source, reference).output, start(source, reference).output)
+    train(_config(steps=2, learning_rate=1e-2, model={"ctn_sees_source": True}), [photo_folder], tmp_path / "tuned",
+          init_weights=tiny_weights, progress_bar=False)
+    assert from_pretrained(tmp_path / "tuned").ctn.stem[0].weight[:, 3:].abs().max() > 0
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path, photo_folder):
+    """``histocolor train`` interrupted: the step ends, a checkpoint is saved, exit 130."""
+    import signal
+    import time
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**_config(steps=100_000, checkpoint_every=100_000).__dict__, "log_every": 1}))
+    command = [sys.executable, "-m", "histocolor", "train", "--data", str(photo_folder), "--config", str(config),
+               "--out", str(tmp_path / "run")]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "run" / "log.csv"
+    deadline = time.monotonic() + 120
+    while not (log.is_file() and len(log.read_text().splitlines()) >= 3) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, errors = process.communicate(timeout=120)
+    assert process.returncode == 130, errors
+    assert "add --resume to continue" in errors and "Traceback" not in errors
+    latest = (tmp_path / "run" / "latest").read_text()
+    stopped_at = int(latest.rsplit("-", 1)[1])
+    assert 2 <= stopped_at < 100_000 and (tmp_path / "run" / latest).is_dir()
+    from_pretrained(tmp_path / "run")  # the weights so far are usable
+    config.write_text(json.dumps({**_config(steps=stopped_at + 2).__dict__, "log_every": 1}))
+    assert subprocess.run([*command, "--resume"], capture_output=True, timeout=120).returncode == 0
+    assert (tmp_path / "run" / "latest").read_text() == f"checkpoint-{stopped_at + 2:07d}"
+
+
+def _largest_difference(first, second):
+    assert first.keys() == second.keys()
+    return max((first[k].double() - second[k].double()).abs().max().item() for k in first)
+
+
 def test_fine_tuning_starts_from_existing_weights(tmp_path, photo_folder, tiny_weights):
-    out = train(
-        _config(steps=2, model={}), [photo_folder], tmp_path / "tuned", init_weights=tiny_weights, progress_bar=False
-    )
-    tuned, start = _weights(out), _weights(tiny_weights)
-    assert tuned.keys() == start.keys() and not _same(tuned, start)
-    assert from_pretrained(out).config == from_pretrained(tiny_weights).config
+    start, start_config = _weights(tiny_weights), from_pretrained(tiny_weights).config
+
+    def one_step(name, learning_rate, **options):
+        settings = dict(steps=1, learning_rate=learning_rate, model={})
+        out = train(_config(**settings), [photo_folder], tmp_path / name, progress_bar=False, **options)
+        assert from_pretrained(out).config == start_config
+        return _weights(out)
+
+    # Learning rate 0: Adam's update is exactly zero, so the result is the start, bit for bit.
+    assert _same(one_step("frozen", 0.0, init_weights=tiny_weights), start)
+    # One Adam step moves each weight by at most about the learning rate.
+    stepped = one_step("stepped", 1e-4, init_weights=tiny_weights)
+    moved = _largest_difference(stepped, start)
+    assert 0.0 < moved <= 2e-4
+    # What ignoring init_weights would give: a fresh network of the same config.
+    torch.manual_seed(_config().seed)
+    fresh = HistogramAnalogy(start_config).state_dict()
+    assert _largest_difference(fresh, start) > 0.05  # far: a run from fresh weights could not pass the above
+    assert _largest_difference(stepped, fresh) > 0.05
 
 
 def test_configs_and_resume_errors(tmp_path, photo_folder):
@@ -150,18 +210,55 @@ def test_train_command(tmp_path, photo_folder, capsys):
     assert "no training data" in capsys.readouterr().err
 
 
+# Run under torchrun: records the network train() builds, runs the train command, then has every
+# rank (not only rank 0, which alone writes the weights) save its start and final weights.
+_DDP_SCRIPT = """
+import os, sys
+from safetensors.torch import save_file
+import histocolor.train as training
+from histocolor.cli import main
+
+real, built = training.HistogramAnalogy, []
+
+def recording(config):
+    model = real(config)
+    built.append((model, {k: v.detach().clone() for k, v in model.state_dict().items()}))
+    return model
+
+training.HistogramAnalogy = recording
+code = main(sys.argv[2:])
+(model, start), = built
+final = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+for name, state in (("start", start), ("final", final)):
+    save_file(state, os.path.join(sys.argv[1], f"rank{os.environ['RANK']}-{name}.safetensors"))
+sys.exit(code)
+"""
+
+
 def test_ddp_under_torchrun_on_cpu(tmp_path, photo_folder):
-    """Two processes (gloo) train one model; rank 0 writes it, and it differs from one process's."""
+    """Two processes (gloo) train one model: the ranks stay in step, and rank 0 writes it."""
+    from safetensors.torch import load_file
+
     config = tmp_path / "config.json"
     config.write_text(json.dumps({**_config(steps=3).__dict__, "holdout": []}))
+    script = tmp_path / "ddp_run.py"
+    script.write_text(_DDP_SCRIPT)
+    (tmp_path / "states").mkdir()
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-        "-m", "histocolor", "train", "--data", str(photo_folder), "--config", str(config), "--out", str(tmp_path / "ddp"), "--device", "cpu",
+        str(script), str(tmp_path / "states"),
+        "train", "--data", str(photo_folder), "--config", str(config), "--out", str(tmp_path / "ddp"), "--device", "cpu",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+    names = ("rank0-start", "rank0-final", "rank1-final")
+    states = {name: load_file(tmp_path / "states" / f"{name}.safetensors") for name in names}
+    assert _same(states["rank0-final"], states["rank1-final"])  # gradients were averaged across ranks
+    assert not _same(states["rank0-final"], states["rank0-start"])  # and training happened
+    saved = _weights(tmp_path / "ddp")
+    assert _same(saved, states["rank0-final"])
     single = train(_config(steps=3), [photo_folder], tmp_path / "single", progress_bar=False)
-    assert not _same(_weights(tmp_path / "ddp"), _weights(single))  # two ranks saw twice the data
+    assert not _same(saved, _weights(single))  # two ranks saw twice the data
     assert (tmp_path / "ddp" / "latest").read_text() == "checkpoint-0000003"
 
 

@@ -2,13 +2,16 @@
 ``segment`` and ``info``.
 
 User errors end in one line on stderr and exit code 2; a batch reports each bad row and
-goes on, exiting 1 at the end if any row failed. Outputs are written atomically.
+goes on, exiting 1 at the end if any row failed. Outputs are written atomically and keep
+the source's EXIF (see :func:`histocolor.imageio.write_image` for what each format holds).
 """
 
 import argparse
+import contextlib
 import csv
 import platform
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -118,7 +121,7 @@ def _transfer_and_write(
     )
     clock = time.perf_counter()
     rgb, alpha = (result.image[..., :3], result.image[..., 3]) if result.image.shape[-1] == 4 else (result.image, None)
-    write_image(output, rgb, alpha)
+    write_image(output, rgb, alpha, exif=source_image.exif)  # the result keeps the source's EXIF
     timings.update({"decode": decode, **result.timings, "encode": time.perf_counter() - clock})
 
 
@@ -243,17 +246,57 @@ def _train(arguments) -> int:
     from histocolor.train import TrainConfig, train
 
     config = TrainConfig.from_file(arguments.config) if arguments.config else TrainConfig()
-    out = train(
-        config,
-        arguments.data,
-        arguments.out,
-        fivek=arguments.fivek,
-        resume=arguments.resume,
-        init_weights=arguments.init,
-        device=arguments.device,
-    )
+    stop = _StopRequest()
+    with stop.on_signals():
+        out = train(
+            config,
+            arguments.data,
+            arguments.out,
+            fivek=arguments.fivek,
+            resume=arguments.resume,
+            init_weights=arguments.init,
+            device=arguments.device,
+            should_stop=stop,
+        )
+    if stop.requested:
+        print(f"stopped: checkpoint and weights written to {out}; add --resume to continue", file=sys.stderr)
+        return 130
     print(f"weights written to {out}", file=sys.stderr)
     return 0
+
+
+class _StopRequest:
+    """Ctrl-C (or SIGTERM) during training: finish the step, save a checkpoint, stop.
+
+    A second Ctrl-C interrupts at once, as usual.
+    """
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nhistocolor: stopping after this step (a checkpoint is saved); Ctrl-C again to quit now",
+              file=sys.stderr)
+
+    @contextlib.contextmanager
+    def on_signals(self):
+        import signal
+
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            yield
+            return
+        previous = {number: signal.signal(number, self._handle) for number in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
 
 
 def _evaluate(arguments) -> int:

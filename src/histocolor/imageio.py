@@ -6,6 +6,9 @@ gray, palette, CMYK, an embedded ICC profile or an EXIF orientation. Pillow alon
 silently drops the low byte of 16-bit RGB PNGs and cannot read most 16-bit TIFFs,
 so those go through pypng and tifffile to keep their full precision.
 
+The source's EXIF is kept (as bytes, Orientation removed since the pixels are
+upright) so that :func:`write_image` can carry it over to a result.
+
 Files are untrusted input: every problem a user can fix (missing, empty, truncated,
 huge or unsupported files, unwritable destinations) becomes a one-line
 :class:`~histocolor.errors.HistocolorError` naming the file.
@@ -21,7 +24,7 @@ import struct
 import tempfile
 import warnings
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import png
@@ -55,10 +58,20 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _ORIENTATION_TAG = 274
 _ICC_TAG = 34675
+# Descriptive text tags of a first IFD: DocumentName, ImageDescription, Make, Model,
+# Software, DateTime, Artist, HostComputer, Copyright. A TIFF's first IFD also lays
+# out its own pixels, so only these and the Exif and GPS sub-IFDs are taken from a
+# TIFF source, and only these text tags are written to a TIFF (Pillow's libtiff
+# writer and tifffile cannot write EXIF sub-IFDs).
+_TEXT_TAGS = (269, 270, 271, 272, 305, 306, 315, 316, 33432)
+_SUB_IFDS = (0x8769, 0x8825)  # Exif, GPS
+_JPEG_MAX_EXIF = 65533  # one APP1 segment, "Exif\0\0" header included
 # What decoders raise on corrupt or truncated data (Pillow uses SyntaxError for
 # some broken PNG chunks; pypng and tifffile have their own error types).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error,
                   zlib.error, MemoryError, png.Error, tifffile.TiffFileError)
+# EXIF is metadata: damaged values that Pillow trips over are dropped, never fatal.
+_EXIF_ERRORS = (*_DECODE_ERRORS, TypeError, AttributeError, KeyError)
 
 
 @dataclass
@@ -68,11 +81,15 @@ class LoadedImage:
     ``rgb`` is (H, W, 3) and C-contiguous, uint8 or uint16; ``alpha`` is (H, W) of
     the same dtype or None. ``was_grayscale`` records that the file was gray (then
     the three channels are equal), so a front end can offer to save gray again.
+    ``exif`` is the file's EXIF block ("Exif\\0\\0" + TIFF structure, as Pillow's
+    ``Image.Exif.tobytes`` gives it) without the Orientation tag, or None; pass it
+    to :func:`write_image` to keep the metadata.
     """
 
     rgb: np.ndarray
     alpha: np.ndarray | None
     was_grayscale: bool
+    exif: bytes | None = field(default=None, repr=False)
 
     @property
     def bit_depth(self) -> int:
@@ -155,9 +172,13 @@ def _read_png16(path: pathlib.Path) -> LoadedImage:
     with _open_with_pillow(path) as im:
         exif = Image.Exif()
         if im.info.get("exif"):
-            exif.load(im.info["exif"])
+            try:
+                exif.load(im.info["exif"])
+            except _EXIF_ERRORS:  # damaged metadata: the pixels are still read, unrotated
+                exif = Image.Exif()
         orientation = exif.get(_ORIENTATION_TAG, 1)
         has_icc = bool(im.info.get("icc_profile"))
+    kept_exif = _kept_exif(exif)
     try:
         with open(path, "rb") as f:  # png.Reader(filename=...) would leak the handle
             width, height, rows, info = png.Reader(file=f).asDirect()
@@ -175,7 +196,7 @@ def _read_png16(path: pathlib.Path) -> LoadedImage:
     if has_icc:
         _warn_icc_ignored(path)
     data = _orient(data.reshape(height, width, planes), orientation)
-    return _split_planes(data, gray=info["greyscale"], alpha=info["alpha"])
+    return _split_planes(data, gray=info["greyscale"], alpha=info["alpha"], exif=kept_exif)
 
 
 def _rescale(data: np.ndarray, bits: int) -> np.ndarray:
@@ -226,7 +247,31 @@ def _read_tiff_wide(path: pathlib.Path) -> LoadedImage | None:
     if has_icc:
         _warn_icc_ignored(path)
     return _split_planes(_orient(data[..., :color_planes + alpha], orientation),
-                         gray=gray, alpha=bool(alpha))
+                         gray=gray, alpha=bool(alpha), exif=_tiff_exif(path))
+
+
+def _tiff_exif(path: pathlib.Path) -> bytes | None:
+    """The EXIF of a TIFF that tifffile decoded, read from its header by Pillow."""
+    try:
+        with _open_with_pillow(path) as im:
+            return _kept_exif(im.getexif(), tiff=True)
+    except (HistocolorError, *_EXIF_ERRORS):
+        return None
+
+
+def _kept_exif(exif: Image.Exif, *, tiff: bool = False) -> bytes | None:
+    """EXIF worth carrying over, as bytes without Orientation (pixels are upright), or None.
+
+    For a TIFF (whose first IFD is its "EXIF") only the descriptive text tags and
+    the Exif and GPS sub-IFDs are kept. Unreadable EXIF is quietly dropped.
+    """
+    try:
+        for tag in [tag for tag in exif if tiff and tag not in _TEXT_TAGS + _SUB_IFDS]:
+            del exif[tag]
+        exif.pop(_ORIENTATION_TAG, None)
+        return exif.tobytes() if len(exif) else None
+    except _EXIF_ERRORS:
+        return None
 
 
 def _unpremultiply(data: np.ndarray, color_planes: int) -> np.ndarray:
@@ -252,7 +297,8 @@ def _orient(data: np.ndarray, orientation: int) -> np.ndarray:
     return transforms.get(orientation, lambda a: a)(data)
 
 
-def _split_planes(data: np.ndarray, *, gray: bool, alpha: bool) -> LoadedImage:
+def _split_planes(data: np.ndarray, *, gray: bool, alpha: bool,
+                  exif: bytes | None = None) -> LoadedImage:
     """Turn (H, W, planes) into a LoadedImage, replicating gray to three channels."""
     color = data[..., :1] if gray else data[..., :3]
     if gray:
@@ -261,6 +307,7 @@ def _split_planes(data: np.ndarray, *, gray: bool, alpha: bool) -> LoadedImage:
         rgb=np.ascontiguousarray(color),
         alpha=np.ascontiguousarray(data[..., -1]) if alpha else None,
         was_grayscale=gray,
+        exif=exif,
     )
 
 
@@ -300,7 +347,10 @@ def _read_with_pillow(path: pathlib.Path) -> LoadedImage:
         icc = im.info.get("icc_profile")
         # In place and inside the block: no copy of the decoded pixels (im closes on exit).
         ImageOps.exif_transpose(im, in_place=True)
-        return _normalize(path, im, icc)
+        exif = _kept_exif(im.getexif(), tiff=im.format == "TIFF")
+        loaded = _normalize(path, im, icc)
+        loaded.exif = exif
+        return loaded
 
 
 def _normalize(path, im: Image.Image, icc: bytes | None) -> LoadedImage:
@@ -406,17 +456,25 @@ def check_output_path(path) -> pathlib.Path:
 
 
 def write_image(path, rgb: np.ndarray, alpha: np.ndarray | None = None, *,
-                quality: int = 95) -> None:
+                quality: int = 95, exif: bytes | None = None) -> None:
     """Write an (H, W, 3) uint8/uint16 image atomically, format from the extension.
 
     The file is written to a temporary name in the target directory and renamed
     over the target only once complete, so a failure never leaves a partial file
     or destroys an existing one. Formats that cannot hold 16 bits (JPEG, WebP,
     BMP) get an 8-bit copy, and JPEG drops alpha; both with a warning.
+
+    ``exif`` (EXIF bytes such as :attr:`LoadedImage.exif`, with or without the
+    "Exif\\0\\0" header) is written without its Orientation tag, since ``rgb`` is
+    taken as upright. JPEG, WebP and PNG (8- and 16-bit) keep all of it; TIFF (8-
+    and 16-bit) keeps only the descriptive text tags (description, make, model,
+    software, date, artist, host computer, copyright, document name), as ASCII;
+    BMP keeps none. EXIF that cannot be written is dropped with a warning.
     """
     _validate(rgb, alpha)
     path = pathlib.Path(path)
     ext = _extension(path)
+    exif = _exif_for(path, ext, exif) if exif else None
     if rgb.dtype == np.uint16 and ext in _EIGHT_BIT_ONLY:
         warnings.warn(f"'{path}': {ext} cannot hold 16 bits per channel; writing 8 bits",
                       stacklevel=2)
@@ -434,7 +492,7 @@ def write_image(path, rgb: np.ndarray, alpha: np.ndarray | None = None, *,
 
     try:
         with atomic_write(path, suffix=ext) as stream:
-            _encode(stream, ext, rgb, alpha, quality)
+            _encode(stream, ext, rgb, alpha, quality, exif)
     except Exception as exc:
         raise HistocolorError(f"cannot write '{path}': {_one_line(exc)}") from exc
 
@@ -453,26 +511,75 @@ def _validate(rgb, alpha) -> None:
             raise ValueError(f"alpha dtype {alpha.dtype} differs from rgb dtype {rgb.dtype}")
 
 
+def _exif_for(path: pathlib.Path, ext: str, exif: bytes) -> bytes | dict[int, str] | None:
+    """What of ``exif`` the format holds: EXIF bytes, TIFF text tags, or None."""
+    if ext == ".bmp":
+        return None
+    parsed = Image.Exif()
+    try:
+        parsed.load(exif)
+        parsed.pop(_ORIENTATION_TAG, None)
+        if ext in (".tif", ".tiff"):
+            return {tag: parsed[tag].encode("ascii", "replace").decode()
+                    for tag in _TEXT_TAGS if isinstance(parsed.get(tag), str)} or None
+        data = parsed.tobytes() if len(parsed) else None
+    except _EXIF_ERRORS as exc:
+        warnings.warn(f"'{path}': EXIF not written, it is unreadable ({_one_line(exc)})",
+                      stacklevel=3)
+        return None
+    if data and ext in (".jpg", ".jpeg") and len(data) > _JPEG_MAX_EXIF:
+        warnings.warn(f"'{path}': EXIF not written, {len(data)} bytes is more than JPEG "
+                      f"holds ({_JPEG_MAX_EXIF})", stacklevel=3)
+        return None
+    return data
+
+
+class _PngWriter(png.Writer):
+    """pypng's writer, plus an eXIf chunk (raw TIFF structure) before the image data."""
+
+    exif: bytes | None = None
+
+    def write_preamble(self, outfile):
+        super().write_preamble(outfile)
+        if self.exif:
+            png.write_chunk(outfile, b"eXIf", self.exif.removeprefix(b"Exif\x00\x00"))
+
+
 def _to_eight_bit(values: np.ndarray) -> np.ndarray:
     return ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
 
 
-def _encode(f, ext: str, rgb: np.ndarray, alpha: np.ndarray | None, quality: int) -> None:
-    """Encode into the open file ``f``: pypng/tifffile for 16 bits, else Pillow."""
+def _encode(f, ext: str, rgb: np.ndarray, alpha: np.ndarray | None, quality: int,
+            exif: bytes | dict[int, str] | None = None) -> None:
+    """Encode into the open file ``f``: pypng/tifffile for 16 bits, else Pillow.
+
+    ``exif`` comes from :func:`_exif_for`: bytes, or text tags for TIFF.
+    """
     pixels = rgb if alpha is None else np.dstack([rgb, alpha])
     height, width, planes = pixels.shape
     if rgb.dtype == np.uint16 and ext == ".png":
-        writer = png.Writer(width, height, greyscale=False, alpha=alpha is not None,
+        writer = _PngWriter(width, height, greyscale=False, alpha=alpha is not None,
                             bitdepth=16)
+        writer.exif = exif
         rows = pixels.astype(">u2").reshape(height, width * planes)
         writer.write_packed(f, (row.tobytes() for row in rows))
     elif rgb.dtype == np.uint16:  # TIFF
+        text = dict(exif or {})
+        options = {"description": text.pop(270), "metadata": None} if 270 in text else {}
+        if 305 in text:
+            options["software"] = text.pop(305)
         tifffile.imwrite(f, pixels, photometric="rgb", compression="zlib",
-                         extrasamples=("unassalpha",) if alpha is not None else None)
+                         extrasamples=("unassalpha",) if alpha is not None else None,
+                         extratags=[(tag, "s", 0, value, True) for tag, value in text.items()],
+                         **options)
     else:
         options = {"quality": quality} if ext in (".jpg", ".jpeg", ".webp") else {}
         if ext in (".tif", ".tiff"):
             options["compression"] = "tiff_adobe_deflate"
+            if exif:
+                options["tiffinfo"] = exif
+        elif exif:
+            options["exif"] = exif
         Image.fromarray(np.ascontiguousarray(pixels)).save(f, format=_PILLOW_FORMATS[ext],
                                                            **options)
 

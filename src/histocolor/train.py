@@ -27,6 +27,7 @@ from histocolor.data.photos import PhotoFolderDataset, Triplet, collate, list_ph
 from histocolor.errors import HistocolorError
 from histocolor.losses import LossWeights, transfer_loss
 from histocolor.model import AnalogyConfig, HistogramAnalogy, from_pretrained
+from histocolor.model.io import grow_state
 from histocolor.transfer import resolve_device
 
 
@@ -149,6 +150,18 @@ class _Distributed:
     def barrier(self):
         if self.world > 1:
             dist.barrier()
+
+    def anyone(self, flag: bool, device: torch.device) -> bool:
+        """True on every rank when ``flag`` is True on any (e.g. one rank was asked to stop)."""
+        if self.world == 1:
+            return flag
+        value = torch.tensor([float(flag)], device=device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
+
+
+# Model settings a fine-tune (``--init``) may change; the others come with the start weights.
+FINE_TUNE_CHANGES = ("alignment", "ctn_sees_source")
 
 
 def _device_for_rank(device: str) -> torch.device:
@@ -305,11 +318,13 @@ def train(
         dataset = expert_pairs if dataset is None else MixedDataset([dataset, expert_pairs])
 
     if init_weights is not None:
-        model = from_pretrained(init_weights)
-        if "alignment" in config.model:  # it has no weights: a fine-tune may change it
-            changed = HistogramAnalogy(replace(model.config, alignment=AnalogyConfig.from_dict(config.model).alignment))
-            changed.load_state_dict(model.state_dict())
-            model = changed
+        start = from_pretrained(init_weights)
+        # A fine-tune may change the alignment (it has no weights) and let the CTN see the
+        # source (new weights, starting at zero); every other setting comes with the weights.
+        asked = AnalogyConfig.from_dict({**start.config.to_dict(), **config.model})
+        changes = {name: getattr(asked, name) for name in FINE_TUNE_CHANGES if name in config.model}
+        model = HistogramAnalogy(replace(start.config, **changes))
+        grow_state(model, start.state_dict())
         config.model = model.config.to_dict()
     else:
         model = HistogramAnalogy(AnalogyConfig.from_dict(config.model))
@@ -347,7 +362,7 @@ def train(
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.gradient_clip)
         optimizer.step()
         step += 1
-        stopped = bool(should_stop and should_stop())
+        stopped = distributed.anyone(bool(should_stop and should_stop()), device)
         last = step == config.steps or stopped
         if step % config.checkpoint_every == 0 or last:
             if distributed.main:

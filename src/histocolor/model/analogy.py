@@ -175,7 +175,8 @@ class HistogramAnalogy(nn.Module):
             return CTNOutput(
                 denormalize_lab(self.lut_head(source_lab if aligned is None else aligned, condition)), [], aligned
             )
-        result = self.ctn(normalize_lab(source_lab if aligned is None else aligned), condition)
+        original = normalize_lab(source_lab) if self.config.ctn_sees_source else None
+        result = self.ctn(normalize_lab(source_lab if aligned is None else aligned), condition, original)
         return CTNOutput(denormalize_lab(result.output), [denormalize_lab(t) for t in result.intermediate], aligned)
 
     def color_lut(self, source_lab, reference_lab, size: int, source_weights=None, reference_weights=None):

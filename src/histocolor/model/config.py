@@ -102,6 +102,10 @@ class AnalogyConfig:
         lut_size: grid points per axis of the LUT head's LUTs.
         alignment: the classical map the head recolours from (:class:`AlignmentConfig`; a dict
             in JSON). The LUT head's LUT is then indexed by the aligned colours.
+        ctn_sees_source: the CTN reads the source as it was next to the aligned source (six
+            input channels), so it can tell where the alignment went astray (CTN head with an
+            alignment only). Its extra weights start at zero: switched on for a fine-tune, the
+            model starts as it was (:func:`~histocolor.model.io.grow_state`).
     """
 
     l_bins: int = DEFAULT_L_BINS
@@ -114,6 +118,7 @@ class AnalogyConfig:
     lut_bases: int = 8
     lut_size: int = 17
     alignment: AlignmentConfig = AlignmentConfig()
+    ctn_sees_source: bool = False
 
     def __post_init__(self):
         if not isinstance(self.hen_widths, (list, tuple)):
@@ -129,6 +134,10 @@ class AnalogyConfig:
             raise ValueError(f"alignment must be an object of alignment settings, got {self.alignment!r}")
         for width in self.hen_widths:
             _require_integer("hen_widths entry", width)
+        if not isinstance(self.ctn_sees_source, bool):
+            raise ValueError(f"ctn_sees_source must be true or false, got {self.ctn_sees_source!r}")
+        if self.ctn_sees_source and (self.head != "ctn" or self.alignment.method == "none"):
+            raise ValueError("ctn_sees_source needs the CTN head and an alignment (without one the CTN already sees the source)")
         if not 1 <= self.l_bins <= MAX_L_BINS:
             raise ValueError(f"l_bins must be in 1..{MAX_L_BINS}, got {self.l_bins}")
         if not self.hen_widths or self.ab_bins % (2 ** len(self.hen_widths)):

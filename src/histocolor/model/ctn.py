@@ -70,7 +70,7 @@ class ColorTransferNet(nn.Module):
         self.depth = config.ctn_depth
         widths = [config.ctn_width * 2**level for level in range(config.ctn_depth + 1)]
         condition_size = 2 * config.feature_size
-        self.stem = _convolutions(3, widths[0])
+        self.stem = _convolutions(6 if config.ctn_sees_source else 3, widths[0])
         self.down = nn.ModuleList(_convolutions(widths[i - 1], widths[i], stride=2) for i in range(1, len(widths)))
         self.bottleneck_film = FiLM(condition_size, widths[-1])
         # Decoder modules are listed coarse to fine.
@@ -82,12 +82,15 @@ class ColorTransferNet(nn.Module):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
 
-    def forward(self, source: torch.Tensor, condition: torch.Tensor) -> CTNOutput:
+    def forward(self, source: torch.Tensor, condition: torch.Tensor, original: torch.Tensor | None = None) -> CTNOutput:
         """Recolour ``source`` ``(B, 3, H, W)`` (normalised Lab, any H and W).
 
         ``condition`` is ``(B, C)`` (one feature pair per image) or a :class:`RegionCondition`
-        (see :meth:`HistogramAnalogy.condition`).
+        (see :meth:`HistogramAnalogy.condition`). ``original`` ``(B, 3, H, W)``: the source
+        before its alignment, read next to it where the config has ``ctn_sees_source``.
         """
+        if (original is not None) != (self.stem[0].in_channels == 6):
+            raise ValueError("give the unaligned source exactly when the config has ctn_sees_source")
         height, width = source.shape[-2:]
         multiple = 2**self.depth
         padding = (0, -width % multiple, 0, -height % multiple)
@@ -97,7 +100,8 @@ class ColorTransferNet(nn.Module):
                 raise ValueError("region weights must have the source's height and width")
             # Padded like the source, so that every decoder level sees them aligned.
             condition = RegionCondition(condition.features, F.pad(condition.weights, padding, mode="replicate"))
-        skips = [self.stem(padded)]
+        stem_input = padded if original is None else torch.cat([padded, F.pad(original, padding, mode="replicate")], 1)
+        skips = [self.stem(stem_input)]
         for down in self.down:
             skips.append(down(skips[-1]))
         features = self.bottleneck_film(skips[-1], condition)

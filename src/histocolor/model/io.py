@@ -53,6 +53,26 @@ def load_config(directory) -> AnalogyConfig:
         raise HistocolorError(f"invalid config '{path}': {error}") from None
 
 
+def grow_state(model, state: dict) -> None:
+    """Load ``state`` into ``model``, a model grown from it: extra input channels start at zero.
+
+    Every tensor must have its shape in ``model`` or be smaller along dimension 1 only (a
+    layer that reads more inputs, e.g. the CTN stem with ``ctn_sees_source``); the new
+    inputs then get zero weights, so the grown model computes exactly what the old one did.
+    """
+    grown = {}
+    for name, target in model.state_dict().items():
+        tensor = state[name]
+        if tensor.shape != target.shape:
+            if tensor.dim() < 2 or tensor.shape[:1] + tensor.shape[2:] != target.shape[:1] + target.shape[2:] \
+                    or tensor.shape[1] > target.shape[1]:
+                raise HistocolorError(f"cannot grow {name} from {tuple(tensor.shape)} to {tuple(target.shape)}")
+            tensor = torch.cat([tensor, tensor.new_zeros(tensor.shape[0], target.shape[1] - tensor.shape[1],
+                                                          *tensor.shape[2:])], dim=1)
+        grown[name] = tensor
+    model.load_state_dict(grown)
+
+
 def from_pretrained(directory, device="cpu"):
     """Build the model that ``directory`` describes and load its weights, in eval mode."""
     from histocolor.model.analogy import HistogramAnalogy
