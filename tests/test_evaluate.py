@@ -60,11 +60,17 @@ def test_dpst_layout_with_masks(tmp_path):
     assert summary["dpst"]["reinhard"]["region_swd"] is not None
     assert summary["dpst"]["reinhard+regions"]["region_swd"] < 0.7 * summary["dpst"]["reinhard"]["region_swd"]
     automatic = evaluate({"dpst": require(DPST)}, ["reinhard+regions"], tmp_path / "slic", limit=2, segmenter="slic")
-    # slic regions are not the hand-made ones: a different result, still measured on the masks
-    assert automatic["dpst"]["reinhard+regions"]["region_swd"] != summary["dpst"]["reinhard+regions"]["region_swd"]
+    # slic regions are not the hand-made ones, and the region SWD is still measured on the masks:
+    # worse than with the masks themselves, still better than one global transfer
+    # (measured: 2.4 with the masks, 9.2 with slic, 12.2 global).
+    with_masks, with_slic = (run["dpst"]["reinhard+regions"]["region_swd"] for run in (summary, automatic))
+    assert 2 * with_masks < with_slic < 0.9 * summary["dpst"]["reinhard"]["region_swd"]
     assert "regions from the `slic` segmenter" in (tmp_path / "slic" / "report.md").read_text()
     assert summary["dpst"]["reinhard"]["swd"] < summary["dpst"]["identity"]["swd"]
-    assert summary["dpst"]["identity"]["psnr"] is None if "psnr" in summary["dpst"]["identity"] else True
+    # No ground truth in this set: no PSNR or ΔE2000 score at all (absent, not None), nor a column for them.
+    assert all("psnr" not in means and "ciede2000" not in means for means in summary["dpst"].values())
+    report = (tmp_path / "report.md").read_text()
+    assert "| identity |" in report and "PSNR" not in report and "ΔE2000" not in report
 
 
 def test_the_shipped_network_by_regions_takes_each_regions_colours(tmp_path):
@@ -73,7 +79,12 @@ def test_the_shipped_network_by_regions_takes_each_regions_colours(tmp_path):
     assert summary["analogy+regions"]["region_swd"] < 0.5 * summary["analogy"]["region_swd"]
     assert summary["analogy+regions"]["gradient_ssim"] > 0.7
     resized = evaluate({"dpst": data}, ["analogy+regions"], tmp_path / "resized", limit=2, upsampling="lab-difference")
-    assert resized["dpst"]["analogy+regions"]["region_swd"] != summary["analogy+regions"]["region_swd"]
+    # The Lab change resized instead of one LUT per region: each region about as close to its
+    # reference region (measured 1.96 against 2.67), both far below the global network's (9.6).
+    lab_difference = resized["dpst"]["analogy+regions"]["region_swd"]
+    with_luts = summary["analogy+regions"]["region_swd"]
+    assert lab_difference < 0.5 * summary["analogy"]["region_swd"]
+    assert abs(lab_difference - with_luts) < 0.4 * with_luts
 
 
 def test_evaluate_command_and_errors(graded_set, tmp_path, capsys):
