@@ -84,7 +84,7 @@ def test_the_shipped_network_by_regions_takes_each_regions_colours(tmp_path):
     lab_difference = resized["dpst"]["analogy+regions"]["region_swd"]
     with_luts = summary["analogy+regions"]["region_swd"]
     assert lab_difference < 0.5 * summary["analogy"]["region_swd"]
-    assert abs(lab_difference - with_luts) < 0.4 * with_luts
+    assert 0.1 < abs(lab_difference - with_luts) < 0.4 * with_luts  # the option reaches the result (0.71 apart)
 
 
 def test_evaluate_command_and_errors(graded_set, tmp_path, capsys):
