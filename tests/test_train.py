@@ -132,6 +132,9 @@ def test_a_fine_tune_can_let_the_ctn_see_the_source(tmp_path, photo_folder, tiny
     train(_config(steps=2, learning_rate=1e-2, model={"ctn_sees_source": True}), [photo_folder], tmp_path / "tuned",
           init_weights=tiny_weights, progress_bar=False)
     assert from_pretrained(tmp_path / "tuned").ctn.stem[0].weight[:, 3:].abs().max() > 0
+    no_alignment = _config(model={"ctn_sees_source": True, "alignment": {"method": "none"}})
+    with pytest.raises(HistocolorError, match="cannot fine-tune .*ctn_sees_source needs"):
+        train(no_alignment, [photo_folder], tmp_path / "refused", init_weights=tiny_weights, progress_bar=False)
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path, photo_folder):

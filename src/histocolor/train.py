@@ -321,7 +321,10 @@ def train(
         start = from_pretrained(init_weights)
         # A fine-tune may change the alignment (it has no weights) and let the CTN see the
         # source (new weights, starting at zero); every other setting comes with the weights.
-        asked = AnalogyConfig.from_dict({**start.config.to_dict(), **config.model})
+        try:
+            asked = AnalogyConfig.from_dict({**start.config.to_dict(), **config.model})
+        except (TypeError, ValueError) as error:
+            raise HistocolorError(f"cannot fine-tune '{init_weights}' with this model config: {error}") from None
         changes = {name: getattr(asked, name) for name in FINE_TUNE_CHANGES if name in config.model}
         model = HistogramAnalogy(replace(start.config, **changes))
         grow_state(model, start.state_dict())
