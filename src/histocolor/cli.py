@@ -60,7 +60,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--source-mask", metavar="PNG", help="label map of the source (region-wise transfer)")
     run.add_argument("--reference-mask", metavar="PNG", help="label map of the reference (region-wise transfer)")
     run.add_argument(
-        "--segmenter", metavar="NAME", help="segment both images automatically (ade20k, voc, slic, hf:..., torchvision:...)"
+        "--segmenter", metavar="NAME",
+        help="segment both images automatically (ade20k, voc, slic, hf:..., torchvision:..., onnx:...)",
     )
     run.add_argument(
         "--region-map", metavar="JSON", help='source label -> reference label(s), e.g. {"3": 5} (default: same label)'
@@ -93,7 +94,9 @@ def _build_parser() -> argparse.ArgumentParser:
     cut = commands.add_parser("segment", help="write the label map of IMAGE (and of a reference, matched)")
     cut.add_argument("image")
     cut.add_argument("-o", "--output", required=True, help="label map PNG (integer labels)")
-    cut.add_argument("--segmenter", default="ade20k", metavar="NAME", help="ade20k (default), voc, slic, hf:..., torchvision:...")
+    cut.add_argument(
+        "--segmenter", default="ade20k", metavar="NAME", help="ade20k (default), voc, slic, hf:..., torchvision:..., onnx:..."
+    )
     cut.add_argument("--reference", help="a second image, segmented so that equal labels correspond")
     cut.add_argument("--reference-output", help="label map PNG of --reference")
     cut.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

@@ -13,7 +13,8 @@ from histocolor.regions import parse_region_map
 from histocolor.segment import get_segmenter
 from histocolor.transfer import METHODS, ColorTransfer
 
-SEGMENTERS = ("slic", "ade20k", "voc")
+# The model-backed ones need their files in $HISTOCOLOR_HOME/models (see the README).
+SEGMENTERS = ("slic", "ade20k", "voc", "onnx:efficientvit_seg_b0_cityscapes.onnx")
 COLUMNS = ("source region", "class", "reference label(s)")
 
 
@@ -40,7 +41,9 @@ class RegionsWidget(Container):
         self.reference = create_widget(annotation=Image, label="reference")
         self.segmenter = ComboBox(choices=SEGMENTERS, value="slic", label="segmenter")
         self.other_segmenter = LineEdit(value="", label="or by name")
-        self.other_segmenter.tooltip = "hf:<model directory or id>, torchvision:<name>; overrides the list when given"
+        self.other_segmenter.tooltip = (
+            "hf:<model directory or id>, torchvision:<name>, onnx:<model file>; overrides the list when given"
+        )
         self.segment_button = PushButton(text="Segment both")
         self.empty_button = PushButton(text="Empty labels to paint")
         self.source_labels = create_widget(annotation=Labels, label="source labels", options={"nullable": True})

@@ -10,14 +10,16 @@ correspond. Names:
 - ``slic``: no weights; superpixels grouped by lightness and position, matched across images;
 - ``hf:<directory or hub id>``: HuggingFace transformers semantic segmenters (SegFormer,
   BEiT, UperNet, Mask2Former, OneFormer; extra ``transformers``);
-- ``torchvision:<name>``: torchvision's DeepLabV3 / LRASPP (VOC categories).
+- ``torchvision:<name>``: torchvision's DeepLabV3 / LRASPP (VOC categories);
+- ``onnx:<file or name>``: ONNX semantic segmenters such as EfficientViT-Seg (extra ``onnxruntime``),
+  a path or a file name in ``$HISTOCOLOR_HOME/models``, class names from a label file next to it.
 """
 
 from histocolor.errors import HistocolorError
 from histocolor.segment.base import Segmenter
 
 BUILT_IN = ("ade20k", "voc", "slic")
-PREFIXES = ("hf:", "torchvision:")
+PREFIXES = ("hf:", "torchvision:", "onnx:")
 
 
 def get_segmenter(name: str, device: str = "auto") -> Segmenter:
@@ -38,8 +40,13 @@ def get_segmenter(name: str, device: str = "auto") -> Segmenter:
         from histocolor.segment.tv import TorchvisionSegmenter
 
         return TorchvisionSegmenter(name[12:], device=device)
+    if name.startswith("onnx:") and len(name) > 5:
+        from histocolor.segment.onnx import OnnxSegmenter
+
+        return OnnxSegmenter(name[5:], device=device)
     raise HistocolorError(
-        f"unknown segmenter {name!r}: choose ade20k, voc, slic, hf:<model directory or id> or torchvision:<name>"
+        f"unknown segmenter {name!r}: choose ade20k, voc, slic, hf:<model directory or id>, torchvision:<name> "
+        "or onnx:<model file>"
     )
 
 

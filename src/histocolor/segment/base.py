@@ -1,10 +1,17 @@
 """The interface every segmenter follows, and helpers they share."""
 
+import os
+import re
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from histocolor.errors import HistocolorError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Segmenter:
@@ -38,6 +45,43 @@ def as_uint8(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint16:
         return (image // 257).astype(np.uint8)
     return np.clip(np.rint(np.asarray(image, np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def models_home() -> Path:
+    """Where model files are looked up: ``$HISTOCOLOR_HOME/models`` (default ``~/.cache/histocolor/models``)."""
+    return Path(os.environ.get("HISTOCOLOR_HOME", Path.home() / ".cache" / "histocolor")).expanduser() / "models"
+
+
+def read_class_names(path: Path) -> dict[int, str]:
+    """``N<tab>name`` lines (ADE20K) or one name per line until a blank line (VOC); ``{}`` without a file."""
+    if not path.is_file():
+        return {}
+    names = {}
+    for index, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        if not line.strip():
+            break
+        numbered = re.match(r"^(\d+)\s+(.+)$", line.strip())
+        label, name = (int(numbered.group(1)), numbered.group(2)) if numbered else (index, line.strip())
+        names[label] = name.strip()
+    return names
+
+
+def present_names(labels: np.ndarray, class_names: dict[int, str]) -> dict[int, str]:
+    """``{label: class name}`` for the labels present in ``labels`` (the number itself when unnamed)."""
+    return {label: class_names.get(label, str(label)) for label in np.unique(labels).tolist()}
+
+
+def scaled_size(size, scale: float, multiple: int = 1) -> tuple[int, int]:
+    """``(H, W)`` times ``scale``, each side rounded to a multiple of ``multiple`` (at least one multiple)."""
+    return tuple(max(multiple, round(side * scale / multiple) * multiple) for side in size)
+
+
+def imagenet_input(rgb: np.ndarray, size) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 -> ``(1, 3, *size)`` float32: resized (bilinear, antialiased), /255, ImageNet mean/std."""
+    tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255.0
+    tensor = F.interpolate(tensor, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+    mean, std = (torch.tensor(values)[None, :, None, None] for values in (IMAGENET_MEAN, IMAGENET_STD))
+    return (tensor - mean) / std
 
 
 # Past this many score values (classes x pixels), the argmax is taken at a smaller size and

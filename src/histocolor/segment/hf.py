@@ -10,12 +10,10 @@ import numpy as np
 import torch
 
 from histocolor.errors import HistocolorError
-from histocolor.segment.base import Segmenter, as_uint8, upsample_scores
+from histocolor.segment.base import Segmenter, as_uint8, imagenet_input, present_names, scaled_size, upsample_scores
 from histocolor.transfer import resolve_device
 
 INPUT_SIDE = 512
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 def _transformers():
@@ -64,13 +62,8 @@ class TransformersSegmenter(Segmenter):
             options = {"task_inputs": ["semantic"]} if self.model_type == "oneformer" else {}
             return dict(self.processor(images=rgb, return_tensors="pt", **options))
         # No processor saved (e.g. a model built from a config): ImageNet normalisation at 512.
-        height, width = rgb.shape[:2]
-        scale = INPUT_SIDE / max(height, width)
-        tensor = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
-        size = (max(32, round(height * scale / 32) * 32), max(32, round(width * scale / 32) * 32))
-        tensor = torch.nn.functional.interpolate(tensor, size=size, mode="bilinear", antialias=True, align_corners=False)
-        mean, std = (torch.from_numpy(v)[None, :, None, None] for v in (IMAGENET_MEAN, IMAGENET_STD))
-        return {"pixel_values": (tensor - mean) / std}
+        size = scaled_size(rgb.shape[:2], INPUT_SIDE / max(rgb.shape[:2]), multiple=32)
+        return {"pixel_values": imagenet_input(rgb, size)}
 
     @torch.no_grad()
     def segment(self, image):
@@ -86,4 +79,4 @@ class TransformersSegmenter(Segmenter):
         else:
             scores = outputs.logits
         labels = upsample_scores(scores, rgb.shape[:2])
-        return labels, {label: self.class_names.get(label, str(label)) for label in np.unique(labels).tolist()}
+        return labels, present_names(labels, self.class_names)

@@ -6,8 +6,6 @@ names below and checked against their sha256; nothing is downloaded.
 """
 
 import hashlib
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +14,9 @@ import torch
 from PIL import Image
 
 from histocolor.errors import HistocolorError
-from histocolor.segment.base import Segmenter, as_uint8, resize_labels, upsample_scores
+from histocolor.segment.base import (
+    Segmenter, as_uint8, models_home, present_names, read_class_names, resize_labels, upsample_scores,
+)
 
 INPUT_SIDE = 513
 
@@ -45,10 +45,6 @@ MODELS = {
 }
 
 
-def models_home() -> Path:
-    return Path(os.environ.get("HISTOCOLOR_HOME", Path.home() / ".cache" / "histocolor")).expanduser() / "models"
-
-
 def find_model(name: str) -> Path:
     """The checked model file of segmenter ``name``, or an error that says where to get it."""
     model = MODELS[name]
@@ -62,20 +58,6 @@ def find_model(name: str) -> Path:
     if digest != model.sha256:
         raise HistocolorError(f"{path} is not the expected model (sha256 {digest[:12]}..., expected {model.sha256[:12]}...)")
     return path
-
-
-def read_class_names(path: Path) -> dict[int, str]:
-    """``N<tab>name`` lines (ADE20K) or one name per line until a blank line (VOC)."""
-    if not path.is_file():
-        return {}
-    names = {}
-    for index, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
-        if not line.strip():
-            break
-        numbered = re.match(r"^(\d+)\s+(.+)$", line.strip())
-        label, name = (int(numbered.group(1)), numbered.group(2)) if numbered else (index, line.strip())
-        names[label] = name.strip()
-    return names
 
 
 def _interpreter_class():
@@ -121,5 +103,4 @@ class DeepLabTFLite(Segmenter):
             labels = upsample_scores(scores, (height, width))
         else:  # a label map already
             labels = resize_labels(output.astype(np.int32), (height, width))
-        present = np.unique(labels).tolist()
-        return labels, {label: self.class_names.get(label, str(label)) for label in present}
+        return labels, present_names(labels, self.class_names)

@@ -5,11 +5,10 @@ Names: ``deeplabv3_mobilenet_v3_large``, ``deeplabv3_resnet50``, ``deeplabv3_res
 fetched by torchvision into its cache on first use (network needed once).
 """
 
-import numpy as np
 import torch
 
 from histocolor.errors import HistocolorError
-from histocolor.segment.base import Segmenter, as_uint8, upsample_scores
+from histocolor.segment.base import Segmenter, as_uint8, imagenet_input, present_names, upsample_scores
 from histocolor.transfer import resolve_device
 
 INPUT_SIDE = 520
@@ -48,11 +47,7 @@ class TorchvisionSegmenter(Segmenter):
         rgb = as_uint8(image)
         height, width = rgb.shape[:2]
         scale = INPUT_SIDE / min(height, width)  # torchvision's recipe: short side 520
-        tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255.0
         size = (max(16, round(height * scale)), max(16, round(width * scale)))
-        tensor = torch.nn.functional.interpolate(tensor, size=size, mode="bilinear", antialias=True, align_corners=False)
-        mean = torch.tensor([0.485, 0.456, 0.406])[None, :, None, None]
-        std = torch.tensor([0.229, 0.224, 0.225])[None, :, None, None]
-        scores = self.model(((tensor - mean) / std).to(self.device))["out"]
+        scores = self.model(imagenet_input(rgb, size).to(self.device))["out"]
         labels = upsample_scores(scores, (height, width))
-        return labels, {label: self.class_names.get(label, str(label)) for label in np.unique(labels).tolist()}
+        return labels, present_names(labels, self.class_names)
