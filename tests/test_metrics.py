@@ -25,7 +25,14 @@ def test_ciede2000_known_cases(rng):
     image = rng.random((8, 8, 3))
     assert ciede2000(image, image) == pytest.approx(0.0, abs=1e-9)
     grey, lighter = np.full((4, 4, 3), 0.5), np.full((4, 4, 3), 0.6)
-    assert 5 < ciede2000(grey, lighter) < 15
+    # Two neutral greys (a = b = 0): CIEDE2000 reduces to dL / S_L, from the sRGB and CIELab formulas.
+    def lightness(value):
+        y = ((value + 0.055) / 1.055) ** 2.4  # sRGB decoding; Y of a grey (white Y = 1)
+        return 116 * np.cbrt(y) - 16  # y > (6/29)**3: the cube-root branch
+    dark, light = lightness(0.5), lightness(0.6)  # 53.39, 63.22
+    mean = (dark + light) / 2
+    expected = (light - dark) / (1 + 0.015 * (mean - 50) ** 2 / np.sqrt(20 + (mean - 50) ** 2))  # 8.862
+    assert ciede2000(grey, lighter) == pytest.approx(expected, abs=1e-4)
 
 
 def test_sliced_wasserstein_ignores_layout_and_sees_colour(rng):
