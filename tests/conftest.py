@@ -62,3 +62,66 @@ def photo_folder(tmp_path_factory):
         rgb = np.clip((field + noise).transpose(1, 2, 0), 0, 1)
         Image.fromarray((rgb * 255).astype(np.uint8)).save(folder / f"photo{index}.jpg", quality=95)
     return folder
+
+
+def _uint8(rgb: torch.Tensor) -> np.ndarray:
+    return (rgb.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def held_out_views(sample_pair):
+    """The paper's situation on the two sample photos (both held out of training), with a truth:
+    ``(source, reference, truth)`` uint8 triples, six per photo. truth = a grade of the photo from
+    the evaluation family (not the training one); reference = another view of the truth (a crop,
+    mirrored half the time, resized)."""
+    from histocolor.data.graded import EvaluationStyle, another_view
+
+    views = []
+    for photo in sample_pair:
+        pixels = torch.from_numpy(photo).permute(2, 0, 1).float() / 255.0
+        rng = np.random.default_rng(3)
+        for _ in range(6):
+            truth = EvaluationStyle(rng)(pixels)
+            views.append((photo, _uint8(another_view(truth, rng)), _uint8(truth)))
+    return views
+
+
+@pytest.fixture(scope="session")
+def held_out_region_views(sample_pair):
+    """Region-wise views with a truth: each photo cut into its three ``slic`` regions, each region
+    graded apart (evaluation family, feathered seams); the reference is a mirrored crop of the
+    truth, its labels cropped alike. ``(source, source_labels, reference, reference_labels, truth)``,
+    four per photo."""
+    from histocolor.data.graded import EvaluationStyle
+    from histocolor.regions import region_weights
+    from histocolor.segment.slic import SlicSegmenter
+
+    views = []
+    for photo in sample_pair:
+        labels, _ = SlicSegmenter(regions=3).regions_of(photo)
+        pixels = torch.from_numpy(photo).permute(2, 0, 1).float() / 255.0
+        count = int(labels.max()) + 1
+        weights = torch.from_numpy(region_weights(labels, [[k] for k in range(count)], photo.shape[:2], 0.01))
+        rng = np.random.default_rng(7)
+        height, width = labels.shape
+        for _ in range(4):
+            grades = [EvaluationStyle(rng)(pixels) for _ in range(count)]
+            truth = _uint8(sum(w[None] * g for w, g in zip(weights, grades)) / weights.sum(0, keepdim=True).clamp_min(1e-6))
+            crop_height, crop_width = int(height * rng.uniform(0.5, 1.0)), int(width * rng.uniform(0.5, 1.0))
+            top, left = int(rng.integers(0, height - crop_height + 1)), int(rng.integers(0, width - crop_width + 1))
+            box = (slice(top, top + crop_height), slice(left, left + crop_width))
+            reference = np.ascontiguousarray(truth[box][:, ::-1])
+            views.append((photo, labels, reference, np.ascontiguousarray(labels[box][:, ::-1]), truth))
+    return views
+
+
+@pytest.fixture(scope="session")
+def alignment_alone(tmp_path_factory):
+    """Weights of the shipped model without its learned part: its settings in a fresh network,
+    whose residual heads start at zero, so it returns its alignment. The trained CTN must beat it."""
+    from histocolor.model import HistogramAnalogy, from_pretrained
+    from histocolor.transfer import DEFAULT_WEIGHTS
+
+    folder = tmp_path_factory.mktemp("alignment-alone")
+    HistogramAnalogy(from_pretrained(DEFAULT_WEIGHTS).config).save_pretrained(folder)
+    return folder

@@ -97,6 +97,22 @@ def test_the_shipped_network_by_regions_takes_each_regions_colours(tmp_path):
     assert 0.1 < abs(lab_difference - with_luts) < 0.4 * with_luts  # the option reaches the result (0.71 apart)
 
 
+def test_the_report_scores_the_shipped_network_above_its_alignment(tmp_path, held_out_views, alignment_alone):
+    """Where the truth is known, the evaluation must tell the trained network from its alignment
+    alone (residual heads at zero): closer to the truth on both PSNR and ΔE2000."""
+    lines = ["source,reference,truth"]
+    for index, view in enumerate(held_out_views):
+        for name, pixels in zip(("source", "reference", "truth"), view):
+            Image.fromarray(pixels).save(tmp_path / f"{name}{index}.png")
+        lines.append(f"source{index}.png,reference{index}.png,truth{index}.png")
+    (tmp_path / "views.csv").write_text("\n".join(lines) + "\n")
+    ours, alone = (
+        evaluate({"views": tmp_path / "views.csv"}, ["analogy"], tmp_path / name, weights=weights)["views"]["analogy"]
+        for name, weights in (("network", None), ("alignment", alignment_alone))
+    )
+    assert ours["ciede2000"] < 0.995 * alone["ciede2000"] and ours["psnr"] > alone["psnr"]
+
+
 def test_evaluate_command_and_errors(graded_set, tmp_path, capsys):
     assert main(["evaluate", str(graded_set), "--methods", "identity", "histmatch", "--out", str(tmp_path / "r")]) == 0
     assert (tmp_path / "r" / "report.md").is_file()
