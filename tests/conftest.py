@@ -14,6 +14,20 @@ DPST = SHARED / "data" / "dpst-dev"
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+def random_lab(batch, height, width, seed=0):
+    """Uniformly random Lab images ``(batch, 3, height, width)`` (L in [0, 100], a and b in [-60, 60])."""
+    generator = torch.Generator().manual_seed(seed)
+    lab = torch.rand(batch, 3, height, width, generator=generator)
+    return lab * torch.tensor([100.0, 120.0, 120.0]).view(3, 1, 1) - torch.tensor([0.0, 60.0, 60.0]).view(3, 1, 1)
+
+
+def randomise_heads(model):
+    """Small random residual heads, so an untrained CTN changes its input."""
+    torch.manual_seed(1)
+    for head in model.ctn.heads:
+        torch.nn.init.normal_(head.weight, std=0.05)
+
+
 def require(path: Path) -> Path:
     """Skip (with the reason) when the shared development data is not next to the project."""
     if not path.exists():

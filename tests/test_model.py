@@ -6,33 +6,23 @@ import torch
 from histocolor.errors import HistocolorError
 from histocolor.model import AnalogyConfig, HistogramAnalogy, from_pretrained
 
+from conftest import random_lab, randomise_heads
+
 SMALL = AnalogyConfig(hen_widths=(8, 8, 8, 8), feature_size=16, ctn_width=8, ctn_depth=2)
-
-
-def _lab(batch, height, width, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    lab = torch.rand(batch, 3, height, width, generator=generator)
-    return lab * torch.tensor([100.0, 120.0, 120.0]).view(3, 1, 1) - torch.tensor([0.0, 60.0, 60.0]).view(3, 1, 1)
-
-
-def _randomise_heads(model):
-    torch.manual_seed(1)
-    for head in model.ctn.heads:
-        torch.nn.init.normal_(head.weight, std=0.05)
 
 
 @pytest.mark.parametrize("size", [(37, 53), (64, 64), (5, 130), (1, 1)])
 def test_untrained_network_is_the_identity_at_any_size(size):
     model = HistogramAnalogy(SMALL).eval()
-    source = _lab(2, *size)
-    result = model(source, _lab(2, 20, 30, seed=1))
+    source = random_lab(2, *size)
+    result = model(source, random_lab(2, 20, 30, seed=1))
     assert result.output.shape == source.shape
     assert torch.allclose(result.output, source, atol=1e-4)
 
 
 def test_intermediate_outputs_are_coarse_to_fine_and_supervisable():
     model = HistogramAnalogy(AnalogyConfig(ctn_depth=3, ctn_width=8, hen_widths=(8, 8, 8, 8), feature_size=16))
-    result = model(_lab(1, 50, 70), _lab(1, 40, 40, seed=2))
+    result = model(random_lab(1, 50, 70), random_lab(1, 40, 40, seed=2))
     assert [tuple(t.shape[-2:]) for t in result.intermediate] == [(13, 18), (25, 35)]
     loss = sum((t - t.detach() - 1).square().mean() for t in [result.output, *result.intermediate])
     loss.backward()
@@ -41,17 +31,17 @@ def test_intermediate_outputs_are_coarse_to_fine_and_supervisable():
 
 def test_output_depends_on_the_reference_histogram():
     model = HistogramAnalogy(SMALL).eval()
-    _randomise_heads(model)
-    source = _lab(1, 32, 32)
-    first = model(source, _lab(1, 32, 32, seed=5)).output
-    second = model(source, _lab(1, 32, 32, seed=5) * 0.5).output
+    randomise_heads(model)
+    source = random_lab(1, 32, 32)
+    first = model(source, random_lab(1, 32, 32, seed=5)).output
+    second = model(source, random_lab(1, 32, 32, seed=5) * 0.5).output
     assert (first - second).abs().max() > 1e-3
 
 
 def test_region_features_act_where_the_region_is():
     model = HistogramAnalogy(SMALL).eval()
-    _randomise_heads(model)
-    source, reference = _lab(1, 32, 32), _lab(1, 32, 32, seed=3)
+    randomise_heads(model)
+    source, reference = random_lab(1, 32, 32), random_lab(1, 32, 32, seed=3)
     global_output = model(source, reference).output
     source_regions = torch.zeros(1, 1, 32, 32)
     source_regions[..., :, 16:] = 1.0
@@ -66,8 +56,8 @@ def test_region_features_act_where_the_region_is():
 def test_region_maps_stay_aligned_when_the_network_pads():
     config = AnalogyConfig(hen_widths=(8, 8, 8, 8), feature_size=16, ctn_width=8, ctn_depth=3)
     model = HistogramAnalogy(config).eval()
-    _randomise_heads(model)
-    source, reference = _lab(1, 30, 37), _lab(1, 30, 37, seed=3)
+    randomise_heads(model)
+    source, reference = random_lab(1, 30, 37), random_lab(1, 30, 37, seed=3)
     source_regions = torch.zeros(1, 1, 30, 37)
     source_regions[..., 20:] = 1.0  # columns 20.. belong to the region
     reference_regions = torch.zeros(1, 1, 30, 37)
@@ -83,8 +73,8 @@ def test_region_maps_stay_aligned_when_the_network_pads():
 
 def test_a_region_missing_from_the_reference_falls_back_to_global_features():
     model = HistogramAnalogy(SMALL).eval()
-    _randomise_heads(model)
-    source, reference = _lab(1, 16, 16), _lab(1, 16, 16, seed=4)
+    randomise_heads(model)
+    source, reference = random_lab(1, 16, 16), random_lab(1, 16, 16, seed=4)
     regions = torch.ones(1, 1, 16, 16)
     fallback = model(source, reference, regions, torch.zeros(1, 1, 16, 16)).output
     assert torch.allclose(fallback, model(source, reference).output, atol=1e-5)
@@ -110,12 +100,12 @@ def test_config_validation():
 
 def test_save_and_load_round_trip(tmp_path):
     model = HistogramAnalogy(SMALL).eval()
-    _randomise_heads(model)
+    randomise_heads(model)
     model.save_pretrained(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
     loaded = from_pretrained(tmp_path)
     assert loaded.config == SMALL and not loaded.training
-    source, reference = _lab(1, 24, 24), _lab(1, 24, 24, seed=9)
+    source, reference = random_lab(1, 24, 24), random_lab(1, 24, 24, seed=9)
     assert torch.equal(loaded(source, reference).output, model(source, reference).output)
 
 
@@ -148,10 +138,10 @@ def test_a_ctn_that_sees_the_source_starts_as_the_model_it_grew_from():
 
     aligned = replace(SMALL, alignment={"method": "moments", "everywhere": True})
     model = HistogramAnalogy(aligned).eval()
-    _randomise_heads(model)
+    randomise_heads(model)
     grown = HistogramAnalogy(replace(aligned, ctn_sees_source=True)).eval()
     grow_state(grown, model.state_dict())
-    source, reference = _lab(2, 37, 53), _lab(2, 20, 30, seed=1)
+    source, reference = random_lab(2, 37, 53), random_lab(2, 20, 30, seed=1)
     assert torch.equal(grown(source, reference).output, model(source, reference).output)
     # The new inputs have weights, and they reach the result once those move.
     extra = grown.ctn.stem[0].weight[:, 3:]

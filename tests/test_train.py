@@ -8,10 +8,11 @@ import torch
 from histocolor.data.photos import PhotoFolderDataset, Triplet
 from histocolor.data.retouch import RetouchStyle, apply_style
 from histocolor.errors import HistocolorError
-from histocolor.model import HistogramAnalogy, from_pretrained
+from histocolor.model import AnalogyConfig, HistogramAnalogy, from_pretrained
 from histocolor.train import TrainConfig, train
 
 TINY_MODEL = {"hen_widths": [4, 4, 4, 4], "feature_size": 8, "ctn_width": 4, "ctn_depth": 2}
+TINY_TRANSFORMER = {"encoder": "transformer", "transformer": {"depth": 1, "width": 16, "heads": 2}}
 
 
 def _config(**overrides):
@@ -53,20 +54,23 @@ class _BrightenDataset(torch.utils.data.Dataset):
         return Triplet(item.source, apply_style(item.reference, brighter), apply_style(item.source, brighter))
 
 
-@pytest.mark.parametrize("head", ["ctn", "lut"])
-def test_training_lowers_the_loss(tmp_path, photo_folder, head):
+@pytest.mark.parametrize(
+    "model", [{"head": "ctn"}, {"head": "lut"}, TINY_TRANSFORMER], ids=["ctn", "lut", "transformer"]
+)
+def test_training_lowers_the_loss(tmp_path, photo_folder, model):
     losses = []
-    config = _config(
-        steps=40, batch_size=4, learning_rate=3e-3, checkpoint_every=100, model={**TINY_MODEL, "head": head}
-    )
-    train(
+    config = _config(steps=40, batch_size=4, learning_rate=3e-3, checkpoint_every=100, model={**TINY_MODEL, **model})
+    out = train(
         config,
         _BrightenDataset(photo_folder),
         tmp_path / "run",
         progress_bar=False,
         callback=lambda p: losses.append(p.losses["l1"]),
     )
-    assert sum(losses[-10:]) < 0.8 * sum(losses[:10])
+    # The transformer's features move more under this short run's high rate (its loss is noisier):
+    # it must still learn, by a smaller margin in 40 steps (about 0.84 here, the conv HEN about 0.72).
+    assert sum(losses[-10:]) < (0.9 if "encoder" in model else 0.8) * sum(losses[:10])
+    assert from_pretrained(out).config == AnalogyConfig.from_dict(config.model)  # the variant trained is the one saved
 
 
 def test_region_losses_train_on_unpaired_region_triplets(tmp_path, photo_folder):
@@ -211,6 +215,26 @@ def test_train_command(tmp_path, photo_folder, capsys):
     assert from_pretrained(tmp_path / "out").config.ctn_width == 4
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "none")]) == 2
     assert "no training data" in capsys.readouterr().err
+
+
+def test_train_and_transfer_commands_with_a_transformer_encoder(tmp_path, photo_folder, capsys):
+    """``histocolor train --config`` with ``"encoder": "transformer"``, then ``transfer --weights``."""
+    from PIL import Image
+
+    from histocolor.cli import main
+    from histocolor.model.histogram_transformer import HistogramTransformer
+
+    config = tmp_path / "config.json"
+    settings = {**_config(steps=2, model={**TINY_MODEL, **TINY_TRANSFORMER}).__dict__, "holdout": []}
+    config.write_text(json.dumps(settings))
+    assert main(["train", "--data", str(photo_folder), "--config", str(config), "--out", str(tmp_path / "out")]) == 0
+    model = from_pretrained(tmp_path / "out")
+    assert model.config.encoder == "transformer" and isinstance(model.hen, HistogramTransformer)
+    source, reference = photo_folder / "photo0.jpg", photo_folder / "photo3.jpg"
+    output = tmp_path / "result.png"
+    code = main(["transfer", str(source), str(reference), "-o", str(output), "--weights", str(tmp_path / "out")])
+    assert code == 0, capsys.readouterr().err
+    assert Image.open(output).size == Image.open(source).size
 
 
 # Run under torchrun: records the network train() builds, runs the train command, then has every

@@ -9,6 +9,7 @@ from histocolor.model.alignment import align_regions, clamp_lab
 from histocolor.model.config import AnalogyConfig
 from histocolor.model.ctn import ColorTransferNet, CTNOutput, RegionCondition
 from histocolor.model.hen import HistogramEncoder
+from histocolor.model.histogram_transformer import HistogramTransformer
 from histocolor.model.lut_head import LUTHead, lookup
 
 
@@ -23,13 +24,19 @@ def _whole_images(source_lab, reference_lab, source_weights, reference_weights):
             _weighted(reference_lab.new_ones(batch, 1, *reference_lab.shape[-2:]), reference_weights))
 
 
+# The histogram encoder for each ``config.encoder``: both map the HEN input stack to
+# ``(B, feature_size)``, so everything behind them is the same.
+ENCODERS = {"conv": HistogramEncoder, "transformer": HistogramTransformer}
+
+
 class HistogramAnalogy(nn.Module):
     """The whole network: ``forward(source_lab, reference_lab) -> CTNOutput`` in Lab units."""
 
     def __init__(self, config: AnalogyConfig | None = None):
         super().__init__()
         self.config = config or AnalogyConfig()
-        self.hen = HistogramEncoder(self.config)
+        # Named ``hen`` whichever encoder it is, so weights keep their names.
+        self.hen = ENCODERS[self.config.encoder](self.config)
         # The alignment strategy (None: the head recolours the source itself).
         self.aligner = self.config.alignment.build()
         if self.config.head == "lut":
@@ -38,7 +45,7 @@ class HistogramAnalogy(nn.Module):
             self.ctn = ColorTransferNet(self.config)
 
     def encode(self, lab: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-        """HEN feature ``(B, feature_size)`` of Lab images ``(B, 3, H, W)``, optionally weighted."""
+        """Histogram feature ``(B, feature_size)`` of Lab images ``(B, 3, H, W)``, optionally weighted."""
         return self.hen(hen_input(lab, self.config.l_bins, self.config.ab_bins, weights))
 
     def condition(

@@ -6,6 +6,7 @@ from histocolor.histogram import DEFAULT_AB_BINS, DEFAULT_L_BINS, MAX_L_BINS
 
 
 HEADS = ("ctn", "lut")
+ENCODERS = ("conv", "transformer")
 ALIGNMENT_METHODS = ("none", "moments", "quantiles", "colour", "sliced")
 
 
@@ -87,14 +88,45 @@ class AlignmentConfig:
 
 
 @dataclass(frozen=True)
+class TransformerConfig:
+    """Sizes of the histogram transformer encoder (see model/histogram_transformer.py).
+
+    Attributes:
+        patch_size: side of the square (a, b)-histogram patches, one token each
+            (``ab_bins`` must be a multiple of it; 64 bins and 8 give 64 tokens).
+        depth: pre-norm encoder layers.
+        width: token size (the model dimension).
+        heads: attention heads per layer (must divide ``width``).
+        mlp_ratio: feed-forward width of each layer as a multiple of ``width``.
+    """
+
+    patch_size: int = 8
+    depth: int = 4
+    width: int = 64
+    heads: int = 4
+    mlp_ratio: int = 2
+
+    def __post_init__(self):
+        for name in ("patch_size", "depth", "width", "heads", "mlp_ratio"):
+            _require_integer(f"transformer {name}", getattr(self, name))
+            if getattr(self, name) < 1:
+                raise ValueError(f"transformer {name} must be positive, got {getattr(self, name)}")
+        if self.width % self.heads:
+            raise ValueError(f"transformer width ({self.width}) must be divisible by its heads ({self.heads})")
+
+
+@dataclass(frozen=True)
 class AnalogyConfig:
     """Shapes of HEN and CTN. Saved as ``config.json`` next to the weights.
 
     Attributes:
         l_bins: bins of the L histogram (the paper's text says 64, its released model 8).
         ab_bins: bins per axis of the (a, b) histogram.
-        hen_widths: channels of the HEN's stride-2 convolutions, one entry per halving.
-        feature_size: length of the HEN's feature vector.
+        encoder: the histogram encoder: ``"conv"`` (the paper's HEN, stride-2 convolutions) or
+            ``"transformer"`` (tokens of histogram patches and L bins, pooled by a CLS token).
+        hen_widths: channels of the HEN's stride-2 convolutions, one entry per halving (conv).
+        transformer: sizes of the transformer encoder (:class:`TransformerConfig`; a dict in JSON).
+        feature_size: length of the histogram encoder's feature vector (either encoder).
         ctn_width: channels of the CTN's first U-Net level (doubled at each level below).
         ctn_depth: number of U-Net down-sampling steps.
         head: ``"ctn"`` (the paper's pixel U-Net) or ``"lut"`` (a per-image 3D LUT).
@@ -110,7 +142,9 @@ class AnalogyConfig:
 
     l_bins: int = DEFAULT_L_BINS
     ab_bins: int = DEFAULT_AB_BINS
+    encoder: str = "conv"
     hen_widths: tuple[int, ...] = (16, 32, 64, 64)
+    transformer: TransformerConfig = TransformerConfig()
     feature_size: int = 64
     ctn_width: int = 16
     ctn_depth: int = 3
@@ -124,12 +158,18 @@ class AnalogyConfig:
         if not isinstance(self.hen_widths, (list, tuple)):
             raise ValueError(f"hen_widths must be a list of integers, got {self.hen_widths!r}")
         object.__setattr__(self, "hen_widths", tuple(self.hen_widths))
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
+        if isinstance(self.transformer, dict):
+            object.__setattr__(self, "transformer", _nested_from_dict(TransformerConfig, "transformer", self.transformer))
+        if not isinstance(self.transformer, TransformerConfig):
+            raise ValueError(f"transformer must be an object of transformer settings, got {self.transformer!r}")
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         for name in ("l_bins", "ab_bins", "feature_size", "ctn_width", "ctn_depth", "lut_bases", "lut_size"):
             _require_integer(name, getattr(self, name))
         if isinstance(self.alignment, dict):
-            object.__setattr__(self, "alignment", _alignment_from_dict(self.alignment))
+            object.__setattr__(self, "alignment", _nested_from_dict(AlignmentConfig, "alignment", self.alignment))
         if not isinstance(self.alignment, AlignmentConfig):
             raise ValueError(f"alignment must be an object of alignment settings, got {self.alignment!r}")
         for width in self.hen_widths:
@@ -140,8 +180,14 @@ class AnalogyConfig:
             raise ValueError("ctn_sees_source needs the CTN head and an alignment (without one the CTN already sees the source)")
         if not 1 <= self.l_bins <= MAX_L_BINS:
             raise ValueError(f"l_bins must be in 1..{MAX_L_BINS}, got {self.l_bins}")
-        if not self.hen_widths or self.ab_bins % (2 ** len(self.hen_widths)):
+        if not self.hen_widths:
+            raise ValueError("hen_widths must list at least one width")
+        if self.encoder == "conv" and self.ab_bins % (2 ** len(self.hen_widths)):
             raise ValueError(f"ab_bins ({self.ab_bins}) must be divisible by 2^{len(self.hen_widths)}")
+        if self.encoder == "transformer" and self.ab_bins % self.transformer.patch_size:
+            raise ValueError(
+                f"ab_bins ({self.ab_bins}) must be divisible by the transformer patch_size ({self.transformer.patch_size})"
+            )
         if (
             min(self.feature_size, self.ctn_width, self.ctn_depth, self.lut_bases, *self.hen_widths) < 1
             or self.lut_size < 2
@@ -175,9 +221,10 @@ class AnalogyConfig:
         return cls(**data)
 
 
-def _alignment_from_dict(data: dict) -> AlignmentConfig:
-    known = {f.name for f in fields(AlignmentConfig)}
+def _nested_from_dict(kind, name: str, data: dict):
+    """A nested settings dataclass (``alignment``, ``transformer``) from its JSON object."""
+    known = {f.name for f in fields(kind)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"unknown alignment keys {unknown}")
-    return AlignmentConfig(**data)
+        raise ValueError(f"unknown {name} keys {unknown}")
+    return kind(**data)
