@@ -381,3 +381,10 @@ def test_the_command_beats_doing_nothing_where_the_truth_is_known(tmp_path, caps
     result, truth = read_image(output).rgb, _uint8(truth)
     assert result.shape == truth.shape
     assert psnr(result, truth) >= psnr(sample_pair[0], truth) + 3.0
+
+
+def test_library_errors_are_quoted_on_one_line():
+    from histocolor.errors import first_line
+
+    assert first_line(ValueError("  bad header\nTraceback (most recent call last):")) == "bad header"
+    assert first_line(RuntimeError("")) == "RuntimeError"  # an empty message must not break the error itself

@@ -11,3 +11,10 @@ class HistocolorError(Exception):
 
 class NoCommonRegion(HistocolorError):
     """The two label maps share no region large enough for a region-wise transfer."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty),
+    to quote a library's error inside a one-line :class:`HistocolorError`."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

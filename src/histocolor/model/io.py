@@ -8,7 +8,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from histocolor.atomic import atomic_write
-from histocolor.errors import HistocolorError
+from histocolor.errors import HistocolorError, first_line
 from histocolor.model.config import AnalogyConfig
 
 CONFIG_NAME = "config.json"
@@ -84,7 +84,7 @@ def from_pretrained(directory, device="cpu"):
     try:
         state = load_file(weights_path, device="cpu")
     except (SafetensorError, OSError, ValueError) as error:
-        raise HistocolorError(f"corrupt weights file '{weights_path}': {str(error).splitlines()[0]}") from None
+        raise HistocolorError(f"corrupt weights file '{weights_path}': {first_line(error)}") from None
     model = HistogramAnalogy(config)
     expected = {name: tensor.shape for name, tensor in model.state_dict().items()}
     missing = sorted(set(expected) - set(state))

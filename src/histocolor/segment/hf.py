@@ -9,7 +9,7 @@ offline; a hub id is fetched by transformers into its cache when online.
 import numpy as np
 import torch
 
-from histocolor.errors import HistocolorError
+from histocolor.errors import HistocolorError, first_line
 from histocolor.segment.base import Segmenter, as_uint8, imagenet_input, present_names, scaled_size, upsample_scores
 from histocolor.transfer import resolve_device
 
@@ -32,13 +32,13 @@ def load_model(source: str):
     try:
         config = transformers.AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as error:
-        raise HistocolorError(f"cannot load segmenter 'hf:{source}': {str(error).splitlines()[0]}") from None
+        raise HistocolorError(f"cannot load segmenter 'hf:{source}': {first_line(error)}") from None
     universal = config.model_type in ("mask2former", "oneformer", "maskformer")
     loader = transformers.AutoModelForUniversalSegmentation if universal else transformers.AutoModelForSemanticSegmentation
     try:
         model = loader.from_pretrained(source)
     except (OSError, ValueError) as error:
-        raise HistocolorError(f"cannot load segmenter 'hf:{source}': {str(error).splitlines()[0]}") from None
+        raise HistocolorError(f"cannot load segmenter 'hf:{source}': {first_line(error)}") from None
     try:
         processor = (transformers.AutoProcessor if config.model_type == "oneformer" else transformers.AutoImageProcessor).from_pretrained(source)
     except (OSError, ValueError, TypeError):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from histocolor.errors import HistocolorError
+from histocolor.errors import HistocolorError, first_line
 from histocolor.segment.base import (
     Segmenter, as_uint8, imagenet_input, models_home, present_names, read_class_names, scaled_size, upsample_scores,
 )
@@ -89,11 +89,6 @@ def _onnxruntime():
     return onnxruntime
 
 
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def check_contract(inputs, outputs, spec: str):
     """``(fixed input size or None, number of classes or None)`` from onnxruntime's input and output
     descriptions (``.name``, ``.shape``, ``.type``); a one-line error when they break the contract."""
@@ -138,7 +133,7 @@ class OnnxSegmenter(Segmenter):
         try:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=providers)
         except Exception as error:  # onnxruntime's errors derive from Exception only (Fail, InvalidProtobuf, ...)
-            raise HistocolorError(f"cannot load segmenter {self.name!r}: {_first_line(error)}") from None
+            raise HistocolorError(f"cannot load segmenter {self.name!r}: {first_line(error)}") from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         self.fixed_size, classes = check_contract(inputs, outputs, self.name)
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
@@ -158,7 +153,7 @@ class OnnxSegmenter(Segmenter):
         try:
             scores = self.session.run([self.output_name], {self.input_name: pixel_values})[0]
         except Exception as error:  # see __init__
-            raise HistocolorError(f"{self.name} failed on a {size[0]}x{size[1]} input: {_first_line(error)}") from None
+            raise HistocolorError(f"{self.name} failed on a {size[0]}x{size[1]} input: {first_line(error)}") from None
         if scores.ndim != 4 or scores.shape[0] != 1:
             raise HistocolorError(f"{self.name}: expected class scores (1, C, h, w), got shape {list(scores.shape)}")
         labels = upsample_scores(torch.from_numpy(np.ascontiguousarray(scores)), rgb.shape[:2])

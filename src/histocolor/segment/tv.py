@@ -7,7 +7,7 @@ fetched by torchvision into its cache on first use (network needed once).
 
 import torch
 
-from histocolor.errors import HistocolorError
+from histocolor.errors import HistocolorError, first_line
 from histocolor.segment.base import Segmenter, as_uint8, imagenet_input, present_names, upsample_scores
 from histocolor.transfer import resolve_device
 
@@ -29,7 +29,7 @@ def build_model(name: str, pretrained: bool = True):
         kwargs = {} if pretrained else {"weights_backbone": None, "num_classes": 21}
         model = models.get_model(name, weights=weights, **kwargs)
     except (OSError, RuntimeError) as error:  # no network and no cached weights
-        raise HistocolorError(f"cannot load torchvision:{name} weights: {str(error).splitlines()[0]}") from None
+        raise HistocolorError(f"cannot load torchvision:{name} weights: {first_line(error)}") from None
     return model.eval(), weights
 
 
