@@ -145,6 +145,35 @@ def test_the_widgets_network_beats_its_alignment_on_held_out_views(make_napari_v
     assert scores[DEFAULT_WEIGHTS] < 0.995 * scores[alignment_alone]
 
 
+def test_weights_of_a_transformer_and_attention_variant_run_in_the_widget(viewer, dock, qtbot, tmp_path):
+    """Issue 13's variants load from a weights folder in the widget, and give the library's result."""
+    from histocolor.model import AnalogyConfig, HistogramAnalogy
+    from histocolor.model.cross_attention import CrossAttention
+    from histocolor.transfer import ColorTransfer
+
+    config = AnalogyConfig(encoder="transformer", attention="bottleneck+decoder", transformer={"depth": 1, "width": 16,
+                           "heads": 2}, feature_size=16, ctn_width=8, ctn_depth=2, alignment={"method": "none"})
+    torch.manual_seed(0)
+    model = HistogramAnalogy(config)
+    with torch.no_grad():  # an untrained network changes nothing: move its heads and attention outputs
+        for module in model.modules():
+            if isinstance(module, CrossAttention):
+                module.out.weight.normal_(std=0.1)
+        for head in model.ctn.heads:
+            head.weight.normal_(std=0.05)
+    model.save_pretrained(tmp_path / "variant")
+    widget = dock(viewer, "Color transfer")
+    widget.source.value, widget.reference.value = viewer.layers["source"], viewer.layers["reference"]
+    widget.weights.value = tmp_path / "variant"
+    widget.run_button.native.click()
+    _wait_idle(qtbot, widget)
+    result = viewer.layers["source ← reference (analogy)"].data
+    source, reference = viewer.layers["source"].data, viewer.layers["reference"].data
+    expected = ColorTransfer(weights=tmp_path / "variant", device="cpu")(source, reference).image
+    assert np.array_equal(result, expected)
+    assert np.abs(result.astype(int) - source).mean() > 2.0
+
+
 def test_the_same_layer_twice_gives_a_notice_not_a_copy(viewer, dock, notices):
     widget = dock(viewer, "Color transfer")
     source = viewer.layers["source"]

@@ -13,6 +13,8 @@ from histocolor.train import TrainConfig, train
 
 TINY_MODEL = {"hen_widths": [4, 4, 4, 4], "feature_size": 8, "ctn_width": 4, "ctn_depth": 2}
 TINY_TRANSFORMER = {"encoder": "transformer", "transformer": {"depth": 1, "width": 16, "heads": 2}}
+TINY_ATTENTION = {"attention": "bottleneck+decoder", "attention_window": 4, "transformer": {"depth": 1, "width": 16, "heads": 2}}
+TINY_BOTH = {**TINY_TRANSFORMER, **TINY_ATTENTION}
 
 
 def _config(**overrides):
@@ -55,7 +57,10 @@ class _BrightenDataset(torch.utils.data.Dataset):
 
 
 @pytest.mark.parametrize(
-    "model", [{"head": "ctn"}, {"head": "lut"}, TINY_TRANSFORMER], ids=["ctn", "lut", "transformer"]
+    "model",
+    [{"head": "ctn"}, {"head": "lut"}, TINY_TRANSFORMER, TINY_ATTENTION, TINY_BOTH,
+     {**TINY_BOTH, "head": "lut", "attention": "bottleneck"}],
+    ids=["ctn", "lut", "transformer", "cross-attention", "both", "lut-both"],
 )
 def test_training_lowers_the_loss(tmp_path, photo_folder, model):
     losses = []
@@ -70,6 +75,10 @@ def test_training_lowers_the_loss(tmp_path, photo_folder, model):
     # The transformer's features move more under this short run's high rate (its loss is noisier):
     # it must still learn, by a smaller margin in 40 steps (about 0.84 here, the conv HEN about 0.72).
     assert sum(losses[-10:]) < (0.9 if "encoder" in model else 0.8) * sum(losses[:10])
+    if "attention" in model:  # the attention blocks start as no change: they must have moved
+        trained = from_pretrained(out)
+        blocks = [m for name, m in trained.named_modules() if name.endswith("attention")]
+        assert blocks and all(block.out.weight.abs().max() > 0 for block in blocks)
     assert from_pretrained(out).config == AnalogyConfig.from_dict(config.model)  # the variant trained is the one saved
 
 
@@ -139,6 +148,22 @@ def test_a_fine_tune_can_let_the_ctn_see_the_source(tmp_path, photo_folder, tiny
     no_alignment = _config(model={"ctn_sees_source": True, "alignment": {"method": "none"}})
     with pytest.raises(HistocolorError, match="cannot fine-tune .*ctn_sees_source needs"):
         train(no_alignment, [photo_folder], tmp_path / "refused", init_weights=tiny_weights, progress_bar=False)
+
+
+def test_a_fine_tune_can_add_cross_attention(tmp_path, photo_folder, tiny_weights):
+    """``--init`` weights without attention, ``"attention"`` asked: step 0 is the old model, then it trains."""
+    asked = {"attention": "bottleneck+decoder", "attention_window": 4}
+    train(_config(steps=1, learning_rate=0.0, model=asked), [photo_folder], tmp_path / "frozen",
+          init_weights=tiny_weights, progress_bar=False)
+    start, grown = from_pretrained(tiny_weights), from_pretrained(tmp_path / "frozen")
+    assert grown.config.attention == "bottleneck+decoder" and grown.config.attention_window == 4
+    generator = torch.Generator().manual_seed(0)
+    source, reference = (torch.rand(1, 3, 24, 32, generator=generator) * 80 for _ in range(2))
+    with torch.no_grad():
+        assert torch.equal(grown(source, reference).output, start(source, reference).output)
+    train(_config(steps=2, learning_rate=1e-2, model=asked), [photo_folder], tmp_path / "tuned",
+          init_weights=tiny_weights, progress_bar=False)
+    assert from_pretrained(tmp_path / "tuned").ctn.decoder_attention.out.weight.abs().max() > 0
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path, photo_folder):
@@ -217,19 +242,19 @@ def test_train_command(tmp_path, photo_folder, capsys):
     assert "no training data" in capsys.readouterr().err
 
 
-def test_train_and_transfer_commands_with_a_transformer_encoder(tmp_path, photo_folder, capsys):
-    """``histocolor train --config`` with ``"encoder": "transformer"``, then ``transfer --weights``."""
+@pytest.mark.parametrize("variant", [TINY_TRANSFORMER, TINY_ATTENTION, TINY_BOTH], ids=["transformer", "cross-attention", "both"])
+def test_train_and_transfer_commands_with_transformer_variants(tmp_path, photo_folder, capsys, variant):
+    """``histocolor train --config`` with a transformer encoder and/or attention, then ``transfer --weights``."""
     from PIL import Image
 
     from histocolor.cli import main
-    from histocolor.model.histogram_transformer import HistogramTransformer
 
     config = tmp_path / "config.json"
-    settings = {**_config(steps=2, model={**TINY_MODEL, **TINY_TRANSFORMER}).__dict__, "holdout": []}
+    settings = {**_config(steps=2, model={**TINY_MODEL, **variant}).__dict__, "holdout": []}
     config.write_text(json.dumps(settings))
     assert main(["train", "--data", str(photo_folder), "--config", str(config), "--out", str(tmp_path / "out")]) == 0
     model = from_pretrained(tmp_path / "out")
-    assert model.config.encoder == "transformer" and isinstance(model.hen, HistogramTransformer)
+    assert model.config == AnalogyConfig.from_dict({**TINY_MODEL, **variant})
     source, reference = photo_folder / "photo0.jpg", photo_folder / "photo3.jpg"
     output = tmp_path / "result.png"
     code = main(["transfer", str(source), str(reference), "-o", str(output), "--weights", str(tmp_path / "out")])
@@ -297,3 +322,16 @@ def test_cosine_schedule_decays_to_the_final_rate():
     assert TrainConfig().learning_rate_at(500) == 1e-3
     with pytest.raises(HistocolorError):
         TrainConfig.from_dict({"schedule": "steps"})
+
+
+def test_warmup_ramps_the_rate_linearly_then_follows_the_schedule():
+    config = TrainConfig(steps=11, learning_rate=1e-3, final_learning_rate=1e-5, schedule="cosine", warmup_steps=4)
+    cosine = TrainConfig(steps=11, learning_rate=1e-3, final_learning_rate=1e-5, schedule="cosine")
+    assert [config.learning_rate_at(step) for step in range(4)] == pytest.approx(
+        [cosine.learning_rate_at(step) * (step + 1) / 4 for step in range(4)])
+    assert [config.learning_rate_at(step) for step in range(3, 11)] == pytest.approx(
+        [cosine.learning_rate_at(step) for step in range(3, 11)])
+    constant = TrainConfig(steps=10, learning_rate=2e-3, warmup_steps=2)
+    assert constant.learning_rate_at(0) == pytest.approx(1e-3) and constant.learning_rate_at(1) == 2e-3
+    with pytest.raises(HistocolorError, match="warmup_steps"):
+        TrainConfig.from_dict({"steps": 10, "warmup_steps": 10})

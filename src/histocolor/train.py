@@ -43,6 +43,7 @@ class TrainConfig:
     gradient_clip: float = 0.0  # max gradient norm per step; 0 = no clipping
     schedule: str = "constant"  # or "cosine": decays to final_learning_rate over the run
     final_learning_rate: float = 1e-5
+    warmup_steps: int = 0  # the rate ramps up linearly over these first steps (attention layers want it)
     seed: int = 0
     checkpoint_every: int = 200
     log_every: int = 10
@@ -106,15 +107,21 @@ class TrainConfig:
         return cls(steps=steps, learning_rate=learning_rate, **{**recipe, **changes})
 
     def learning_rate_at(self, step: int) -> float:
-        """The learning rate of step ``step`` (0-based); a pure function of the step, so resumes match."""
+        """The learning rate of step ``step`` (0-based); a pure function of the step, so resumes match.
+
+        A linear warm-up over ``warmup_steps`` (from 1/warmup_steps of the rate) scales the schedule.
+        """
+        if not isinstance(self.warmup_steps, int) or not 0 <= self.warmup_steps < max(self.steps, 1):
+            raise HistocolorError(f"warmup_steps must be an integer in 0..steps-1, got {self.warmup_steps!r}")
+        warmup = min((step + 1) / self.warmup_steps, 1.0) if self.warmup_steps else 1.0
         if self.schedule == "constant":
-            return self.learning_rate
+            return warmup * self.learning_rate
         if self.schedule != "cosine":
             raise HistocolorError(f"unknown schedule {self.schedule!r}: use constant or cosine")
         progress = min(step / max(self.steps - 1, 1), 1.0)
-        return self.final_learning_rate + 0.5 * (self.learning_rate - self.final_learning_rate) * (
+        return warmup * (self.final_learning_rate + 0.5 * (self.learning_rate - self.final_learning_rate) * (
             1 + math.cos(math.pi * progress)
-        )
+        ))
 
     @property
     def loss_weights(self) -> LossWeights:
@@ -161,7 +168,7 @@ class _Distributed:
 
 
 # Model settings a fine-tune (``--init``) may change; the others come with the start weights.
-FINE_TUNE_CHANGES = ("alignment", "ctn_sees_source")
+FINE_TUNE_CHANGES = ("alignment", "ctn_sees_source", "attention", "attention_window")
 
 
 def _device_for_rank(device: str) -> torch.device:
@@ -319,8 +326,9 @@ def train(
 
     if init_weights is not None:
         start = from_pretrained(init_weights)
-        # A fine-tune may change the alignment (it has no weights) and let the CTN see the
-        # source (new weights, starting at zero); every other setting comes with the weights.
+        # A fine-tune may change the alignment (it has no weights), let the CTN see the source
+        # or add cross-attention (new weights that start as no change); every other setting
+        # comes with the weights.
         try:
             asked = AnalogyConfig.from_dict({**start.config.to_dict(), **config.model})
         except (TypeError, ValueError) as error:

@@ -7,8 +7,9 @@ from histocolor.color import denormalize_lab, lab_to_rgb, normalize_lab, rgb_to_
 from histocolor.histogram import hen_input
 from histocolor.model.alignment import align_regions, clamp_lab
 from histocolor.model.config import AnalogyConfig
+from histocolor.model.cross_attention import ReferencePatchEncoder, ReferenceTokens, concatenate, token_channels
 from histocolor.model.ctn import ColorTransferNet, CTNOutput, RegionCondition
-from histocolor.model.hen import HistogramEncoder
+from histocolor.model.hen import HistogramEncoder, HistogramTokens
 from histocolor.model.histogram_transformer import HistogramTransformer
 from histocolor.model.lut_head import LUTHead, lookup
 
@@ -22,6 +23,25 @@ def _whole_images(source_lab, reference_lab, source_weights, reference_weights):
     batch = source_lab.shape[0]
     return (_weighted(source_lab.new_ones(batch, 1, *source_lab.shape[-2:]), source_weights),
             _weighted(reference_lab.new_ones(batch, 1, *reference_lab.shape[-2:]), reference_weights))
+
+
+def _histogram_tokens(global_tokens, region_tokens, regions: int) -> ReferenceTokens | None:
+    """The reference's histogram tokens with their condition channels (regions, then global).
+
+    ``global_tokens`` ``(B, T, D)`` (or None: the encoder has no tokens) belong to the global
+    channel; ``region_tokens`` ``(B * regions, T, D)`` to their region's.
+    """
+    if global_tokens is None:
+        return None
+    batch, count = global_tokens.shape[:2]
+    one_hot = torch.eye(regions + 1, dtype=global_tokens.dtype, device=global_tokens.device)
+    tokens = global_tokens
+    channels = one_hot[-1].expand(batch, count, -1)
+    if regions:
+        tokens = torch.cat([region_tokens.reshape(batch, regions * count, -1), global_tokens], 1)
+        per_region = one_hot[:regions].repeat_interleave(count, 0).expand(batch, -1, -1)
+        channels = torch.cat([per_region, channels], 1)
+    return ReferenceTokens(tokens, channels)
 
 
 # The histogram encoder for each ``config.encoder``: both map the HEN input stack to
@@ -43,10 +63,18 @@ class HistogramAnalogy(nn.Module):
             self.lut_head = LUTHead(self.config)
         else:
             self.ctn = ColorTransferNet(self.config)
+        if self.config.attention != "none":
+            width = self.config.transformer.width
+            self.reference_encoder = ReferencePatchEncoder(width)
+            if self.config.encoder == "transformer":  # the reference's histogram tokens join its image tokens
+                self.histogram_projection = torch.nn.Linear(width, width)
 
     def encode(self, lab: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """Histogram feature ``(B, feature_size)`` of Lab images ``(B, 3, H, W)``, optionally weighted."""
-        return self.hen(hen_input(lab, self.config.l_bins, self.config.ab_bins, weights))
+        return self._encoded(lab, weights).features
+
+    def _encoded(self, lab, weights=None) -> HistogramTokens:
+        return self.hen.encode(hen_input(lab, self.config.l_bins, self.config.ab_bins, weights))
 
     def condition(
         self,
@@ -71,27 +99,49 @@ class HistogramAnalogy(nn.Module):
         from ``aligned_lab`` when given (the aligned source the CTN will recolour), and so is the
         global one when the alignment covers the whole image (``alignment.everywhere``).
         """
+        return self._condition(source_lab, reference_lab, source_regions, reference_regions, source_weights,
+                               reference_weights, aligned_lab)[0]
+
+    def _condition(self, source_lab, reference_lab, source_regions, reference_regions, source_weights,
+                   reference_weights, aligned_lab):
+        """:meth:`condition`, and the reference's histogram tokens for attention (None without)."""
         everywhere = aligned_lab is not None and self.config.alignment.everywhere
+        reference_global = self._encoded(reference_lab, reference_weights)
         global_condition = torch.cat(
-            [self.encode(aligned_lab if everywhere else source_lab, source_weights),
-             self.encode(reference_lab, reference_weights)], dim=1
+            [self.encode(aligned_lab if everywhere else source_lab, source_weights), reference_global.features], dim=1
         )
         if source_regions is None and reference_regions is None:
-            return global_condition
+            return global_condition, _histogram_tokens(reference_global.tokens, None, 0)
         mixing = self._region_mixing(source_regions, reference_regions, source_weights, reference_weights)
         batch, regions = source_regions.shape[:2]
         region_source = source_lab if aligned_lab is None else aligned_lab
         source_features = self.encode(
             region_source.repeat_interleave(regions, 0), _weighted(source_regions, source_weights).flatten(0, 1)
         )
-        reference_features = self.encode(
+        reference_encoded = self._encoded(
             reference_lab.repeat_interleave(regions, 0), _weighted(reference_regions, reference_weights).flatten(0, 1)
         )
-        region_condition = torch.cat([source_features, reference_features], dim=1).view(batch, regions, -1)
+        region_condition = torch.cat([source_features, reference_encoded.features], dim=1).view(batch, regions, -1)
         remainder = (1.0 - mixing.sum(dim=1, keepdim=True)).clamp(min=0.0)
-        return RegionCondition(
+        condition = RegionCondition(
             torch.cat([region_condition, global_condition[:, None]], dim=1), torch.cat([mixing, remainder], dim=1)
         )
+        return condition, _histogram_tokens(reference_global.tokens, reference_encoded.tokens, regions)
+
+    def reference_tokens(self, reference_lab, reference_regions=None, reference_weights=None,
+                         histogram_tokens: ReferenceTokens | None = None) -> ReferenceTokens | None:
+        """What the cross-attention attends to (None without attention): the reference image's
+        tokens, then its histogram tokens (transformer encoder), each with its condition channels."""
+        if self.config.attention == "none":
+            return None
+        image = ReferenceTokens(
+            self.reference_encoder(normalize_lab(reference_lab)),
+            token_channels(reference_regions, reference_weights, len(reference_lab), reference_lab),
+        )
+        if histogram_tokens is None:
+            return image
+        projected = ReferenceTokens(self.histogram_projection(histogram_tokens.tokens), histogram_tokens.channels)
+        return concatenate(image, projected)
 
     @staticmethod
     def _region_mixing(source_regions, reference_regions, source_weights, reference_weights) -> torch.Tensor:
@@ -175,15 +225,17 @@ class HistogramAnalogy(nn.Module):
         aligned = self.align(
             source_lab, reference_lab, source_regions, reference_regions, source_weights, reference_weights
         )
-        condition = self.condition(
+        condition, histogram_tokens = self._condition(
             source_lab, reference_lab, source_regions, reference_regions, source_weights, reference_weights, aligned
         )
+        reference = self.reference_tokens(reference_lab, reference_regions, reference_weights, histogram_tokens)
         if self.config.head == "lut":
             return CTNOutput(
-                denormalize_lab(self.lut_head(source_lab if aligned is None else aligned, condition)), [], aligned
+                denormalize_lab(self.lut_head(source_lab if aligned is None else aligned, condition, reference)), [],
+                aligned,
             )
         original = normalize_lab(source_lab) if self.config.ctn_sees_source else None
-        result = self.ctn(normalize_lab(source_lab if aligned is None else aligned), condition, original)
+        result = self.ctn(normalize_lab(source_lab if aligned is None else aligned), condition, original, reference)
         return CTNOutput(denormalize_lab(result.output), [denormalize_lab(t) for t in result.intermediate], aligned)
 
     def color_lut(self, source_lab, reference_lab, size: int, source_weights=None, reference_weights=None):
@@ -195,11 +247,11 @@ class HistogramAnalogy(nn.Module):
             raise ValueError("only the LUT head predicts a LUT; fit one to the CTN's output instead")
         aligned = self.align(source_lab, reference_lab, source_weights=source_weights,
                              reference_weights=reference_weights)
-        condition = self.condition(
-            source_lab, reference_lab, source_weights=source_weights, reference_weights=reference_weights,
-            aligned_lab=aligned,
+        condition, histogram_tokens = self._condition(
+            source_lab, reference_lab, None, None, source_weights, reference_weights, aligned
         )
-        offsets = self.lut_head.luts(source_lab if aligned is None else aligned, condition)
+        reference = self.reference_tokens(reference_lab, None, reference_weights, histogram_tokens)
+        offsets = self.lut_head.luts(source_lab if aligned is None else aligned, condition, reference)
         axis = torch.linspace(0.0, 1.0, size, dtype=source_lab.dtype, device=source_lab.device)
         nodes = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=0).reshape(1, 3, size, size * size)
         nodes = nodes.expand(len(offsets), -1, -1, -1)

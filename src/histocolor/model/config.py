@@ -7,6 +7,7 @@ from histocolor.histogram import DEFAULT_AB_BINS, DEFAULT_L_BINS, MAX_L_BINS
 
 HEADS = ("ctn", "lut")
 ENCODERS = ("conv", "transformer")
+ATTENTION = ("none", "bottleneck", "bottleneck+decoder")
 ALIGNMENT_METHODS = ("none", "moments", "quantiles", "colour", "sliced")
 
 
@@ -125,7 +126,15 @@ class AnalogyConfig:
         encoder: the histogram encoder: ``"conv"`` (the paper's HEN, stride-2 convolutions) or
             ``"transformer"`` (tokens of histogram patches and L bins, pooled by a CLS token).
         hen_widths: channels of the HEN's stride-2 convolutions, one entry per halving (conv).
-        transformer: sizes of the transformer encoder (:class:`TransformerConfig`; a dict in JSON).
+        transformer: sizes of the transformer encoder (:class:`TransformerConfig`; a dict in JSON);
+            its ``width`` and ``heads`` also size the cross-attention.
+        attention: source-to-reference cross-attention (model/cross_attention.py): ``"none"``,
+            ``"bottleneck"`` (the CTN's bottleneck attends to the reference's tokens; for the
+            LUT head: the basis-LUT weights do) or ``"bottleneck+decoder"`` (also the CTN's
+            coarsest decoder level, in windows). Reference tokens: a downsized reference image,
+            plus the histogram tokens with the transformer encoder. Its output projections
+            start at zero: switched on for a fine-tune, the model starts as it was.
+        attention_window: window side of the decoder-level attention (pixels of that level).
         feature_size: length of the histogram encoder's feature vector (either encoder).
         ctn_width: channels of the CTN's first U-Net level (doubled at each level below).
         ctn_depth: number of U-Net down-sampling steps.
@@ -145,6 +154,8 @@ class AnalogyConfig:
     encoder: str = "conv"
     hen_widths: tuple[int, ...] = (16, 32, 64, 64)
     transformer: TransformerConfig = TransformerConfig()
+    attention: str = "none"
+    attention_window: int = 8
     feature_size: int = 64
     ctn_width: int = 16
     ctn_depth: int = 3
@@ -164,6 +175,13 @@ class AnalogyConfig:
             object.__setattr__(self, "transformer", _nested_from_dict(TransformerConfig, "transformer", self.transformer))
         if not isinstance(self.transformer, TransformerConfig):
             raise ValueError(f"transformer must be an object of transformer settings, got {self.transformer!r}")
+        if self.attention not in ATTENTION:
+            raise ValueError(f"attention must be one of {', '.join(ATTENTION)}, got {self.attention!r}")
+        _require_integer("attention_window", self.attention_window)
+        if self.attention_window < 1:
+            raise ValueError(f"attention_window must be positive, got {self.attention_window}")
+        if self.head == "lut" and self.attention == "bottleneck+decoder":
+            raise ValueError("the LUT head has no decoder: use attention none or bottleneck")
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         for name in ("l_bins", "ab_bins", "feature_size", "ctn_width", "ctn_depth", "lut_bases", "lut_size"):

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from histocolor.model.config import AnalogyConfig
+from histocolor.model.cross_attention import CrossAttention, ReferenceTokens
 
 
 class CTNOutput(NamedTuple):
@@ -73,6 +74,11 @@ class ColorTransferNet(nn.Module):
         self.stem = _convolutions(6 if config.ctn_sees_source else 3, widths[0])
         self.down = nn.ModuleList(_convolutions(widths[i - 1], widths[i], stride=2) for i in range(1, len(widths)))
         self.bottleneck_film = FiLM(condition_size, widths[-1])
+        # Cross-attention to the reference's tokens (None: the paper's CTN, FiLM only).
+        width, heads = config.transformer.width, config.transformer.heads
+        self.bottleneck_attention = CrossAttention(widths[-1], width, heads) if config.attention != "none" else None
+        self.decoder_attention = CrossAttention(widths[-2], width, heads, window=config.attention_window) \
+            if config.attention == "bottleneck+decoder" else None
         # Decoder modules are listed coarse to fine.
         levels = range(config.ctn_depth - 1, -1, -1)
         self.up = nn.ModuleList(_convolutions(widths[i + 1] + widths[i], widths[i]) for i in levels)
@@ -82,15 +88,20 @@ class ColorTransferNet(nn.Module):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
 
-    def forward(self, source: torch.Tensor, condition: torch.Tensor, original: torch.Tensor | None = None) -> CTNOutput:
+    def forward(self, source: torch.Tensor, condition: torch.Tensor, original: torch.Tensor | None = None,
+                reference: ReferenceTokens | None = None) -> CTNOutput:
         """Recolour ``source`` ``(B, 3, H, W)`` (normalised Lab, any H and W).
 
         ``condition`` is ``(B, C)`` (one feature pair per image) or a :class:`RegionCondition`
         (see :meth:`HistogramAnalogy.condition`). ``original`` ``(B, 3, H, W)``: the source
         before its alignment, read next to it where the config has ``ctn_sees_source``.
+        ``reference``: the tokens the cross-attention reads, with as many condition channels
+        as the condition has (regions and the global one; see model/cross_attention.py).
         """
         if (original is not None) != (self.stem[0].in_channels == 6):
             raise ValueError("give the unaligned source exactly when the config has ctn_sees_source")
+        if (reference is not None) != (self.bottleneck_attention is not None):
+            raise ValueError("give reference tokens exactly when the config has attention")
         height, width = source.shape[-2:]
         multiple = 2**self.depth
         padding = (0, -width % multiple, 0, -height % multiple)
@@ -105,11 +116,18 @@ class ColorTransferNet(nn.Module):
         for down in self.down:
             skips.append(down(skips[-1]))
         features = self.bottleneck_film(skips[-1], condition)
+        if reference is not None:
+            # Each location's condition channels: its regions' weights and the global remainder.
+            channels = condition.weights if isinstance(condition, RegionCondition) else padded.new_ones(
+                len(padded), 1, *padded.shape[-2:])
+            features = self.bottleneck_attention(features, reference, channels)
         outputs = []
         for index, (up, film, head) in enumerate(zip(self.up, self.films, self.heads)):
             skip = skips[self.depth - 1 - index]
             upsampled = F.interpolate(features, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             features = film(up(torch.cat([upsampled, skip], dim=1)), condition)
+            if index == 0 and self.decoder_attention is not None:
+                features = self.decoder_attention(features, reference, channels)
             factor = padded.shape[-1] // skip.shape[-1]
             base = F.avg_pool2d(padded, factor) if factor > 1 else padded
             scale_height, scale_width = -(-height // factor), -(-width // factor)

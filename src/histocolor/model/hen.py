@@ -1,9 +1,18 @@
 """HEN, the histogram encoding network: a histogram stack -> one feature vector."""
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
 from histocolor.model.config import AnalogyConfig
+
+
+class HistogramTokens(NamedTuple):
+    """What a histogram encoder gives: the feature, and its token sequence where it has one."""
+
+    features: torch.Tensor  # (B, feature_size): what the CTN's FiLM layers and the LUT head read
+    tokens: torch.Tensor | None  # (B, T, width) for attention from elsewhere; None for the conv HEN
 
 
 class HistogramEncoder(nn.Module):
@@ -36,6 +45,10 @@ class HistogramEncoder(nn.Module):
         scale = torch.full((config.l_bins + 1, 1, 1), float(config.l_bins))
         scale[0] = float(config.ab_bins**2)
         self.register_buffer("input_scale", scale, persistent=False)
+
+    def encode(self, histograms: torch.Tensor) -> HistogramTokens:
+        """The feature (:meth:`forward`); the conv HEN has no token sequence."""
+        return HistogramTokens(self(histograms), None)
 
     def forward(self, histograms: torch.Tensor) -> torch.Tensor:
         """``(B, l_bins + 1, ab_bins, ab_bins)`` histograms summing to 1 -> ``(B, feature_size)``."""

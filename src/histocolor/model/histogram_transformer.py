@@ -33,17 +33,11 @@ Example::
     torch.Size([2, 72, 64])
 """
 
-from typing import NamedTuple
-
 import torch
 from torch import nn
 
 from histocolor.model.config import AnalogyConfig
-
-
-class HistogramTokens(NamedTuple):
-    features: torch.Tensor  # (B, feature_size): the pooled feature, what the HEN gives
-    tokens: torch.Tensor  # (B, (ab_bins / patch_size)^2 + l_bins, width): (a, b) patches row-major, then L bins
+from histocolor.model.hen import HistogramTokens
 
 
 class HistogramTransformer(nn.Module):
@@ -88,7 +82,11 @@ class HistogramTransformer(nn.Module):
         self.l_scale = float(config.l_bins)
 
     def encode(self, histograms: torch.Tensor) -> HistogramTokens:
-        """``(B, l_bins + 1, ab_bins, ab_bins)`` histograms summing to 1 -> :class:`HistogramTokens`."""
+        """``(B, l_bins + 1, ab_bins, ab_bins)`` histograms summing to 1 -> :class:`HistogramTokens`.
+
+        Its tokens: ``(B, (ab_bins / patch_size)^2 + l_bins, width)``, the (a, b) patches
+        row-major, then the L bins.
+        """
         expected = (self.l_bins + 1, self.ab_bins, self.ab_bins)
         if histograms.ndim != 4 or tuple(histograms.shape[1:]) != expected:
             raise ValueError(f"expected histograms of shape (B, {', '.join(map(str, expected))}), "

@@ -59,9 +59,14 @@ def grow_state(model, state: dict) -> None:
     Every tensor must have its shape in ``model`` or be smaller along dimension 1 only (a
     layer that reads more inputs, e.g. the CTN stem with ``ctn_sees_source``); the new
     inputs then get zero weights, so the grown model computes exactly what the old one did.
+    Tensors ``state`` lacks (blocks the grown model adds, e.g. cross-attention, whose output
+    projections start at zero) keep the model's own initial values.
     """
     grown = {}
     for name, target in model.state_dict().items():
+        if name not in state:
+            grown[name] = target
+            continue
         tensor = state[name]
         if tensor.shape != target.shape:
             if tensor.dim() < 2 or tensor.shape[:1] + tensor.shape[2:] != target.shape[:1] + target.shape[2:] \

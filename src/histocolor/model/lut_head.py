@@ -12,6 +12,7 @@ from torch import nn
 
 from histocolor.color import lab_to_rgb, normalize_lab
 from histocolor.model.config import AnalogyConfig
+from histocolor.model.cross_attention import CrossAttention, ReferenceTokens
 
 _THUMBNAIL = 64
 
@@ -42,19 +43,34 @@ class LUTHead(nn.Module):
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
         )
+        # With attention, the source's thumbnail feature attends to the reference's tokens
+        # before it steers the mixing weights: the result stays one colour map.
+        self.attention = CrossAttention(32, config.transformer.width, config.transformer.heads) \
+            if config.attention != "none" else None
         self.mixer = nn.Sequential(
             nn.Linear(2 * config.feature_size + 32, 64), nn.LeakyReLU(0.2), nn.Linear(64, config.lut_bases)
         )
 
-    def luts(self, source_lab: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        """Per-image LUTs of normalised-Lab offsets, ``(B, 3, S, S, S)``."""
+    def luts(self, source_lab: torch.Tensor, condition: torch.Tensor,
+             reference: ReferenceTokens | None = None) -> torch.Tensor:
+        """Per-image LUTs of normalised-Lab offsets, ``(B, 3, S, S, S)``.
+
+        ``reference``: the tokens the attention reads (exactly when the config has attention).
+        """
         if not isinstance(condition, torch.Tensor) or condition.ndim != 2:
             raise ValueError("the LUT head takes one feature pair per image (no region maps)")
+        if (reference is not None) != (self.attention is not None):
+            raise ValueError("give reference tokens exactly when the config has attention")
         thumbnail = F.adaptive_avg_pool2d(normalize_lab(source_lab), _THUMBNAIL)
-        weights = self.mixer(torch.cat([condition, self.thumbnail_encoder(thumbnail)], dim=1))
+        feature = self.thumbnail_encoder(thumbnail)
+        if reference is not None:
+            feature = self.attention(feature[:, :, None, None], reference, feature.new_ones(len(feature), 1, 1, 1))
+            feature = feature[:, :, 0, 0]
+        weights = self.mixer(torch.cat([condition, feature], dim=1))
         return torch.einsum("bk,kcxyz->bcxyz", weights, self.bases)
 
-    def forward(self, source_lab: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+    def forward(self, source_lab: torch.Tensor, condition: torch.Tensor,
+                reference: ReferenceTokens | None = None) -> torch.Tensor:
         """The result in normalised Lab, ``(B, 3, H, W)``."""
-        offsets = lookup(self.luts(source_lab, condition), lab_to_rgb(source_lab))
+        offsets = lookup(self.luts(source_lab, condition, reference), lab_to_rgb(source_lab))
         return normalize_lab(source_lab) + offsets
