@@ -209,3 +209,16 @@ def test_attention_settings_are_validated():
     model = HistogramAnalogy(_config("cross-attention"))
     with pytest.raises(ValueError, match="reference tokens"):
         model.ctn(torch.zeros(1, 3, 8, 8), torch.zeros(1, 32))
+
+
+@pytest.mark.parametrize("window", [None, 4])
+def test_attention_runs_under_bf16_autocast(window):
+    """Training on a GPU runs under bf16 autocast: the bias must follow the queries' precision."""
+    attention = CrossAttention(channels=8, width=16, heads=2, window=window)
+    _move_attention_outputs(attention)
+    features = torch.randn(1, 8, 6, 6)
+    reference = ReferenceTokens(torch.randn(1, 5, 16), torch.rand(1, 5, 1))
+    full = attention(features, reference, torch.ones(1, 1, 6, 6))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = attention(features, reference, torch.ones(1, 1, 6, 6))
+    assert torch.allclose(mixed.float(), full, atol=0.1) and (full - features).abs().max() > 1e-2

@@ -111,6 +111,14 @@ class CrossAttention(nn.Module):
     def _split(self, tokens: torch.Tensor) -> torch.Tensor:  # (B, N, width) -> (B, heads, N, width / heads)
         return tokens.unflatten(-1, (self.heads, -1)).transpose(1, 2)
 
+    def _attend(self, queries, keys, values, compatibility) -> torch.Tensor:
+        """Multi-head attention of ``(B, Q, C)`` queries over ``(B, N, width)`` keys and values,
+        each logit plus ``log(compatibility)`` ``(B, Q, N)``; the output projected back to C."""
+        queries = self._split(self.query(queries))
+        bias = compatibility.clamp(min=_FLOOR).log().to(queries.dtype)[:, None]  # mixed precision: the query's
+        attended = F.scaled_dot_product_attention(queries, self._split(keys), self._split(values), attn_mask=bias)
+        return self.out(attended.transpose(1, 2).flatten(2))
+
     def forward(self, features: torch.Tensor, reference: ReferenceTokens, query_channels: torch.Tensor) -> torch.Tensor:
         """``features`` ``(B, C, H, W)`` plus what they take from ``reference``.
 
@@ -126,11 +134,7 @@ class CrossAttention(nn.Module):
         queries = normed.flatten(2).transpose(1, 2)  # (B, HW, C)
         bias = torch.einsum("bkq,bnk->bqn", query_channels.flatten(2), reference.channels)
         keys, values = self.key_value(self.token_norm(reference.tokens)).chunk(2, -1)
-        attended = F.scaled_dot_product_attention(
-            self._split(self.query(queries)), self._split(keys), self._split(values),
-            attn_mask=bias.clamp(min=_FLOOR).log()[:, None],
-        )
-        return features + self.out(attended.transpose(1, 2).flatten(2)).transpose(1, 2).view_as(features)
+        return features + self._attend(queries, keys, values, bias).transpose(1, 2).reshape_as(features)
 
     def _windowed(self, normed, reference: ReferenceTokens, query_channels) -> torch.Tensor:
         batch, channels, height, width = normed.shape
@@ -153,10 +157,6 @@ class CrossAttention(nn.Module):
         bias = torch.einsum("wqk,wnk->wqn", windows(query_channels), reference.channels.repeat_interleave(count, 0))
         # Local keys are the source's own features: always open.
         bias = torch.cat([bias.new_ones(bias.shape[0], size * size, size * size), bias], -1)
-        attended = F.scaled_dot_product_attention(
-            self._split(self.query(queries)), self._split(keys), self._split(values),
-            attn_mask=bias.clamp(min=_FLOOR).log()[:, None],
-        )
-        out = self.out(attended.transpose(1, 2).flatten(2))  # (B * windows, s * s, C)
+        out = self._attend(queries, keys, values, bias)  # (B * windows, s * s, C)
         out = out.view(batch, rows, columns, size, size, channels).permute(0, 5, 1, 3, 2, 4)
         return out.reshape(batch, channels, rows * size, columns * size)[..., :height, :width]
