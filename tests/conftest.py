@@ -28,6 +28,14 @@ def randomise_heads(model):
         torch.nn.init.normal_(head.weight, std=0.05)
 
 
+def parameters_without_gradient(model, result) -> list[str]:
+    """Back-propagates a loss on every output of ``result`` (a CTNOutput of ``model``); the names
+    of the parameters it did not reach."""
+    loss = sum((t - t.detach() - 1).square().mean() for t in [result.output, *result.intermediate])
+    loss.backward()
+    return [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+
+
 def require(path: Path) -> Path:
     """Skip (with the reason) when the shared development data is not next to the project."""
     if not path.exists():
