@@ -1,6 +1,6 @@
 """Draw the frontier benchmark's table: SWD to the reference against gradient SSIM.
 
-    python -m histocolor.benchmark frontier --csv docs/frontier.csv
+    python benchmarks/benchmark.py frontier --csv docs/frontier.csv
     python benchmarks/plot_frontier.py docs/frontier.csv docs/frontier.png [--title TEXT]
 
 Each method is a curve over its strengths (the last point labelled with its strength); the

@@ -60,7 +60,7 @@ def _seconds_per_megapixel(weights: Path, source, reference, repeats: int) -> di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help="NAME=WEIGHTS")
-    parser.add_argument("--views", required=True, help="the views CSV (python -m histocolor.benchmark graded-set)")
+    parser.add_argument("--views", required=True, help="the views CSV (python benchmarks/benchmark.py graded-set)")
     parser.add_argument("--dpst", default="../shared/data/dpst-dev")
     parser.add_argument("--demo", required=True, help="a CSV with the demo pair")
     parser.add_argument("--out", required=True)

@@ -1,4 +1,6 @@
+import functools
 import os
+import runpy
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,12 @@ def parameters_without_gradient(model, result) -> list[str]:
     loss = sum((t - t.detach() - 1).square().mean() for t in [result.output, *result.intermediate])
     loss.backward()
     return [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+
+
+@functools.cache
+def benchmark_module() -> dict:
+    """The namespace of ``benchmarks/benchmark.py`` (developer tools, not installed)."""
+    return runpy.run_path(str(ROOT / "benchmarks" / "benchmark.py"))
 
 
 def require(path: Path) -> Path:
@@ -142,7 +150,7 @@ def alignment_alone(tmp_path_factory):
     """Weights of the shipped model without its learned part: its settings in a fresh network,
     whose residual heads start at zero, so it returns its alignment. The trained CTN must beat it."""
     from histocolor.model import HistogramAnalogy, from_pretrained
-    from histocolor.transfer import DEFAULT_WEIGHTS
+    from histocolor.model.io import DEFAULT_WEIGHTS
 
     folder = tmp_path_factory.mktemp("alignment-alone")
     HistogramAnalogy(from_pretrained(DEFAULT_WEIGHTS).config).save_pretrained(folder)

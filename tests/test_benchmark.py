@@ -4,9 +4,11 @@ import re
 import runpy
 from pathlib import Path
 
-from histocolor.benchmark import main
+from conftest import DPST, SAMPLES, benchmark_module, require
 
-from conftest import DPST, SAMPLES, require
+
+def main(argv):
+    benchmark_module()["main"](argv)
 
 
 def _rows(text):
@@ -93,3 +95,14 @@ def test_alignment_only_weights_return_the_alignment(tmp_path, sample_pair):
         expected = model.align(source, reference)
     assert torch.allclose(output, expected, atol=1e-3) and (output - source).abs().mean() > 5
     assert np.isfinite(output.numpy()).all()
+
+
+def test_video_and_batch_benchmarks_report_their_rows(capsys):
+    main(["video", "--seconds", "0.5", "--size", "64", "48", "--runs", "mkl:shot"])
+    (row,) = _rows(capsys.readouterr().out)
+    assert row[0].strip() == "mkl" and int(row[2]) == 15
+    audio_in, audio_out = row[-1].split("/")
+    assert int(audio_in) > 0 and int(audio_in) == int(audio_out)
+    main(["batch", "--pairs", "4", "--side", "64", "--methods", "mkl", "--io-threads", "0", "2"])
+    rows = _rows(capsys.readouterr().out)
+    assert [cells[1].strip() for cells in rows] == ["0", "2"] and rows[0][-1].strip() == "1.00x"

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from histocolor.cli import main
+from histocolor.errors import HistocolorError
 from histocolor.imageio import read_image
 from histocolor.transfer import ColorTransfer, transfer
 
@@ -197,21 +198,40 @@ def test_batch_csv_with_bom_spaces_and_mask_cells(tmp_path, capsys):
     assert "line 4: error: cannot read mask" in err  # the blank line 3 is skipped, line numbers stay true
 
 
-def test_an_unexpected_failure_in_one_row_spares_the_others(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("io_threads", ["0", "2"])
+def test_an_unexpected_failure_in_one_row_spares_the_others(tmp_path, capsys, monkeypatch, io_threads):
+    """Failures while decoding, transferring or encoding a row are that row's alone, reported in order,
+    whether decode and encode overlap with the transfer (threads) or not."""
     import histocolor.cli as cli
 
-    real = cli._transfer_and_write
+    real_engine, real_encode = cli._run_engine, cli._encode
 
-    def flaky(engine, source, reference, output, strength, timings, *regions):
-        if output.name == "boom.png":
+    def flaky_engine(engine, job, *rest):
+        if job.output.name == "boom.png":
             raise ValueError("simulated bug\nsecond line")
-        return real(engine, source, reference, output, strength, timings, *regions)
+        return real_engine(engine, job, *rest)
 
-    monkeypatch.setattr(cli, "_transfer_and_write", flaky)
-    (tmp_path / "pairs.csv").write_text(f"source,reference,output\n{SOURCE},{REFERENCE},boom.png\n{SOURCE},{REFERENCE},ok.png\n")
-    code, err = _run(capsys, "transfer", "--pairs", str(tmp_path / "pairs.csv"), "--method", "mkl")
-    assert code == 1 and (tmp_path / "ok.png").exists()
-    assert "line 2: error: unexpected ValueError: simulated bug" in err and "second line" not in err
+    def flaky_encode(job, result):
+        if job.output.name == "unwritable.png":
+            raise HistocolorError("cannot write 'unwritable.png': simulated")
+        return real_encode(job, result)
+
+    monkeypatch.setattr(cli, "_run_engine", flaky_engine)
+    monkeypatch.setattr(cli, "_encode", flaky_encode)
+    rows = ["boom.png", "ok1.png", "unwritable.png", "ok2.png"]
+    lines = [f"{SOURCE},{REFERENCE},{name}" for name in rows] + [f"missing.jpg,{REFERENCE},never.png", f"{SOURCE},{REFERENCE},ok3.png"]
+    (tmp_path / "pairs.csv").write_text("source,reference,output\n" + "\n".join(lines) + "\n")
+    code, err = _run(capsys, "transfer", "--pairs", str(tmp_path / "pairs.csv"), "--method", "mkl",
+                     "--io-threads", io_threads)
+    assert code == 1
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["ok1.png", "ok2.png", "ok3.png"]
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    assert [line.split(":")[0] for line in errors] == ["line 2", "line 4", "line 6"]  # in row order
+    assert "unexpected ValueError: simulated bug" in errors[0] and "second line" not in err
+    assert "simulated" in errors[1] and "missing.jpg" in errors[2]
+    assert "3 of 6 pairs failed" in err
+    expected = ColorTransfer("mkl")(SOURCE, REFERENCE).image
+    assert all(np.array_equal(read_image(tmp_path / name).rgb, expected) for name in ("ok1.png", "ok2.png", "ok3.png"))
 
 
 def test_console_script_is_installed():
@@ -326,30 +346,20 @@ def test_a_pairs_batch_loads_the_model_once(tmp_path, capsys, monkeypatch, tiny_
         assert np.array_equal(read_image(tmp_path / "out" / f"{index}.png").rgb, engine(source, reference).image)
 
 
-def test_lut_size_sets_the_fitted_lut(tmp_path, capsys, monkeypatch, tiny_weights):
-    """``--lut-size`` is the grid of the LUT fitted to the network's change (nothing is exported)."""
-    import importlib
-
+def test_lut_size_sets_the_fitted_and_saved_lut(tmp_path, capsys, tiny_weights):
+    """``--lut-size`` is the grid of the LUT fitted to the network's change; ``--save-lut`` writes that LUT."""
+    from histocolor.cube import read_cube
     from histocolor.lut import apply_lut
 
-    transfer_module = importlib.import_module("histocolor.transfer")  # the package exports a function of that name
-
-    fitted = []
-    real = transfer_module.fit_lut
-
-    def recording(*args, **kwargs):
-        fitted.append(real(*args, **kwargs))
-        return fitted[-1]
-
-    monkeypatch.setattr(transfer_module, "fit_lut", recording)
-    output = tmp_path / "out.png"
+    output, look = tmp_path / "out.png", tmp_path / "look.cube"
     options = ("--weights", str(tiny_weights), "--max-side", "64")
-    code, _ = _run(capsys, "transfer", SOURCE, REFERENCE, "-o", str(output), "--lut-size", "33", *options)
+    code, _ = _run(capsys, "transfer", SOURCE, REFERENCE, "-o", str(output), "--lut-size", "33", "--save-lut",
+                   str(look), *options)
     assert code == 0
-    assert len(fitted) == 1 and fitted[0].shape == (33, 33, 33, 3)
+    lut = read_cube(look)
+    assert lut.shape == (33, 33, 33, 3)
     written, source = read_image(output).rgb, read_image(SOURCE).rgb
-    assert np.abs(apply_lut(source, fitted[0]).astype(int) - written).max() <= 1  # the LUT made the image
-    monkeypatch.setattr(transfer_module, "fit_lut", real)
+    assert np.abs(apply_lut(source, lut).astype(int) - written).max() <= 1  # the saved LUT made the image
     model = ColorTransfer("analogy", weights=tiny_weights).model
     assert np.array_equal(written, ColorTransfer(model=model, max_side=64, lut_size=33)(SOURCE, REFERENCE).image)
     default = ColorTransfer(model=model, max_side=64)(SOURCE, REFERENCE).image  # 17 points: a different fit
@@ -367,7 +377,7 @@ def test_the_command_beats_doing_nothing_where_the_truth_is_known(tmp_path, caps
 
     from histocolor.data.graded import EvaluationStyle, another_view
     from histocolor.metrics import psnr
-    from histocolor.transfer import DEFAULT_WEIGHTS
+    from histocolor.model.io import DEFAULT_WEIGHTS
 
     loads, _ = _count_model_loads(monkeypatch)
     photo = torch.from_numpy(sample_pair[0]).permute(2, 0, 1).float() / 255.0

@@ -12,7 +12,8 @@ from PIL import Image
 from histocolor.cli import main
 from histocolor.metrics import ciede2000, gradient_ssim, psnr, sliced_wasserstein
 from histocolor.model import HistogramAnalogy
-from histocolor.transfer import DEFAULT_WEIGHTS, ColorTransfer
+from histocolor.model.io import DEFAULT_WEIGHTS
+from histocolor.transfer import ColorTransfer
 
 from conftest import SAMPLES
 

@@ -88,13 +88,6 @@ def test_the_shipped_network_by_regions_takes_each_regions_colours(tmp_path):
     summary = evaluate({"dpst": data}, ["analogy", "analogy+regions"], tmp_path, limit=2)["dpst"]
     assert summary["analogy+regions"]["region_swd"] < 0.5 * summary["analogy"]["region_swd"]
     assert summary["analogy+regions"]["gradient_ssim"] > 0.7
-    resized = evaluate({"dpst": data}, ["analogy+regions"], tmp_path / "resized", limit=2, upsampling="lab-difference")
-    # The Lab change resized instead of one LUT per region: each region about as close to its
-    # reference region (measured 1.96 against 2.67), both far below the global network's (9.6).
-    lab_difference = resized["dpst"]["analogy+regions"]["region_swd"]
-    with_luts = summary["analogy+regions"]["region_swd"]
-    assert lab_difference < 0.5 * summary["analogy"]["region_swd"]
-    assert 0.1 < abs(lab_difference - with_luts) < 0.4 * with_luts  # the option reaches the result (0.71 apart)
 
 
 def test_the_report_scores_the_shipped_network_above_its_alignment(tmp_path, held_out_views, alignment_alone):

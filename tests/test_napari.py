@@ -16,7 +16,7 @@ import torch  # noqa: E402
 from histocolor.metrics import sliced_wasserstein  # noqa: E402
 from histocolor.model import from_pretrained  # noqa: E402
 from histocolor.napari._layers import describe  # noqa: E402
-from histocolor.transfer import DEFAULT_WEIGHTS  # noqa: E402
+from histocolor.model.io import DEFAULT_WEIGHTS  # noqa: E402
 
 PLUGIN = "napari-histocolor"
 
@@ -526,3 +526,43 @@ def test_regions_segment_both_and_errors(viewer, dock, qtbot, notices):
     assert "unknown segmenter 'deeplab'" in errors[0]
     assert "masks must match their image's size" in errors[1]
     assert not any("regions)" in layer.name for layer in viewer.layers)
+
+
+def test_export_lut_saves_the_look_of_the_last_result(viewer, dock, qtbot, tmp_path, notices):
+    from histocolor.cube import read_cube
+    from histocolor.lut import apply_lut
+
+    widget = dock(viewer, "Color transfer")
+    assert not widget.export_button.enabled  # nothing to export before a transfer
+    widget.method.value, widget.strength.value = "mkl", 0.6
+    widget.run_button.native.click()
+    _wait_idle(qtbot, widget)
+    assert widget.export_button.enabled
+    written = widget.export_lut(tmp_path / "look")  # the extension is added
+    assert written == [tmp_path / "look.cube"]
+    result = viewer.layers["source ← reference (mkl)"].data
+    recoloured = apply_lut(viewer.layers["source"].data, read_cube(written[0]))
+    assert np.abs(recoloured.astype(int) - result).mean() < 1.0  # strength included; 17^3 tabulation error only
+    assert any("look saved" in message for _, message in notices())
+    # An unwritable place is a notification, not a crash.
+    assert widget.export_lut("/proc/look.cube") is None
+    assert notices()[-1][0] == NotificationSeverity.ERROR
+
+
+def test_a_time_stack_gets_one_look_for_all_its_frames(viewer, dock, qtbot):
+    from histocolor.transfer import ColorTransfer
+    from histocolor.video import shot_look
+
+    frames = np.stack([np.roll(viewer.layers["source"].data, 40 * index, axis=1) for index in range(4)])
+    frames[2, :, :100] = (255, 30, 30)  # one frame differs a lot: a per-frame look would jump there
+    stack = viewer.add_image(frames, name="clip", rgb=True)
+    widget = dock(viewer, "Color transfer")
+    widget.method.value = "mkl"
+    widget.transfer(stack, viewer.layers["reference"])
+    _wait_idle(qtbot, widget)
+    result = viewer.layers["clip ← reference (mkl)"]
+    assert result.rgb and result.data.shape == frames.shape
+    look = shot_look(ColorTransfer("mkl"), iter(frames), viewer.layers["reference"].data)
+    assert all(np.array_equal(result.data[index], look.apply(frames[index])) for index in range(4))
+    own = ColorTransfer("mkl")(frames[0], viewer.layers["reference"].data).image
+    assert not np.array_equal(result.data[0], own)  # not frame by frame

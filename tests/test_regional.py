@@ -72,16 +72,14 @@ def test_feathered_weights_stay_a_partition_of_unity():
     assert soft[0, 15, 0] > 0.99 and soft[1, 15, 39] > 0.99
 
 
-@pytest.mark.parametrize(
-    "method, upsampling", [("mkl", "lut"), ("reinhard", "lut"), ("analogy", "lut"), ("analogy", "output")]
-)
-def test_each_region_takes_its_reference_regions_colours(rng, method, upsampling, tiny_weights):
+@pytest.mark.parametrize("method", ["mkl", "reinhard", "analogy"])
+def test_each_region_takes_its_reference_regions_colours(rng, method, tiny_weights):
     source = _two_tone(rng, (0.5, 0.5, 0.5), (0.45, 0.5, 0.55))
     reference = _two_tone(rng, (0.8, 0.2, 0.2), (0.2, 0.2, 0.8))
     labels = _halves()
     # The network is untrained (small random residuals): by regions it recolours the source
     # aligned onto each reference region's moments, so each region gets its colours anyway.
-    engine = ColorTransfer(method, weights=tiny_weights, max_side=64, upsampling=upsampling)
+    engine = ColorTransfer(method, weights=tiny_weights, max_side=64)
     by_regions = engine(source, reference, source_labels=labels, reference_labels=labels).image
     assert by_regions.shape == source.shape and by_regions.dtype == source.dtype
     overall = engine(source, reference).image

@@ -1,8 +1,9 @@
-"""Classical colour transfer methods, each fitted as a *global colour mapping*.
+"""Classical colour transfer methods, each fitted as a colour map (:mod:`histocolor.colormap`).
 
 A fit looks at source and reference pixels, ``(N, 3)`` and ``(M, 3)`` float32 sRGB in
-[0, 1], and returns a callable that maps any ``(K, 3)`` colours to ``(K, 3)`` float32
-colours clipped to [0, 1]. The mapping depends on the colour alone (never on where a pixel
+[0, 1], and returns a :class:`~histocolor.colormap.ColorMap` (an affine map for Reinhard and
+MKL, per-channel curves for histogram matching, a composed map for IDT) that maps any
+``(K, 3)`` colours to ``(K, 3)`` float32 colours clipped to [0, 1]. The mapping depends on the colour alone (never on where a pixel
 sits), so applying it chunk by chunk equals applying it to the whole image, and it can be
 evaluated on the nodes of an RGB lattice to export a 3D LUT.
 
@@ -20,17 +21,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
 
 import numpy as np
 import torch
 
 from histocolor.color import lab_to_rgb, rgb_to_lab
+from histocolor.colormap import ColorMap
 from histocolor.errors import HistocolorError
 
 __all__ = [
     "CLASSICAL_METHODS",
-    "ColorMapping",
     "fit_histmatch",
     "fit_idt",
     "fit_mkl",
@@ -62,12 +62,6 @@ _THREADS = os.cpu_count() or 1
 _MKL_EPS = 1e-8
 # Lab std below which a source channel counts as flat: it is then shifted, not scaled.
 _FLAT_LAB_STD = 1e-3
-
-
-class ColorMapping(Protocol):
-    """A global colour mapping: ``(K, 3)`` float32 [0, 1] -> ``(K, 3)`` float32 [0, 1]."""
-
-    def __call__(self, pixels: np.ndarray) -> np.ndarray: ...
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -175,7 +169,7 @@ class _Table1D:
         return t
 
 
-class _Mapping:
+class _Mapping(ColorMap):
     """Shared call path: validate, map block by block, clip to [0, 1]."""
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
@@ -420,7 +414,7 @@ def fit_idt(source: np.ndarray, reference: np.ndarray, *, iterations: int = 20, 
     return IDTMapping(np.array(rotations).reshape(-1, 3, 3), all_tables, distances)
 
 
-CLASSICAL_METHODS: dict[str, Callable[..., ColorMapping]] = {
+CLASSICAL_METHODS: dict[str, Callable[..., ColorMap]] = {
     "reinhard": fit_reinhard,
     "mkl": fit_mkl,
     "histmatch": fit_histmatch,

@@ -1,5 +1,5 @@
-"""The ``histocolor`` command: ``transfer`` (one pair or a CSV of pairs), ``train``, ``evaluate``,
-``segment`` and ``info``.
+"""The ``histocolor`` command: ``transfer`` (one pair or a CSV of pairs), ``apply-lut``, ``video``,
+``train``, ``evaluate``, ``segment`` and ``info``.
 
 User errors end in one line on stderr and exit code 2; a batch reports each bad row and
 goes on, exiting 1 at the end if any row failed. Outputs are written atomically and keep
@@ -14,12 +14,14 @@ import sys
 import threading
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from histocolor import __version__
+from histocolor.device import DEVICES
 from histocolor.errors import HistocolorError
 
 USAGE_ERROR = 2
@@ -39,7 +41,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _build_parser() -> argparse.ArgumentParser:
     from histocolor.lut import DEFAULT_LUT_SIZE
-    from histocolor.transfer import DEFAULT_MAX_SIDE, METHODS, UPSAMPLING
+    from histocolor.transfer import DEFAULT_MAX_SIDE, METHODS
 
     parser = _Parser(prog="histocolor", description="Colour transfer by histogram analogy.")
     parser.add_argument("--version", action="version", version=f"histocolor {__version__}")
@@ -50,12 +52,17 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("reference", nargs="?", help="image whose colours to take")
     run.add_argument("-o", "--output", help="where to write the result (format from the extension)")
     run.add_argument("--pairs", metavar="CSV", help="CSV with columns source,reference,output (paths relative to it)")
+    run.add_argument("--io-threads", type=int, default=2, metavar="N",
+                     help="with --pairs: threads that decode and encode while the network runs (0: none)")
     run.add_argument("--method", default="analogy", choices=METHODS, help="default: analogy (the network)")
     run.add_argument("--strength", type=float, default=1.0, help="0 keeps the source, 1 the full change")
     run.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="working size of the network (long side)")
-    run.add_argument("--lut-size", type=int, default=DEFAULT_LUT_SIZE, help="grid points per axis of the fitted 3D LUT")
+    run.add_argument("--lut-size", type=int, default=DEFAULT_LUT_SIZE,
+                     help="grid points per axis of the fitted (and saved) 3D LUT")
+    run.add_argument("--save-lut", metavar="LOOK.cube",
+                     help="also save the look as a .cube 3D LUT (by regions: one per region, plus the label map)")
     run.add_argument("--weights", metavar="DIR", help="network weights directory (default: the shipped model)")
-    run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    run.add_argument("--device", default="auto", choices=DEVICES)
     run.add_argument("--timings", action="store_true", help="print the seconds each stage took")
     run.add_argument("--source-mask", metavar="PNG", help="label map of the source (region-wise transfer)")
     run.add_argument("--reference-mask", metavar="PNG", help="label map of the reference (region-wise transfer)")
@@ -67,6 +74,28 @@ def _build_parser() -> argparse.ArgumentParser:
         "--region-map", metavar="JSON", help='source label -> reference label(s), e.g. {"3": 5} (default: same label)'
     )
 
+    look = commands.add_parser("apply-lut", help="apply a .cube 3D LUT to an image (8/16-bit, alpha kept)")
+    look.add_argument("image", help="image to recolour (sRGB-encoded, as the LUT expects)")
+    look.add_argument("lut", metavar="LOOK.cube", help="3D LUT file (.cube)")
+    look.add_argument("-o", "--output", required=True, help="where to write the result")
+    look.add_argument("--strength", type=float, default=1.0, help="0 keeps the image, 1 the full change")
+
+    clip = commands.add_parser("video", help="recolour a video after a reference image, one look for the shot")
+    clip.add_argument("video", help="input video (any format ffmpeg reads)")
+    clip.add_argument("--reference", required=True, help="image whose colours to take")
+    clip.add_argument("-o", "--output", required=True, help="output video (.mp4, .mkv, .mov or .webm)")
+    clip.add_argument("--method", default="analogy", choices=METHODS, help="default: analogy (the network)")
+    clip.add_argument("--strength", type=float, default=1.0, help="0 keeps the video, 1 the full change")
+    clip.add_argument("--temporal", default="shot", choices=("shot", "smooth"),
+                      help="shot: one look fitted on frames sampled across the clip (default); smooth: a look "
+                           "per key frame, smoothed over time")
+    clip.add_argument("--sample-frames", type=int, default=9, help="frames the shot look is fitted on")
+    clip.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="working size of the network (long side)")
+    clip.add_argument("--lut-size", type=int, default=DEFAULT_LUT_SIZE, help="grid points per axis of the 3D LUT")
+    clip.add_argument("--weights", metavar="DIR", help="network weights directory (default: the shipped model)")
+    clip.add_argument("--device", default="auto", choices=DEVICES)
+    clip.add_argument("--save-lut", metavar="LOOK.cube", help="also save the shot's look as a .cube 3D LUT")
+
     learn = commands.add_parser("train", help="train the network (one device, or DDP under torchrun)")
     learn.add_argument("--data", action="append", default=[], metavar="DIR", help="folder of photos (repeatable)")
     learn.add_argument("--fivek", metavar="DIR", help="MIT-Adobe FiveK root (input/ or raw/, expertA/ .. expertE/)")
@@ -74,7 +103,7 @@ def _build_parser() -> argparse.ArgumentParser:
     learn.add_argument("--out", required=True, metavar="DIR", help="output: weights, checkpoints, log.csv")
     learn.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     learn.add_argument("--init", metavar="DIR", help="start from these weights (fine-tuning)")
-    learn.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    learn.add_argument("--device", default="auto", choices=DEVICES)
 
     bench = commands.add_parser("evaluate", help="compare methods on evaluation sets; Markdown report + grids")
     bench.add_argument("sets", nargs="+", metavar="SET", help="dpst-style folder or CSV (source,reference[,truth,...])")
@@ -82,11 +111,8 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", required=True, metavar="DIR", help="where report.md and the grids go")
     bench.add_argument("--weights", metavar="DIR", help="network weights (default: the shipped model)")
     bench.add_argument("--max-side", type=int, help="working size of the network")
-    bench.add_argument(
-        "--upsampling", default="lut", choices=UPSAMPLING, help="how the network's change reaches full resolution"
-    )
     bench.add_argument("--limit", type=int, help="only the first N pairs of each set")
-    bench.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    bench.add_argument("--device", default="auto", choices=DEVICES)
     bench.add_argument(
         "--segmenter", metavar="NAME", help="METHOD+regions use this segmenter's labels instead of the set's masks"
     )
@@ -99,33 +125,72 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     cut.add_argument("--reference", help="a second image, segmented so that equal labels correspond")
     cut.add_argument("--reference-output", help="label map PNG of --reference")
-    cut.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    cut.add_argument("--device", default="auto", choices=DEVICES)
 
     commands.add_parser("info", help="versions, device and weights found")
     return parser
 
 
-def _transfer_and_write(
-    engine, source, reference, output, strength, timings, masks=(None, None), region_map=None, segmenter=None
-):
-    from histocolor.imageio import check_output_path, read_image, write_image
+def _check_not_an_input(output, *inputs) -> None:
+    """Never overwrite an input: the output must be another file."""
+    target = Path(output).resolve()
+    for given in inputs:
+        if given is not None and Path(given).resolve() == target:
+            raise HistocolorError(f"the output '{output}' is an input file: choose another name")
 
+
+@dataclass
+class _Job:
+    """One pair of a transfer: decoded by :func:`_decode`, transferred, then written by :func:`_encode`."""
+
+    output: Path
+    source: object  # LoadedImage
+    reference: object
+    masks: tuple
+    timings: dict
+
+
+def _decode(source, reference, output, masks=(None, None)) -> _Job:
+    """Check the output path and decode both images (the part a batch runs ahead, in a thread)."""
+    from histocolor.imageio import check_output_path, read_image
+
+    if source is None or reference is None or output is None:
+        raise HistocolorError("source, reference and output must all be given")
     output = check_output_path(output)
+    _check_not_an_input(output, source, reference, *masks)
     clock = time.perf_counter()
     source_image, reference_image = read_image(source), read_image(reference)
-    decode = time.perf_counter() - clock
+    return _Job(output, source_image, reference_image, masks, {"decode": time.perf_counter() - clock})
+
+
+def _run_engine(engine, job: _Job, strength, region_map=None, segmenter=None):
+    masks = job.masks
     if segmenter is not None and masks == (None, None):
         clock = time.perf_counter()
-        masks = segmenter.segment_pair(source_image.rgb, reference_image.rgb)[:2]
-        timings["segment"] = time.perf_counter() - clock
-    result = engine(
-        source_image, reference_image, strength=strength, source_labels=masks[0], reference_labels=masks[1],
-        region_map=region_map,
-    )
+        masks = segmenter.segment_pair(job.source.rgb, job.reference.rgb)[:2]
+        job.timings["segment"] = time.perf_counter() - clock
+    result = engine(job.source, job.reference, strength=strength, source_labels=masks[0], reference_labels=masks[1],
+                    region_map=region_map)
+    job.timings.update(result.timings)
+    return result
+
+
+def _encode(job: _Job, result) -> None:
+    from histocolor.imageio import write_image
+
     clock = time.perf_counter()
-    rgb, alpha = (result.image[..., :3], result.image[..., 3]) if result.image.shape[-1] == 4 else (result.image, None)
-    write_image(output, rgb, alpha, exif=source_image.exif)  # the result keeps the source's EXIF
-    timings.update({"decode": decode, **result.timings, "encode": time.perf_counter() - clock})
+    image = result.image
+    rgb, alpha = (image[..., :3], image[..., 3]) if image.shape[-1] == 4 else (image, None)
+    write_image(job.output, rgb, alpha, exif=job.source.exif)  # the result keeps the source's EXIF
+    job.timings["encode"] = time.perf_counter() - clock
+
+
+def _check_lut_path(path) -> Path:
+    from histocolor.imageio import check_writable
+
+    if Path(path).suffix.lower() != ".cube":
+        raise HistocolorError(f"a LUT file needs the .cube extension, got '{Path(path).name}'")
+    return check_writable(path)
 
 
 def _format_timings(timings: dict) -> str:
@@ -133,14 +198,19 @@ def _format_timings(timings: dict) -> str:
 
 
 def _run_single(arguments, engine, region_map, segmenter) -> int:
-    timings: dict = {}
     masks = (arguments.source_mask, arguments.reference_mask)
-    _transfer_and_write(
-        engine, arguments.source, arguments.reference, arguments.output, arguments.strength, timings, masks, region_map,
-        segmenter,
-    )
+    job = _decode(arguments.source, arguments.reference, arguments.output, masks)
+    if arguments.save_lut:
+        _check_lut_path(arguments.save_lut)
+    result = _run_engine(engine, job, arguments.strength, region_map, segmenter)
+    _encode(job, result)
+    if arguments.save_lut:
+        from histocolor.cube import save_look
+
+        for path in save_look(arguments.save_lut, result.look, engine.lut_size):
+            print(f"look saved: {path}", file=sys.stderr)
     if arguments.timings:
-        print(_format_timings(timings), file=sys.stderr)
+        print(_format_timings(job.timings), file=sys.stderr)
     return 0
 
 
@@ -177,34 +247,76 @@ def read_pairs(path) -> list[dict]:
     ]
 
 
+def _row_error(error: BaseException) -> str:
+    if isinstance(error, HistocolorError):
+        return str(error)
+    if isinstance(error, _OUT_OF_MEMORY):
+        return "out of memory (try a smaller --max-side)"
+    summary = str(error).splitlines()[0] if str(error) else ""  # a bug must not cost the other rows their results
+    return f"unexpected {type(error).__name__}: {summary}"
+
+
 def _run_batch(arguments, rows, engine, region_map, segmenter) -> int:
+    """Every row of a pairs CSV. With ``--io-threads``, the next row is decoded and the last result
+    encoded in threads while the engine works on the current row (the engine's own work stays on
+    this thread, one pair at a time); rows are still reported in order."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from tqdm import tqdm
 
+    def decode(row):
+        return _decode(row["source"], row["reference"], row["output"], (row["source_mask"], row["reference_mask"]))
+
+    def run_now(function, *args) -> Future:
+        future = Future()
+        try:
+            future.set_result(function(*args))
+        except BaseException as error:  # noqa: BLE001 - delivered to the row like a thread's error
+            future.set_exception(error)
+        return future
+
     failures = 0
-    with tqdm(rows, desc="transfer", unit="pair", file=sys.stderr) as bar:
-        for row in bar:
+    with ThreadPoolExecutor(max(1, arguments.io_threads)) as pool, \
+            tqdm(total=len(rows), desc="transfer", unit="pair", file=sys.stderr) as bar:
+        submit = pool.submit if arguments.io_threads > 0 else run_now
+
+        def finish(writing) -> None:
+            nonlocal failures
+            if writing is None:
+                return
+            number, job, future = writing
+            try:
+                future.result()
+                if arguments.timings:
+                    bar.write(f"line {number}: {_format_timings(job.timings)}", file=sys.stderr)
+            except Exception as error:  # noqa: BLE001 - reported per row
+                failures += 1
+                bar.write(f"line {number}: error: {_row_error(error)}", file=sys.stderr)
+            bar.update(1)
+
+        reading, writing = submit(decode, rows[0]), None
+        for index, row in enumerate(rows):
             number = row["line"]
             try:
-                if row["source"] is None or row["reference"] is None or row["output"] is None:
-                    raise HistocolorError("source, reference and output must all be given")
-                timings: dict = {}
-                masks = (row["source_mask"], row["reference_mask"])
-                _transfer_and_write(
-                    engine, row["source"], row["reference"], row["output"], arguments.strength, timings, masks,
-                    region_map, segmenter,
-                )
-                if arguments.timings:
-                    bar.write(f"line {number}: {_format_timings(timings)}", file=sys.stderr)
-            except HistocolorError as error:
+                job = reading.result()
+            except Exception as error:  # noqa: BLE001 - reported per row
+                job, failure = None, error
+            if index + 1 < len(rows):
+                reading = submit(decode, rows[index + 1])
+            if job is not None:
+                try:
+                    result = _run_engine(engine, job, arguments.strength, region_map, segmenter)
+                except Exception as error:  # noqa: BLE001 - reported per row
+                    job, failure = None, error
+            finish(writing)
+            writing = None
+            if job is None:
                 failures += 1
-                bar.write(f"line {number}: error: {error}", file=sys.stderr)
-            except _OUT_OF_MEMORY:
-                failures += 1
-                bar.write(f"line {number}: error: out of memory (try a smaller --max-side)", file=sys.stderr)
-            except Exception as error:  # a bug must not cost the other rows their results
-                failures += 1
-                summary = str(error).splitlines()[0] if str(error) else ""
-                bar.write(f"line {number}: error: unexpected {type(error).__name__}: {summary}", file=sys.stderr)
+                bar.write(f"line {number}: error: {_row_error(failure)}", file=sys.stderr)
+                bar.update(1)
+            else:
+                writing = (number, job, submit(_encode, job, result))
+        finish(writing)
     if failures:
         print(f"histocolor: {failures} of {len(rows)} pairs failed", file=sys.stderr)
         return ROWS_FAILED
@@ -218,11 +330,15 @@ def _transfer(arguments) -> int:
 
     if not 0.0 <= arguments.strength <= 1.0:
         raise HistocolorError(f"--strength must be between 0 and 1, got {arguments.strength}")
+    if arguments.io_threads < 0:
+        raise HistocolorError(f"--io-threads must be 0 or more, got {arguments.io_threads}")
     rows = None
     if arguments.pairs:
         if arguments.source or arguments.reference or arguments.output:
             raise HistocolorError("--pairs takes its paths from the CSV: drop SOURCE, REFERENCE and -o")
         rows = read_pairs(arguments.pairs)  # a bad CSV fails before the model loads
+        if arguments.save_lut:
+            raise HistocolorError("--save-lut saves the look of one pair: drop it with --pairs")
         if arguments.source_mask or arguments.reference_mask:
             raise HistocolorError("with --pairs, masks come from the CSV's source_mask and reference_mask columns")
     elif not (arguments.source and arguments.reference and arguments.output):
@@ -243,6 +359,49 @@ def _transfer(arguments) -> int:
     if rows is not None:
         return _run_batch(arguments, rows, engine, region_map, segmenter)
     return _run_single(arguments, engine, region_map, segmenter)
+
+
+def _apply_lut(arguments) -> int:
+    from histocolor.colormap import LutMap
+    from histocolor.cube import read_cube
+    from histocolor.imageio import check_output_path, read_image, write_image
+
+    if not 0.0 <= arguments.strength <= 1.0:
+        raise HistocolorError(f"--strength must be between 0 and 1, got {arguments.strength}")
+    output = check_output_path(arguments.output)
+    _check_not_an_input(output, arguments.image, arguments.lut)
+    look = LutMap(read_cube(arguments.lut)).blended(arguments.strength)
+    image = read_image(arguments.image)
+    write_image(output, look.apply(image.rgb), image.alpha, exif=image.exif)
+    return 0
+
+
+def _video(arguments) -> int:
+    from histocolor.imageio import read_image
+    from histocolor.transfer import ColorTransfer
+    from histocolor.video import check_video_output, recolour_video
+
+    if not 0.0 <= arguments.strength <= 1.0:
+        raise HistocolorError(f"--strength must be between 0 and 1, got {arguments.strength}")
+    if arguments.sample_frames < 1:
+        raise HistocolorError(f"--sample-frames must be at least 1, got {arguments.sample_frames}")
+    output = check_video_output(arguments.output)
+    _check_not_an_input(output, arguments.video, arguments.reference)
+    if arguments.save_lut:
+        if arguments.temporal != "shot":
+            raise HistocolorError("--save-lut saves a shot's one look: it needs --temporal shot")
+        _check_lut_path(arguments.save_lut)
+    reference = read_image(arguments.reference)
+    engine = ColorTransfer(arguments.method, weights=arguments.weights, device=arguments.device,
+                           max_side=arguments.max_side, lut_size=arguments.lut_size)
+    look = recolour_video(arguments.video, reference, output, engine, strength=arguments.strength,
+                          temporal=arguments.temporal, sample_frames=arguments.sample_frames, progress=True)
+    if arguments.save_lut:
+        from histocolor.cube import save_look
+
+        save_look(arguments.save_lut, look, arguments.lut_size)
+    print(f"video written to {output}", file=sys.stderr)
+    return 0
 
 
 def _train(arguments) -> int:
@@ -318,7 +477,6 @@ def _evaluate(arguments) -> int:
         max_side=arguments.max_side,
         limit=arguments.limit,
         segmenter=arguments.segmenter,
-        upsampling=arguments.upsampling,
     )
     print(f"report written to {Path(arguments.out) / 'report.md'}", file=sys.stderr)
     return 0
@@ -353,7 +511,8 @@ def _info() -> int:
     import PIL
     import torch
 
-    from histocolor.transfer import DEFAULT_WEIGHTS, METHODS
+    from histocolor.model.io import DEFAULT_WEIGHTS
+    from histocolor.transfer import METHODS
 
     kornia_version = __import__("kornia").__version__
     cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available"
@@ -384,7 +543,8 @@ def main(argv=None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _show_one_line
             commands = {
-                "transfer": _transfer, "train": _train, "evaluate": _evaluate, "segment": _segment,
+                "transfer": _transfer, "apply-lut": _apply_lut, "video": _video, "train": _train,
+                "evaluate": _evaluate, "segment": _segment,
                 "info": lambda _: _info(),
             }
             return commands[arguments.command](arguments)

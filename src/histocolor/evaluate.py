@@ -13,6 +13,12 @@ reference check:
 PSNR and CIEDE2000 to the truth when the swapped reference is used instead (a method that
 uses the reference gets worse), and the CIEDE2000 between the source and the result with
 reference = source (a method should then leave the source alone).
+
+A source may be a video (.mp4, .mkv, .mov, .webm, .m4v): each method then recolours the
+whole clip with one look for the shot (:mod:`histocolor.video`; outputs in ``OUT/videos``),
+the scores are taken on a mosaic of frames sampled across the clip, and the temporal
+stability is reported: the mean frame-to-frame Lab change of the output minus that of the
+input (ΔE, 0 = no flicker added).
 """
 
 import csv
@@ -29,6 +35,7 @@ from histocolor.imageio import read_image
 from histocolor.metrics import ciede2000, gradient_ssim, psnr, region_sliced_wasserstein, sliced_wasserstein
 from histocolor.regions import check_labels, load_label_map
 from histocolor.transfer import METHODS, ColorTransfer
+from histocolor.video import VIDEO_EXTENSIONS
 
 # "<method>+regions" runs a method region-wise with the pair's masks.
 REGIONS_SUFFIX = "+regions"
@@ -43,6 +50,7 @@ _COLUMNS = (
     ("psnr_swapped", "PSNR, swapped reference (dB)"),
     ("ciede2000_swapped", "ΔE2000, swapped reference"),
     ("self_ciede2000", "ΔE2000 to source, reference = source ↓"),
+    ("added_flicker", "added flicker (ΔE) ↓"),
 )
 
 
@@ -100,11 +108,11 @@ def load_set(path) -> list[EvaluationPair]:
     ]
 
 
-def _score(pair: EvaluationPair, result, source, reference, truth, seconds) -> dict:
+def _score(pair: EvaluationPair, result, source, reference, truth, seconds_per_megapixel) -> dict:
     scores = {
         "swd": sliced_wasserstein(result, reference),
         "gradient_ssim": gradient_ssim(result, source),
-        "seconds_per_megapixel": seconds / (source.shape[0] * source.shape[1] / 1e6),
+        "seconds_per_megapixel": seconds_per_megapixel,
     }
     if truth is not None:
         if truth.shape != result.shape:
@@ -131,10 +139,24 @@ def _reference_check(pair: EvaluationPair, engine, source, truth) -> dict:
     }
 
 
-def _engine(method: str, weights, device, max_side, upsampling="lut"):
+def _run_video(method: str, engine, pair: EvaluationPair, reference, folder: Path):
+    """Recolour a video pair with ``engine``: (frame mosaic of the result, added flicker, megapixels)."""
+    from histocolor.video import added_flicker, frame_mosaic, recolour_video
+
+    if method.endswith(REGIONS_SUFFIX):
+        raise HistocolorError(f"{method} needs masks, and video pair '{pair.name}' has none")
+    if engine is None:
+        return frame_mosaic(pair.source), 0.0
+    folder.mkdir(parents=True, exist_ok=True)
+    output = folder / f"{pair.name}-{method}.mp4"
+    recolour_video(pair.source, reference, output, engine)
+    return frame_mosaic(output), added_flicker(pair.source, output)
+
+
+def _engine(method: str, weights, device, max_side):
     if method == "identity":
         return None
-    options = {"device": device, "upsampling": upsampling, **({"max_side": max_side} if max_side else {})}
+    options = {"device": device, **({"max_side": max_side} if max_side else {})}
     return ColorTransfer(method, weights=weights, **options)
 
 
@@ -153,7 +175,6 @@ def _run(method: str, engine, pair: EvaluationPair, source, reference, segmented
 
 def evaluate(
     sets: dict, methods, out, *, weights=None, device="auto", max_side=None, limit=None, grid_rows=6, segmenter=None,
-    upsampling="lut",
 ):
     """Run ``methods`` on every set (``{name: path}``); write ``report.md`` and grids into ``out``.
 
@@ -170,7 +191,7 @@ def evaluate(
     for method in methods:
         base = method.removesuffix(REGIONS_SUFFIX)
         if base not in by_base:
-            by_base[base] = _engine(base, weights, device, max_side, upsampling)
+            by_base[base] = _engine(base, weights, device, max_side)
     engines = {method: by_base[method.removesuffix(REGIONS_SUFFIX)] for method in methods}
     if segmenter is not None:
         from histocolor.segment import get_segmenter
@@ -185,7 +206,15 @@ def evaluate(
         global_runs: dict[str, int] = {}
         grid = []
         for index, pair in enumerate(pairs):
-            source, reference = read_image(pair.source).rgb, read_image(pair.reference).rgb
+            video = pair.source.suffix.lower() in VIDEO_EXTENSIONS
+            if video:
+                from histocolor.video import frame_mosaic, video_megapixels
+
+                source, megapixels = frame_mosaic(pair.source), video_megapixels(pair.source)
+            else:
+                source = read_image(pair.source).rgb
+                megapixels = source.shape[0] * source.shape[1] / 1e6
+            reference = read_image(pair.reference).rgb
             truth = read_image(pair.truth).rgb if pair.truth else None
             row = [source, reference] + ([truth] if truth is not None else [])
             segmented = None
@@ -194,13 +223,21 @@ def evaluate(
             for method, engine in engines.items():
                 clock = time.perf_counter()
                 try:
-                    result = _run(method, engine, pair, source, reference, segmented)
+                    if video:
+                        result, flicker = _run_video(method, engine, pair, reference, out / "videos" / set_name)
+                    else:
+                        result = _run(method, engine, pair, source, reference, segmented)
                 except NoCommonRegion:  # nothing to match: the transfer is the global one
                     global_runs[method] = global_runs.get(method, 0) + 1
                     result = engine(source, reference).image
                 seconds = time.perf_counter() - clock
-                check = {} if method.endswith(REGIONS_SUFFIX) else _reference_check(pair, engine, source, truth)
-                scores[method].append(_score(pair, result, source, reference, truth, seconds) | check)
+                if video:
+                    check = {"added_flicker": flicker}
+                elif method.endswith(REGIONS_SUFFIX):
+                    check = {}
+                else:
+                    check = _reference_check(pair, engine, source, truth)
+                scores[method].append(_score(pair, result, source, reference, truth, seconds / megapixels) | check)
                 row.append(result)
             if index < grid_rows:
                 grid.append(row)

@@ -117,6 +117,36 @@ def read_image(path) -> LoadedImage:
     return _read_with_pillow(path)
 
 
+def as_image(image) -> LoadedImage:
+    """Accept a path or an array ``(H, W)``, ``(H, W, 1|3|4)`` of uint8, uint16 or float in [0, 1].
+
+    Example:
+        >>> as_image(np.zeros((2, 3), np.uint8)).rgb.shape
+        (2, 3, 3)
+    """
+    if isinstance(image, LoadedImage):
+        return image
+    if isinstance(image, (str, pathlib.Path)):
+        return read_image(image)
+    array = np.asarray(image)
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)):
+            raise HistocolorError("the image holds NaN or infinite values")
+        array = np.clip(array, 0.0, 1.0).astype(np.float32)
+    elif array.dtype not in (np.uint8, np.uint16):
+        raise HistocolorError(f"unsupported image dtype {array.dtype}: use uint8, uint16 or float in [0, 1]")
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim in (2, 3) and min(array.shape[:2]) < 1:
+        raise HistocolorError("the image has no pixels")
+    if array.ndim == 2:
+        return LoadedImage(np.ascontiguousarray(np.repeat(array[..., None], 3, axis=-1)), None, True)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4):
+        raise HistocolorError(f"expected a 2-D grayscale, RGB or RGBA image, got an array of shape {array.shape}")
+    alpha = array[..., 3].copy() if array.shape[-1] == 4 else None
+    return LoadedImage(np.ascontiguousarray(array[..., :3]), alpha, False)
+
+
 def _fail(path, reason: str) -> HistocolorError:
     """Build the one-line user error for an unreadable file."""
     return HistocolorError(f"cannot read '{path}': {reason}")
@@ -436,6 +466,12 @@ def check_output_path(path) -> pathlib.Path:
     """
     path = pathlib.Path(path)
     _extension(path)
+    return check_writable(path)
+
+
+def check_writable(path) -> pathlib.Path:
+    """:func:`check_output_path` without the image-format check (for LUT and video files)."""
+    path = pathlib.Path(path)
     if path.is_dir():
         raise HistocolorError(f"cannot write '{path}': it is a directory")
     ancestor = path.parent

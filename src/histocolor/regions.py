@@ -1,9 +1,12 @@
-"""Label maps of semantic regions: integer PNGs or colour-coded masks.
+"""Label maps of semantic regions: integer PNGs or colour-coded masks, which region of the
+source corresponds to which of the reference, and the feathered weights of regions.
 
 Colour-coded masks from the deep-photo-styletransfer benchmark use nine colours but are
 antialiased (thousands of distinct colours at the seams), so they are snapped to that
 palette; other colour-coded masks get one label per distinct colour.
 """
+
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -190,3 +193,43 @@ def region_weights(labels: np.ndarray, groups: list[list[int]], shape, feather: 
         sigma = feather * float(np.hypot(height, width))
         weights = np.stack([gaussian_filter(w, sigma, mode="nearest") for w in weights])
     return weights
+
+
+@dataclass
+class Regions:
+    """Checked label maps of both images and their corresponding regions."""
+
+    source_labels: np.ndarray
+    reference_labels: np.ndarray
+    pairs: list[tuple[list[int], list[int]]]
+    feather: float = DEFAULT_FEATHER
+
+    def source_weights(self, shape, feather: bool = True) -> np.ndarray:
+        """``(R + 1, h, w)``: one weight per matched region, then the rest (global)."""
+        matched = region_weights(
+            self.source_labels, [p[0] for p in self.pairs], shape, self.feather if feather else 0.0
+        )
+        return np.concatenate([matched, np.clip(1.0 - matched.sum(0, keepdims=True), 0.0, 1.0)])
+
+    def reference_weights(self, shape) -> np.ndarray:
+        """``(R, h, w)`` hard weights of the reference regions (they only feed histograms)."""
+        return region_weights(self.reference_labels, [p[1] for p in self.pairs], shape)
+
+
+def prepare_regions(source_labels, reference_labels, source_shape, reference_shape, region_map=None,
+                    feather: float = DEFAULT_FEATHER) -> Regions | None:
+    """Label maps (arrays or mask paths) checked against their images and matched; None without masks."""
+    if source_labels is None and reference_labels is None:
+        return None
+    if source_labels is None or reference_labels is None:
+        raise HistocolorError("region-wise transfer needs masks for both the source and the reference")
+    if not feather >= 0:
+        raise HistocolorError(f"the feather must be zero or positive, got {feather}")
+    labels = [
+        check_labels(load_label_map(given) if isinstance(given, (str, bytes)) or hasattr(given, "__fspath__")
+                     else given, shape, role)
+        for given, shape, role in ((source_labels, source_shape, "source"), (reference_labels, reference_shape, "reference"))
+    ]
+    if region_map is not None:  # API users may give {1: 0} or JSON's {"1": [0]}
+        region_map = parse_region_map({str(k): v for k, v in region_map.items()})
+    return Regions(*labels, match_regions(*labels, region_map), feather)

@@ -28,7 +28,7 @@ from histocolor.errors import HistocolorError
 from histocolor.losses import LossWeights, transfer_loss
 from histocolor.model import AnalogyConfig, HistogramAnalogy, from_pretrained
 from histocolor.model.io import grow_state
-from histocolor.transfer import resolve_device
+from histocolor.device import resolve_device
 
 
 @dataclass

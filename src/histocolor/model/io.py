@@ -15,6 +15,8 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 MODEL_TYPE = "histogram-analogy"
 FORMAT_VERSION = 1
+# The shipped model, which every front end runs when no weights are given.
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "resources" / "weights" / "default"
 
 
 def save_pretrained(model, directory) -> None:
@@ -104,3 +106,13 @@ def from_pretrained(directory, device="cpu"):
         raise HistocolorError(f"weights in '{directory}' do not match its config.json ({details})")
     model.load_state_dict(state)
     return model.to(torch.device(device)).eval()
+
+
+def load_weights(weights=None, device="cpu"):
+    """:func:`from_pretrained` of ``weights``, or of the shipped model when it is None."""
+    directory = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+    if weights is None and not (directory / WEIGHTS_NAME).is_file():
+        raise HistocolorError(
+            f"no trained weights found at '{directory}': pass --weights DIR, or pick a classical method (--method mkl)"
+        )
+    return from_pretrained(directory, device)

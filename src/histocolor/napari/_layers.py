@@ -43,17 +43,21 @@ class LayerPixels:
         return values.astype(self.data.dtype)
 
 
-def check_layer(layer, role: str) -> LayerPixels:
-    """Check a layer on the UI thread (cheap: type and shape only) for reading in a worker."""
+def check_layer(layer, role: str, stack: bool = False) -> LayerPixels:
+    """Check a layer on the UI thread (cheap: type and shape only) for reading in a worker.
+
+    With ``stack``, a ``(T, H, W, 3)`` RGB time stack is accepted too (one look for all of it).
+    """
     if layer is None:
         raise HistocolorError(f"pick a {role} image layer (open an image first)")
     if not isinstance(layer, Image):
         raise HistocolorError(f"the {role} '{layer.name}' is a {type(layer).__name__} layer: pick an Image layer")
     data = layer.data[0] if layer.multiscale else layer.data
     planes = data.shape[:-1] if layer.rgb else data.shape
-    if len(planes) != 2:
+    if not (len(planes) == 2 or (stack and layer.rgb and not layer.multiscale and len(planes) == 3)):
+        wanted = "a 2-D image or an RGB time stack" if stack else "a 2-D image"
         raise HistocolorError(
-            f"the {role} '{layer.name}' has shape {tuple(data.shape)}, a {len(planes)}-D stack: pick a 2-D image"
+            f"the {role} '{layer.name}' has shape {tuple(data.shape)}, a {len(planes)}-D stack: pick {wanted}"
         )
     if layer.multiscale and planes[0] * planes[1] > MAX_MULTISCALE_PIXELS:
         raise HistocolorError(
@@ -95,7 +99,7 @@ def add_result(viewer, data: np.ndarray, name: str, source_layer, replace: bool)
     return viewer.add_image(
         data,
         name=name,
-        rgb=data.ndim == 3,
+        rgb=data.ndim == source_layer.ndim + 1,  # grey sources come back RGB; stacks stay stacks
         scale=source_layer.scale,
         translate=source_layer.translate,
         rotate=source_layer.rotate,

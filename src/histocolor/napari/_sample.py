@@ -1,7 +1,7 @@
 """Sample data: the bundled source and reference photos."""
 
 from histocolor.imageio import read_image
-from histocolor.transfer import DEFAULT_WEIGHTS
+from histocolor.model.io import DEFAULT_WEIGHTS
 
 SAMPLES = DEFAULT_WEIGHTS.parents[1] / "samples"
 

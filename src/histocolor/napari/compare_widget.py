@@ -11,7 +11,7 @@ from qtpy.QtWidgets import QTableWidget, QTableWidgetItem
 from histocolor.errors import HistocolorError
 from histocolor.metrics import AB_RANGE, L_RANGE, ciede2000, gradient_ssim, lab_histograms, psnr, sliced_wasserstein
 from histocolor.napari._layers import check_layer, notify_error, start_worker
-from histocolor.transfer import as_image
+from histocolor.imageio import as_image
 
 METRICS = ("SWD to ref. ↓", "grad. SSIM ↑", "PSNR (dB) ↑", "ΔE2000 ↓")
 METRIC_TIPS = (

@@ -18,7 +18,8 @@ from histocolor.data.photos import PhotoFolderDataset, list_photos
 from histocolor.errors import HistocolorError
 from histocolor.napari._layers import check_layer, notify_error, start_worker
 from histocolor.train import TrainConfig, train
-from histocolor.transfer import DEFAULT_WEIGHTS, as_image
+from histocolor.imageio import as_image
+from histocolor.model.io import DEFAULT_WEIGHTS
 
 
 def _keep_triton_out() -> None:

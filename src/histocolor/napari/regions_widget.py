@@ -223,7 +223,7 @@ class RegionsWidget(Container):
 
 
 def _rgb(pixels) -> np.ndarray:
-    from histocolor.transfer import as_image
+    from histocolor.imageio import as_image
 
     return as_image(pixels.read()).rgb
 

@@ -11,7 +11,7 @@ import torch
 
 from histocolor.errors import HistocolorError, first_line
 from histocolor.segment.base import Segmenter, as_uint8, imagenet_input, present_names, scaled_size, upsample_scores
-from histocolor.transfer import resolve_device
+from histocolor.device import resolve_device
 
 INPUT_SIDE = 512
 

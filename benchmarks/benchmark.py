@@ -1,16 +1,20 @@
 """Benchmarks whose numbers go into docs/BENCHMARKS.md (timings never run as tests).
 
-    python -m histocolor.benchmark speed [--megapixels 12 24]
-    python -m histocolor.benchmark upsampling [--data ../shared/data/dpst-dev]
-    python -m histocolor.benchmark graded-set --photos DIR... --holdout-from CONFIG --out DIR
-    python -m histocolor.benchmark strength-sweep --graded graded/graded.csv [--unpaired ../shared/data/dpst-dev]
-    python -m histocolor.benchmark frontier [--data ../shared/data/dpst-dev] [--csv docs/frontier.csv]
-    python -m histocolor.benchmark alignment-only --method sliced --out DIR [--like WEIGHTS]
+Developer tools, not installed with the package; they use histocolor's public API only.
+
+    python benchmarks/benchmark.py speed [--megapixels 12 24]
+    python benchmarks/benchmark.py video [--seconds 10 --size 1920 1080]
+    python benchmarks/benchmark.py batch [--pairs 200 --side 512]
+    python benchmarks/benchmark.py upsampling [--data ../shared/data/dpst-dev]
+    python benchmarks/benchmark.py graded-set --photos DIR... --holdout-from CONFIG --out DIR
+    python benchmarks/benchmark.py strength-sweep --graded graded/graded.csv [--unpaired ../shared/data/dpst-dev]
+    python benchmarks/benchmark.py frontier [--data ../shared/data/dpst-dev] [--csv docs/frontier.csv]
+    python benchmarks/benchmark.py alignment-only --method sliced --out DIR [--like WEIGHTS]
 
 ``speed`` runs the real ``histocolor transfer`` command on a large JPEG, one process per
 run, and reports its stage timings and peak memory. ``upsampling`` compares the ways of
-bringing a working-size result to full resolution against the operator run at full
-resolution. ``strength-sweep`` shows, for each method and strength, what the graded set's
+bringing a working-size result to full resolution (the engine's fitted LUT, or resizing
+the output or its Lab change, computed here) against the operator run at full resolution. ``strength-sweep`` shows, for each method and strength, what the graded set's
 truth asks for (PSNR) against how far the result moves towards an unpaired reference (SWD).
 ``frontier`` draws colour distance to the reference (SWD) against structure kept (gradient
 SSIM) on a set: each method as a curve over its strengths, the network among them.
@@ -31,17 +35,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from histocolor.color import rgb_to_lab
-from histocolor.imageio import read_image
+from histocolor.color import lab_to_rgb, rgb_to_lab
+from histocolor.imageio import read_image, to_uint
 from histocolor.lut import DEFAULT_SMOOTHNESS
+from histocolor.methods import image_tensor
 from histocolor.metrics import gradient_ssim, psnr
 from histocolor.model import AnalogyConfig, CTNOutput, HistogramAnalogy
-from histocolor.transfer import ColorTransfer, _to_tensor
+from histocolor.transfer import ColorTransfer
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = Path(__file__).resolve().parent / "resources" / "samples"
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "resources" / "samples"
 DEFAULT_PHOTO = ROOT.parent / "shared" / "data" / "photos" / "picosdeeuropa-by-aitzol_berasategi.jpg"
 DEFAULT_DPST = ROOT.parent / "shared" / "data" / "dpst-dev"
 PSNR_CAP = 100.0
@@ -70,7 +76,7 @@ class ReinhardOperator(torch.nn.Module):
 
     def __init__(self, source_rgb: np.ndarray, reference_rgb: np.ndarray):
         super().__init__()
-        source_lab, reference_lab = (rgb_to_lab(_to_tensor(rgb)) for rgb in (source_rgb, reference_rgb))
+        source_lab, reference_lab = (rgb_to_lab(image_tensor(rgb)) for rgb in (source_rgb, reference_rgb))
         self.source_mean, self.source_std = source_lab.mean((2, 3), keepdim=True), source_lab.std((2, 3), keepdim=True)
         self.reference_mean = reference_lab.mean((2, 3), keepdim=True)
         self.reference_std = reference_lab.std((2, 3), keepdim=True)
@@ -91,11 +97,12 @@ def _make_large_jpeg(photo: Path, megapixels: float, path: Path) -> tuple[int, i
     return size
 
 
-def _run_cli(arguments: list[str]) -> tuple[dict[str, float], float]:
+def _run_cli(arguments: list[str], timings: bool = True) -> tuple[dict[str, float], float]:
     """Run ``histocolor`` in a child process: its stage timings and peak resident memory (MiB)."""
     with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty child cannot block
         process = subprocess.Popen(
-            [sys.executable, "-m", "histocolor", *arguments, "--timings"], stdout=subprocess.DEVNULL, stderr=log
+            [sys.executable, "-m", "histocolor", *arguments, *(["--timings"] if timings else [])],
+            stdout=subprocess.DEVNULL, stderr=log,
         )
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -142,7 +149,7 @@ def speed(arguments) -> None:
                     stages["decode"],
                     stages.get("network", stages.get("fit")),
                     stages.get("lut_fit"),
-                    stages.get("lut_apply", stages.get("apply")),
+                    stages.get("apply"),
                     stages["encode"],
                     transfer_seconds,
                 ]
@@ -151,6 +158,102 @@ def speed(arguments) -> None:
                     f"| {width}x{height} ({width * height / 1e6:.1f} MP) | {label} | {text} | "
                     f"{transfer_seconds / mkl_transfer:.2f}x | {peak:.0f} MiB |"
                 )
+
+
+# ------------------------------------------------------------------------------------ video
+
+
+def make_clip(path, photo: np.ndarray, frames: int, size: tuple[int, int], rate: int = 30, audio: bool = True) -> None:
+    """A test clip: a slow pan across ``photo`` (so each frame's colours differ), with a tone as audio.
+
+    ``size`` is (width, height); H.264 in yuv420p (even sizes) or yuv444p, AAC audio at 8 kHz.
+    """
+    import av
+
+    width, height = size
+    scale = max(height / photo.shape[0], 1.3 * width / photo.shape[1])
+    wide = np.asarray(Image.fromarray(photo).resize((round(photo.shape[1] * scale), round(photo.shape[0] * scale)),
+                                                   Image.Resampling.BILINEAR))
+    travel = wide.shape[1] - width
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=rate)
+        video.width, video.height = width, height
+        video.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+        sound = container.add_stream("aac", rate=8000) if audio else None
+        if sound is not None:
+            sound.layout = "mono"
+        for index in range(frames):
+            left = round(travel * index / max(1, frames - 1))
+            frame = np.ascontiguousarray(wide[:height, left : left + width])
+            container.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(video.encode(None))
+        if sound is not None:
+            tone = (0.3 * np.sin(np.arange(8000 * frames // rate) * 0.2)).astype(np.float32)[None]
+            for start in range(0, tone.shape[1], 1024):
+                chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start : start + 1024]), format="fltp",
+                                                   layout="mono")
+                chunk.sample_rate, chunk.pts = 8000, start
+                container.mux(sound.encode(chunk))
+            container.mux(sound.encode(None))
+
+
+def video(arguments) -> None:
+    """``histocolor video`` on a generated clip: frames per second, peak memory, audio kept."""
+    import av
+
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        clip, out = folder / "clip.mp4", folder / "out.mp4"
+        width, height = arguments.size
+        make_clip(clip, read_image(arguments.photo).rgb, round(arguments.seconds * 30), (width, height))
+        print(f"clip: {arguments.seconds:g} s, {width}x{height}, 30 fps, AAC audio; torch threads: "
+              f"{torch.get_num_threads()}\n")
+        print("| method | temporal | frames | seconds | frames per second | peak memory | audio packets in / out |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for method, temporal in arguments.runs:
+            clock = time.perf_counter()
+            _, peak = _run_cli(["video", str(clip), "--reference", str(SAMPLES / "reference.jpg"), "-o", str(out),
+                                "--method", method, "--temporal", temporal], timings=False)
+            seconds = time.perf_counter() - clock
+            with av.open(str(clip)) as before, av.open(str(out)) as after:
+                frames = after.streams.video[0].frames
+                audio = [sum(1 for p in c.demux(c.streams.audio[0]) if p.dts is not None) for c in (before, after)]
+            print(f"| {method} | {temporal} | {frames} | {seconds:.1f} | {frames / seconds:.1f} | {peak:.0f} MiB | "
+                  f"{audio[0]} / {audio[1]} |", flush=True)
+
+
+# ------------------------------------------------------------------------------------ batch
+
+
+def batch(arguments) -> None:
+    """``histocolor transfer --pairs`` on many small pairs, with and without decode/encode threads."""
+    photos = sorted(arguments.photos.glob("*.jpg"))[:20] or [SAMPLES / "source.jpg", SAMPLES / "reference.jpg"]
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        names = []
+        for index, photo in enumerate(photos):
+            image = Image.open(photo).convert("RGB")
+            image.thumbnail((arguments.side, arguments.side))
+            names.append(f"photo{index}.jpg")
+            image.save(folder / names[-1], quality=92)
+        lines = ["source,reference,output"] + [
+            f"{names[i % len(names)]},{names[(i * 7 + 3) % len(names)]},out/{i}.png" for i in range(arguments.pairs)
+        ]
+        (folder / "pairs.csv").write_text("\n".join(lines) + "\n")
+        print(f"{arguments.pairs} pairs of {len(names)} photos, long side {arguments.side} px, written as PNG; "
+              f"torch threads: {torch.get_num_threads()}\n")
+        print("| method | --io-threads | seconds | pairs per second | gain |")
+        print("| --- | --- | --- | --- | --- |")
+        for method in arguments.methods:
+            baseline = None
+            for threads in arguments.io_threads:
+                clock = time.perf_counter()
+                _run_cli(["transfer", "--pairs", str(folder / "pairs.csv"), "--method", method,
+                          "--io-threads", str(threads)], timings=False)
+                seconds = time.perf_counter() - clock
+                baseline = baseline or seconds
+                print(f"| {method} | {threads} | {seconds:.1f} | {arguments.pairs / seconds:.2f} | "
+                      f"{baseline / seconds:.2f}x |", flush=True)
 
 
 # ------------------------------------------------------------------------------- upsampling
@@ -162,6 +265,23 @@ def _pairs(data: Path, limit: int | None):
         yield source.stem, read_image(source).rgb, read_image(data / "style" / f"tar{source.stem[2:]}.png").rgb
 
 
+@torch.no_grad()
+def _resized(operator, source: np.ndarray, reference: np.ndarray, working: int, mode: str) -> np.ndarray:
+    """The operator at the working size, brought to full size by resizing its output or its Lab change.
+
+    ``working`` None runs it at full resolution (the truth).
+    """
+    height, width = source.shape[:2]
+    full_lab = rgb_to_lab(image_tensor(source))
+    small_lab = full_lab if working is None else rgb_to_lab(image_tensor(source, working))
+    output = operator(small_lab, rgb_to_lab(image_tensor(reference, working))).output
+    if mode == "output":
+        result = F.interpolate(output, size=(height, width), mode="bilinear", align_corners=False)
+    else:
+        result = full_lab + F.interpolate(output - small_lab, size=(height, width), mode="bilinear", align_corners=False)
+    return to_uint(lab_to_rgb(result)[0].permute(1, 2, 0).numpy(), np.uint8)
+
+
 def upsampling(arguments) -> None:
     network = random_network(head_std=arguments.head_std)
     variants = [
@@ -169,8 +289,8 @@ def upsampling(arguments) -> None:
         for size in (17, 33)
         for smoothness in arguments.smoothness
     ] + [
-        ("resize output", "output", 33, DEFAULT_SMOOTHNESS),
-        ("resize Lab change", "lab-difference", 33, DEFAULT_SMOOTHNESS),
+        ("resize output", "output", None, None),
+        ("resize Lab change", "lab-difference", None, None),
     ]
     rows = {}
     for name, source, reference in _pairs(arguments.data, arguments.limit):
@@ -179,18 +299,18 @@ def upsampling(arguments) -> None:
             "Reinhard in Lab (global change)": ReinhardOperator(source, reference),
         }
         for operator_name, operator in operators.items():
-            truth = ColorTransfer(model=operator, max_side=max(source.shape), upsampling="output")(
-                source, reference
-            ).image
+            truth = _resized(operator, source, reference, None, "output")
             truth_row = rows.setdefault((operator_name, "-", "truth (full resolution)"), [])
             truth_row.append((PSNR_CAP, gradient_ssim(truth, source), abs_change(truth, source), 0.0))
             for working in arguments.sizes:
                 for label, mode, lut_size, smoothness in variants:
-                    engine = ColorTransfer(
-                        model=operator, max_side=working, upsampling=mode, lut_size=lut_size, lut_smoothness=smoothness
-                    )
                     clock = time.perf_counter()
-                    image = engine(source, reference).image
+                    if mode == "lut":
+                        engine = ColorTransfer(model=operator, max_side=working, lut_size=lut_size,
+                                               lut_smoothness=smoothness)
+                        image = engine(source, reference).image
+                    else:
+                        image = _resized(operator, source, reference, working, mode)
                     seconds = time.perf_counter() - clock
                     scores = (
                         min(psnr(image, truth), PSNR_CAP),
@@ -330,7 +450,7 @@ def alignment_only(arguments) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m histocolor.benchmark", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python benchmarks/benchmark.py", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     timing = commands.add_parser("speed", help="stage timings and peak memory of the CLI on large JPEGs")
     timing.add_argument("--megapixels", type=float, nargs="+", default=[12, 24])
@@ -344,6 +464,21 @@ def main(argv=None) -> None:
     upsample.add_argument("--limit", type=int, default=None, help="only the first N pairs")
     upsample.add_argument("--head-std", type=float, default=0.2, help="size of the random network's change")
     upsample.add_argument("--smoothness", type=float, nargs="+", default=[DEFAULT_SMOOTHNESS], help="LUT fit penalties")
+    clip = commands.add_parser("video", help="histocolor video on a generated clip: fps, peak memory, audio")
+    clip.add_argument("--seconds", type=float, default=10.0)
+    clip.add_argument("--size", type=int, nargs=2, default=[1920, 1080], metavar=("WIDTH", "HEIGHT"))
+    clip.add_argument(
+        "--photo", type=Path, default=DEFAULT_PHOTO if DEFAULT_PHOTO.exists() else SAMPLES / "source.jpg"
+    )
+    clip.add_argument("--runs", type=lambda text: tuple(text.split(":")), nargs="+",
+                      default=[("analogy", "shot"), ("mkl", "shot"), ("analogy", "smooth")],
+                      help="METHOD:TEMPORAL pairs (default: analogy:shot mkl:shot analogy:smooth)")
+    many = commands.add_parser("batch", help="pairs per second of transfer --pairs, with and without I/O threads")
+    many.add_argument("--pairs", type=int, default=200)
+    many.add_argument("--side", type=int, default=512, help="long side of each image")
+    many.add_argument("--photos", type=Path, default=DEFAULT_PHOTO.parent)
+    many.add_argument("--methods", nargs="+", default=["analogy", "mkl"])
+    many.add_argument("--io-threads", type=int, nargs="+", default=[0, 2])
     graded = commands.add_parser("graded-set", help="build the held-out graded evaluation set (evaluation styles)")
     graded.add_argument("--photos", type=Path, nargs="+", required=True, help="folders holding the held-out photos")
     graded.add_argument("--holdout-from", type=Path, required=True, help="training config whose holdout list to use")
@@ -371,7 +506,8 @@ def main(argv=None) -> None:
     aligned.add_argument("--out", type=Path, required=True)
     arguments = parser.parse_args(argv)
     commands = {
-        "alignment-only": alignment_only, "speed": speed, "upsampling": upsampling, "graded-set": graded_set,
+        "alignment-only": alignment_only, "speed": speed, "video": video, "batch": batch, "upsampling": upsampling,
+        "graded-set": graded_set,
         "strength-sweep": strength_sweep, "frontier": frontier,
     }
     commands[arguments.command](arguments)

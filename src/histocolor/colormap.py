@@ -1,0 +1,151 @@
+"""Colour maps: what every transfer method fits, and the one step that applies them.
+
+A *colour map* maps sRGB colours ``(N, 3)`` float32 in [0, 1] to colours of the same
+shape. It depends on the colour alone, never on where a pixel sits, so it applies to an
+image of any size, a chunk at a time, and tabulates into a 3D LUT (a ``.cube`` file for
+other tools). The kinds: a fitted 3D LUT (the network, :class:`LutMap`), an affine map
+(Reinhard, MKL), per-channel curves (histogram matching) and a composed map (IDT); the
+classical ones live in :mod:`histocolor.classical`.
+
+A :class:`Look` is what a transfer fitted: one colour map per source region plus one for
+the rest of the image, and the feathered region weights. A global transfer is the look of
+one region that covers everything; the same :meth:`Look.apply` serves both.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from histocolor.lut import DEFAULT_LUT_SIZE, apply_lut, blend_luts, identity_lut, interpolate, lut_from_mapping
+
+_CHUNK_PIXELS = 1 << 21
+
+
+def unit_scale(dtype) -> float:
+    """The value that stands for 1.0 in an image of ``dtype`` (255, 65535, or 1 for floats)."""
+    return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
+
+
+def to_unit(rgb: np.ndarray) -> np.ndarray:
+    """Pixels of any shape ``(..., 3)`` as ``(N, 3)`` float32 in [0, 1].
+
+    Example:
+        >>> to_unit(np.array([[[255, 0, 51]]], dtype=np.uint8))
+        array([[1. , 0. , 0.2]], dtype=float32)
+    """
+    return rgb.reshape(-1, 3).astype(np.float32) / np.float32(unit_scale(rgb.dtype))
+
+
+def from_unit(values: np.ndarray, dtype) -> np.ndarray:
+    """Float values in [0, 1] back to ``dtype``: rounded for integers, clipped float32 otherwise."""
+    scale = unit_scale(dtype)
+    if scale == 1.0:
+        return np.clip(values, 0.0, 1.0).astype(np.float32)
+    return np.clip(np.rint(values * scale), 0, scale).astype(dtype)
+
+
+class ColorMap:
+    """A map of sRGB colours ``(N, 3)`` float32 in [0, 1] -> ``(N, 3)`` float32 in [0, 1].
+
+    Subclasses implement ``__call__``; :meth:`apply` and :meth:`to_lut` follow from it.
+    """
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def apply(self, rgb: np.ndarray) -> np.ndarray:
+        """Map every pixel of an ``(H, W, 3)`` image (uint8, uint16 or float); same shape and dtype."""
+        flat = rgb.reshape(-1, 3)
+        out = np.empty_like(flat)
+        for start in range(0, len(flat), _CHUNK_PIXELS):  # chunks bound the float copies
+            out[start : start + _CHUNK_PIXELS] = from_unit(self(to_unit(flat[start : start + _CHUNK_PIXELS])), rgb.dtype)
+        return out.reshape(rgb.shape)
+
+    def to_lut(self, size: int = DEFAULT_LUT_SIZE) -> np.ndarray:
+        """The map tabulated on a ``size^3`` sRGB grid, ``(size, size, size, 3)`` float32, indexed [r, g, b]."""
+        return lut_from_mapping(self, size)
+
+    def blended(self, strength: float) -> "ColorMap":
+        """This map at ``strength``: 1 is the map, 0 the identity, in between a linear blend."""
+        return self if strength == 1.0 else BlendedMap(self, float(strength))
+
+
+class BlendedMap(ColorMap):
+    """``x + strength * (base(x) - x)``: a map dialled toward the identity."""
+
+    def __init__(self, base: ColorMap, strength: float):
+        self.base, self.strength = base, strength
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        pixels = np.asarray(pixels, dtype=np.float32)
+        return pixels + np.float32(self.strength) * (self.base(pixels) - pixels)
+
+
+class LutMap(ColorMap):
+    """A 3D LUT ``(S, S, S, 3)`` over sRGB, applied by trilinear interpolation.
+
+    Example:
+        >>> LutMap(identity_lut(5))(np.array([[0.1, 0.5, 0.9]], dtype=np.float32)).round(3)
+        array([[0.1, 0.5, 0.9]], dtype=float32)
+    """
+
+    def __init__(self, lut: np.ndarray):
+        self.lut = np.asarray(lut, dtype=np.float32)
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        return interpolate(self.lut, np.asarray(pixels, dtype=np.float32))
+
+    def apply(self, rgb: np.ndarray) -> np.ndarray:
+        return apply_lut(rgb, self.lut)  # 8-bit images take its one-lookup-per-colour path
+
+    def to_lut(self, size: int = DEFAULT_LUT_SIZE) -> np.ndarray:
+        return self.lut if size == self.lut.shape[0] else super().to_lut(size)
+
+    def blended(self, strength: float) -> "LutMap":
+        # Trilinear interpolation is linear in the table, so blending the table is blending the map.
+        return self if strength == 1.0 else LutMap(blend_luts(self.lut, strength))
+
+
+@dataclass
+class Look:
+    """What a transfer fitted, ready to apply to the source (or any image of its framing).
+
+    Attributes:
+        maps: one colour map per matched source region, then one for the rest of the image
+            (None where that part owns no pixel). A global look holds a single map.
+        weights: ``(len(maps), h, w)`` float32 region weights at any resolution (they are
+            resized to the image), summing to 1 per pixel; None for a global look.
+        labels: the source label groups of the regions (``maps[:-1]``), for naming them.
+        label_map: the source's ``(H, W)`` label map (None for a global look).
+    """
+
+    maps: list
+    weights: np.ndarray | None = None
+    labels: list | None = None
+    label_map: np.ndarray | None = None
+
+    @property
+    def is_global(self) -> bool:
+        return self.weights is None
+
+    def blended(self, strength: float) -> "Look":
+        """The look at ``strength`` (0 keeps the image, 1 is the full change)."""
+        maps = [None if m is None else m.blended(strength) for m in self.maps]
+        return Look(maps, self.weights, self.labels, self.label_map)
+
+    def apply(self, rgb: np.ndarray) -> np.ndarray:
+        """``sum_r weight_r(x) * map_r(rgb(x))`` for an ``(H, W, 3)`` image; same shape and dtype."""
+        weights = np.ones((1, 1, 1), np.float32) if self.weights is None else self.weights
+        present = [(m, w) for m, w in zip(self.maps, weights) if m is not None and w.max() > 0]
+        if len(present) == 1 and present[0][1].min() >= 1.0:  # one map owns every pixel: no blend needed
+            return present[0][0].apply(rgb)
+        height, width = rgb.shape[:2]
+        scale = np.float32(unit_scale(rgb.dtype))
+        total = np.zeros((height, width, 3), dtype=np.float32)
+        for colour_map, small in present:
+            full = F.interpolate(torch.from_numpy(np.ascontiguousarray(small, dtype=np.float32))[None, None],
+                                 size=(height, width), mode="bilinear", align_corners=False)[0, 0].numpy()
+            total += full[..., None] * (colour_map.apply(rgb).astype(np.float32) / scale)
+        return from_unit(total, rgb.dtype)

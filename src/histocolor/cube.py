@@ -1,0 +1,106 @@
+"""Looks as ``.cube`` 3D LUT files, the format DaVinci Resolve, Premiere, Photoshop, ffmpeg
+and OBS read. Reading and writing go through colour-science (``colour.read_LUT`` /
+``colour.write_LUT``); tables are histocolor's ``(S, S, S, 3)`` float32 arrays indexed
+``[r, g, b]`` over sRGB-encoded values in [0, 1] (the tool's working space: apply the file
+to sRGB-encoded footage).
+"""
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from histocolor.colormap import Look
+from histocolor.errors import HistocolorError, first_line
+from histocolor.lut import DEFAULT_LUT_SIZE, identity_lut
+
+# A .cube that is not a 3D table on [0, 1] (a 1D LUT, a shaper plus a 3D LUT, another
+# domain) is tabulated through colour-science on a grid of this size.
+_RESAMPLE_SIZE = 33
+
+
+def write_cube(path, lut: np.ndarray, title: str = "histocolor look") -> Path:
+    """Write ``lut`` ``(S, S, S, 3)`` as a .cube file, atomically (a temporary file, then a rename)."""
+    import colour
+
+    path = Path(path)
+    if path.suffix.lower() != ".cube":
+        raise HistocolorError(f"a LUT file needs the .cube extension, got '{path.name}'")
+    table = np.asarray(lut, dtype=np.float64)
+    if table.ndim != 4 or table.shape[-1] != 3 or len(set(table.shape[:3])) != 1:
+        raise ValueError(f"expected an (S, S, S, 3) LUT, got shape {table.shape}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".cube")
+    os.close(handle)
+    try:
+        colour.write_LUT(colour.LUT3D(table, name=title, size=table.shape[0]), temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return path
+
+
+def read_cube(path) -> np.ndarray:
+    """The 3D LUT in a .cube file as ``(S, S, S, 3)`` float32 over [0, 1], indexed [r, g, b].
+
+    Any other content colour-science reads from a .cube (a 1D LUT, a 1D shaper with a 3D
+    LUT, a domain other than [0, 1]) is tabulated on a 33^3 grid through colour-science's
+    own application.
+
+    Example:
+        >>> write_cube("/tmp/identity.cube", identity_lut(3)).name
+        'identity.cube'
+        >>> read_cube("/tmp/identity.cube").shape
+        (3, 3, 3, 3)
+    """
+    import colour
+
+    path = Path(path)
+    if not path.is_file():
+        raise HistocolorError(f"LUT file '{path}' does not exist")
+    try:
+        lut = colour.read_LUT(str(path))
+        unit_domain = isinstance(lut, colour.LUT3D) and np.array_equal(lut.domain, [[0, 0, 0], [1, 1, 1]])
+        table = lut.table if unit_domain else lut.apply(identity_lut(_RESAMPLE_SIZE).astype(np.float64))
+    except Exception as error:  # colour-science raises many kinds on a malformed file
+        raise HistocolorError(f"cannot read LUT '{path}': {first_line(error) or type(error).__name__}") from None
+    table = np.asarray(table, dtype=np.float32)
+    if table.ndim != 4 or table.shape[-1] != 3:
+        raise HistocolorError(f"cannot read LUT '{path}': not a colour LUT (table shape {table.shape})")
+    if not np.all(np.isfinite(table)):
+        raise HistocolorError(f"LUT '{path}' holds NaN or infinite values")
+    return np.clip(table, 0.0, 1.0)
+
+
+def look_paths(path, look: Look) -> list[Path]:
+    """Where :func:`save_look` writes ``look``: ``path`` itself for a global look; by regions
+    ``NAME-region-L.cube`` per source region (labels joined by ``+``), ``NAME-rest.cube`` and
+    ``NAME-labels.png``, the source's label map that says which region is where."""
+    path = Path(path)
+    if look.is_global:
+        return [path]
+    stem = path.with_suffix("")
+    regions = [Path(f"{stem}-region-{'+'.join(map(str, group))}.cube") for group in look.labels]
+    return [*regions, Path(f"{stem}-rest.cube"), Path(f"{stem}-labels.png")]
+
+
+def save_look(path, look: Look, size: int = DEFAULT_LUT_SIZE) -> list[Path]:
+    """Write ``look`` as .cube files (see :func:`look_paths`) and return their paths.
+
+    A region that owns no pixel (and so has no colour map) gets the rest's map. The
+    feathered seams are not part of a .cube: another tool blends the region LUTs through
+    its own masks, made from the label map.
+    """
+    from histocolor.segment.base import write_labels
+
+    paths = look_paths(path, look)
+    rest = look.maps[-1]
+    for target, colour_map in zip(paths, look.maps):
+        write_cube(target, (colour_map or rest).to_lut(size), title=f"histocolor {Path(target).stem}")
+    if not look.is_global:
+        write_labels(paths[-1], look.label_map)
+    return paths

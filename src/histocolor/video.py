@@ -1,0 +1,250 @@
+"""Video: one look for a shot, applied frame by frame while streaming (PyAV, the ffmpeg bindings).
+
+A look fitted on each frame alone would change with every frame's content and flicker.
+Instead the shot's look is fitted once, on a mosaic of frames sampled evenly across the
+clip (``temporal="shot"``), or fitted on key frames and smoothed over time
+(``temporal="smooth"``, for shots whose light changes). Frames are decoded, recoloured and
+encoded one at a time, so memory does not grow with the clip's length. The frame count,
+timestamps (so the frame rate), size and audio are kept.
+"""
+
+import contextlib
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from histocolor.colormap import Look, LutMap, from_unit
+from histocolor.errors import HistocolorError, first_line
+from histocolor.imageio import check_writable
+
+VIDEO_EXTENSIONS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264", ".webm": "libvpx-vp9"}
+TEMPORAL_MODES = ("shot", "smooth")
+_TILE_SIDE = 512  # long side of a sampled frame in the mosaic the shot's look is fitted on
+_KEY_FRAMES_PER_SECOND = 2  # temporal="smooth": looks fitted per second of video
+_SMOOTHING_SECONDS = 1.0  # temporal="smooth": time constant of the looks' moving average
+_QUALITY = {"libx264": {"crf": "17", "preset": "fast"}, "libvpx-vp9": {"crf": "20", "b": "0"}}
+
+
+def check_video_output(path) -> Path:
+    """The output must be a video format histocolor writes, in a writable place."""
+    path = Path(path)
+    if path.suffix.lower() not in VIDEO_EXTENSIONS:
+        raise HistocolorError(f"cannot write video '{path.name}': use one of {', '.join(VIDEO_EXTENSIONS)}")
+    return check_writable(path)
+
+
+def _open(path):
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise HistocolorError(f"video '{path}' does not exist")
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, ValueError) as error:
+        raise HistocolorError(f"cannot read video '{path}': {first_line(error)}") from None
+    if not container.streams.video:
+        container.close()
+        raise HistocolorError(f"'{path}' holds no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return container, stream
+
+
+def _frames(path):
+    """Every frame of the first video stream as ``(H, W, 3)`` uint8 sRGB, in order."""
+    import av
+
+    container, stream = _open(path)
+    with container:
+        try:
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+        except av.FFmpegError as error:
+            raise HistocolorError(f"cannot decode video '{path}': {first_line(error)}") from None
+
+
+def sample_frames(frames, count: int) -> list[np.ndarray]:
+    """About ``count`` frames spread evenly over ``frames`` (any iterable), holding at most ``2 * count``.
+
+    The stride doubles whenever the kept frames fill up, so the memory used does not depend
+    on the clip's length, and the kept frames stay evenly spaced.
+
+    Example:
+        >>> [int(f[0, 0, 0]) for f in sample_frames((np.full((1, 1, 3), i, np.uint8) for i in range(20)), 4)]
+        [0, 4, 8, 12, 16]
+    """
+    kept, stride = [], 1
+    for index, frame in enumerate(frames):
+        if index % stride:
+            continue
+        kept.append(_shrink(frame))
+        if len(kept) > 2 * count:
+            kept, stride = kept[::2], stride * 2
+    step = max(1, len(kept) // count)
+    return kept[::step]
+
+
+def _shrink(frame: np.ndarray) -> np.ndarray:
+    """A frame (uint8, uint16 or float) with its long side at most the mosaic's tile side, same dtype."""
+    from histocolor.methods import image_tensor
+
+    if max(frame.shape[:2]) <= _TILE_SIDE:
+        return frame
+    small = image_tensor(np.ascontiguousarray(frame), _TILE_SIDE)[0].permute(1, 2, 0).numpy()
+    return from_unit(small, frame.dtype)
+
+
+def mosaic(frames: list[np.ndarray]) -> np.ndarray:
+    """Frames of one size tiled in a near-square grid (empty cells repeat frames, never black)."""
+    columns = math.ceil(math.sqrt(len(frames)))
+    rows = math.ceil(len(frames) / columns)
+    cells = [frames[index % len(frames)] for index in range(rows * columns)]
+    return np.concatenate([np.concatenate(cells[r * columns:(r + 1) * columns], axis=1) for r in range(rows)], axis=0)
+
+
+def frame_mosaic(path, sample_count: int = 9) -> np.ndarray:
+    """A mosaic of frames sampled evenly across the video at ``path`` (what its shot looks like)."""
+    sampled = sample_frames(_frames(path), sample_count)
+    if not sampled:
+        raise HistocolorError(f"video '{path}' has no frames")
+    return mosaic(sampled)
+
+
+def video_megapixels(path) -> float:
+    """Pixels in all frames of the video, in millions (counted by decoding when the header lacks it)."""
+    container, stream = _open(path)
+    with container:
+        frames = stream.frames or sum(1 for _ in container.decode(stream))
+        return frames * stream.width * stream.height / 1e6
+
+
+def shot_look(engine, frames, reference, sample_count: int = 9) -> Look:
+    """The look of a whole shot: ``engine`` fitted on a mosaic of frames sampled across ``frames``."""
+    sampled = sample_frames(frames, sample_count)
+    if not sampled:
+        raise HistocolorError("the video has no frames")
+    return engine.fit(mosaic(sampled), reference)
+
+
+class _SmoothedLook:
+    """``temporal="smooth"``: a look fitted on every key frame, as a LUT averaged over time."""
+
+    def __init__(self, engine, reference, frame_rate: float):
+        self.engine, self.reference = engine, reference
+        self.interval = max(1, round(frame_rate / _KEY_FRAMES_PER_SECOND))
+        self.blend = 1.0 - math.exp(-self.interval / (frame_rate * _SMOOTHING_SECONDS))
+        self.lut = None
+
+    def at(self, index: int, frame: np.ndarray) -> LutMap:
+        if index % self.interval == 0:
+            fitted = self.engine.fit(frame, self.reference).maps[0].to_lut(self.engine.lut_size)
+            self.lut = fitted if self.lut is None else self.lut + self.blend * (fitted - self.lut)
+        return LutMap(self.lut)
+
+
+def recolour_video(source, reference, output, engine, *, strength: float = 1.0, temporal: str = "shot",
+                   sample_frames: int = 9, progress: bool = False) -> Look | None:
+    """Recolour the video ``source`` after ``reference`` into ``output``; return the shot's look.
+
+    ``engine`` is a :class:`~histocolor.transfer.ColorTransfer`. The output is written to a
+    temporary file next to ``output`` and renamed when complete. Returns the look applied
+    (None with ``temporal="smooth"``, whose look changes over time).
+    """
+    import av
+
+    if temporal not in TEMPORAL_MODES:
+        raise HistocolorError(f"unknown temporal mode {temporal!r}: choose one of {', '.join(TEMPORAL_MODES)}")
+    output = check_video_output(output)
+    look = shot_look(engine, _frames(source), reference, sample_frames) if temporal == "shot" else None
+    container, stream = _open(source)
+    rate = float(stream.average_rate or stream.guessed_rate or 25)
+    smoothed = _SmoothedLook(engine, reference, rate) if look is None else None
+    applied = None if look is None else look.blended(strength)
+    handle, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=output.suffix)
+    os.close(handle)
+    try:
+        with container, av.open(temporary, mode="w") as written:
+            video = _video_stream(written, stream, VIDEO_EXTENSIONS[output.suffix.lower()])
+            audio = {s.index: written.add_stream_from_template(s) for s in container.streams.audio}
+            total = stream.frames or None
+            bar = _progress(total, progress)
+            index = 0
+            for packet in container.demux(stream, *container.streams.audio):
+                if packet.stream.index in audio:
+                    if packet.dts is not None:  # the demuxer's final empty packet is not data
+                        packet.stream = audio[packet.stream.index]
+                        written.mux(packet)
+                    continue
+                for frame in packet.decode():
+                    rgb = frame.to_ndarray(format="rgb24")
+                    colour_map = applied or smoothed.at(index, rgb).blended(strength)
+                    new = av.VideoFrame.from_ndarray(colour_map.apply(rgb), format="rgb24")
+                    new.pts, new.time_base = frame.pts, frame.time_base
+                    written.mux(video.encode(new))
+                    index += 1
+                    bar.update(1)
+            written.mux(video.encode(None))
+            bar.close()
+        if index == 0:
+            raise HistocolorError(f"video '{source}' has no frames")
+        os.replace(temporary, output)
+    except av.FFmpegError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise HistocolorError(f"video processing failed: {first_line(error)}") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return look
+
+
+def _video_stream(written, template, codec: str):
+    """An output video stream of ``template``'s size and time base."""
+    stream = written.add_stream(codec, rate=template.average_rate or template.guessed_rate)
+    stream.width, stream.height = template.width, template.height
+    # 4:2:0 chroma needs even sizes; odd-sized clips keep full chroma instead.
+    even = template.width % 2 == 0 and template.height % 2 == 0
+    stream.pix_fmt = "yuv420p" if even else "yuv444p"
+    stream.time_base = template.time_base
+    stream.options = dict(_QUALITY.get(codec, {}))
+    return stream
+
+
+def _progress(total, shown: bool):
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="video", unit="frame", file=sys.stderr, disable=not shown)
+
+
+def frame_change(frames, max_side: int = 512) -> float:
+    """Mean CIELab distance (ΔE76) between consecutive frames, each shrunk to ``max_side``.
+
+    How much a clip's colours move from frame to frame: its flicker, plus its motion.
+    """
+    import torch
+
+    from histocolor.color import rgb_to_lab
+    from histocolor.methods import image_tensor
+
+    previous, changes = None, []
+    for frame in frames:
+        lab = rgb_to_lab(image_tensor(frame, max_side))
+        if previous is not None:
+            changes.append(float(torch.linalg.vector_norm(lab - previous, dim=1).mean()))
+        previous = lab
+    return float(np.mean(changes)) if changes else 0.0
+
+
+def added_flicker(source, output, max_side: int = 512) -> float:
+    """The temporal-stability score: the output's :func:`frame_change` minus the input's (ΔE).
+
+    0 means the recolouring adds no frame-to-frame change; a look refitted per frame adds more.
+    """
+    return frame_change(_frames(output), max_side) - frame_change(_frames(source), max_side)
