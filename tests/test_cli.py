@@ -234,6 +234,16 @@ def test_an_unexpected_failure_in_one_row_spares_the_others(tmp_path, capsys, mo
     assert all(np.array_equal(read_image(tmp_path / name).rgb, expected) for name in ("ok1.png", "ok2.png", "ok3.png"))
 
 
+def test_a_row_can_read_an_earlier_rows_output(tmp_path, capsys):
+    """Decoding ahead in a thread must not read a file an earlier row has yet to write."""
+    (tmp_path / "pairs.csv").write_text(f"source,reference,output\n{SOURCE},{REFERENCE},first.png\n"
+                                        f"first.png,{SOURCE},second.png\n")
+    code, err = _run(capsys, "transfer", "--pairs", str(tmp_path / "pairs.csv"), "--method", "mkl")
+    assert code == 0, err
+    first = ColorTransfer("mkl")(SOURCE, REFERENCE).image
+    assert np.array_equal(read_image(tmp_path / "second.png").rgb, ColorTransfer("mkl")(first, SOURCE).image)
+
+
 def test_console_script_is_installed():
     from pathlib import Path
 

@@ -121,3 +121,23 @@ def test_evaluate_reports_the_added_flicker_of_video_pairs(tmp_path, clip):
     assert summary["mkl"]["swd"] < summary["identity"]["swd"]  # the frames took the reference's colours
     assert "added flicker" in (tmp_path / "report" / "report.md").read_text()
     assert (tmp_path / "report" / "videos" / "clips" / f"{clip.stem}-mkl.mp4").is_file()
+
+
+def test_webm_output_reencodes_the_audio_and_strength_reaches_the_saved_look(tmp_path, clip):
+    from histocolor.cube import read_cube
+    from histocolor.lut import identity_lut
+
+    out = tmp_path / "new" / "folder" / "out.webm"  # a folder that does not exist yet
+    outputs = []
+    for strength in ("1", "0.5"):
+        look = tmp_path / f"look{strength}.cube"
+        assert main(["video", str(clip), "--reference", str(REFERENCE), "-o", str(out), "--method", "mkl",
+                     "--strength", strength, "--save-lut", str(look)]) == 0
+        outputs.append(read_cube(look))
+    (video_in, audio_in), (video_out, audio_out) = _streams(clip), _streams(out)
+    assert video_out[0] == video_in[0] and video_out[2:4] == video_in[2:4]
+    assert audio_in > 0 and audio_out > 0  # AAC does not go into WebM: re-encoded to Opus, not dropped
+    with av.open(str(out)) as container:
+        assert container.streams.audio[0].codec_context.name == "opus"
+    full, half = outputs
+    assert np.abs(half - (identity_lut(17) + full) / 2).max() < 1e-5  # the saved look is the one applied

@@ -185,12 +185,14 @@ def _encode(job: _Job, result) -> None:
     job.timings["encode"] = time.perf_counter() - clock
 
 
-def _check_lut_path(path) -> Path:
-    from histocolor.imageio import check_writable
+def _check_lut_path(path, *inputs) -> Path:
+    """``--save-lut``'s name (and the label map saved next to it by regions) must not be an input."""
+    from histocolor.cube import check_cube_path
 
-    if Path(path).suffix.lower() != ".cube":
-        raise HistocolorError(f"a LUT file needs the .cube extension, got '{Path(path).name}'")
-    return check_writable(path)
+    path = check_cube_path(path)
+    _check_not_an_input(path, *inputs)
+    _check_not_an_input(path.with_name(f"{path.stem}-labels.png"), *inputs)
+    return path
 
 
 def _format_timings(timings: dict) -> str:
@@ -199,9 +201,9 @@ def _format_timings(timings: dict) -> str:
 
 def _run_single(arguments, engine, region_map, segmenter) -> int:
     masks = (arguments.source_mask, arguments.reference_mask)
-    job = _decode(arguments.source, arguments.reference, arguments.output, masks)
     if arguments.save_lut:
-        _check_lut_path(arguments.save_lut)
+        _check_lut_path(arguments.save_lut, arguments.source, arguments.reference, arguments.output, *masks)
+    job = _decode(arguments.source, arguments.reference, arguments.output, masks)
     result = _run_engine(engine, job, arguments.strength, region_map, segmenter)
     _encode(job, result)
     if arguments.save_lut:
@@ -257,9 +259,13 @@ def _row_error(error: BaseException) -> str:
 
 
 def _run_batch(arguments, rows, engine, region_map, segmenter) -> int:
-    """Every row of a pairs CSV. With ``--io-threads``, the next row is decoded and the last result
-    encoded in threads while the engine works on the current row (the engine's own work stays on
-    this thread, one pair at a time); rows are still reported in order."""
+    """Every row of a pairs CSV, reported in order; a failing row costs only itself.
+
+    With ``--io-threads``, the next row is decoded and the last result encoded in threads
+    while the engine works on the current row (the engine's own work stays on this thread).
+    A row that reads an earlier row's output waits for it; with 0 threads, rows run one after
+    the other.
+    """
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from tqdm import tqdm
@@ -267,42 +273,61 @@ def _run_batch(arguments, rows, engine, region_map, segmenter) -> int:
     def decode(row):
         return _decode(row["source"], row["reference"], row["output"], (row["source_mask"], row["reference_mask"]))
 
-    def run_now(function, *args) -> Future:
-        future = Future()
-        try:
-            future.set_result(function(*args))
-        except BaseException as error:  # noqa: BLE001 - delivered to the row like a thread's error
-            future.set_exception(error)
-        return future
+    outputs = [None if row["output"] is None else Path(row["output"]).resolve() for row in rows]
+
+    def reads_an_earlier_output(index) -> bool:
+        row = rows[index]
+        inputs = {Path(row[key]).resolve() for key in ("source", "reference", *_CSV_MASKS) if row[key] is not None}
+        return bool(inputs & set(outputs[:index]))
 
     failures = 0
     with ThreadPoolExecutor(max(1, arguments.io_threads)) as pool, \
             tqdm(total=len(rows), desc="transfer", unit="pair", file=sys.stderr) as bar:
+
+        def run_now(function, *args) -> Future:
+            future = Future()
+            try:
+                future.set_result(function(*args))
+            except Exception as error:  # noqa: BLE001 - delivered to the row, as a thread's error is
+                future.set_exception(error)
+            return future
+
         submit = pool.submit if arguments.io_threads > 0 else run_now
 
-        def finish(writing) -> None:
+        def ahead(index):  # the row's decoding, started now in a thread, or None: decode it at its turn
+            if arguments.io_threads == 0 or index >= len(rows) or reads_an_earlier_output(index):
+                return None
+            return pool.submit(decode, rows[index])
+
+        def report(number, error=None, timings=None) -> None:
             nonlocal failures
-            if writing is None:
-                return
-            number, job, future = writing
-            try:
-                future.result()
-                if arguments.timings:
-                    bar.write(f"line {number}: {_format_timings(job.timings)}", file=sys.stderr)
-            except Exception as error:  # noqa: BLE001 - reported per row
+            if error is not None:
                 failures += 1
                 bar.write(f"line {number}: error: {_row_error(error)}", file=sys.stderr)
+            elif arguments.timings:
+                bar.write(f"line {number}: {_format_timings(timings)}", file=sys.stderr)
             bar.update(1)
 
-        reading, writing = submit(decode, rows[0]), None
+        def finish(writing) -> None:
+            if writing is not None:
+                number, job, future = writing
+                try:
+                    future.result()
+                    report(number, timings=job.timings)
+                except Exception as error:  # noqa: BLE001 - reported per row
+                    report(number, error)
+
+        reading, writing = ahead(0), None
         for index, row in enumerate(rows):
-            number = row["line"]
+            if reading is None:  # decoded now, after the rows before it are written
+                finish(writing)
+                writing = None
+            current, failure = reading, None
             try:
-                job = reading.result()
+                job = current.result() if current is not None else decode(row)
             except Exception as error:  # noqa: BLE001 - reported per row
                 job, failure = None, error
-            if index + 1 < len(rows):
-                reading = submit(decode, rows[index + 1])
+            reading = ahead(index + 1)
             if job is not None:
                 try:
                     result = _run_engine(engine, job, arguments.strength, region_map, segmenter)
@@ -311,11 +336,9 @@ def _run_batch(arguments, rows, engine, region_map, segmenter) -> int:
             finish(writing)
             writing = None
             if job is None:
-                failures += 1
-                bar.write(f"line {number}: error: {_row_error(failure)}", file=sys.stderr)
-                bar.update(1)
+                report(row["line"], failure)
             else:
-                writing = (number, job, submit(_encode, job, result))
+                writing = (row["line"], job, submit(_encode, job, result))
         finish(writing)
     if failures:
         print(f"histocolor: {failures} of {len(rows)} pairs failed", file=sys.stderr)
@@ -390,7 +413,7 @@ def _video(arguments) -> int:
     if arguments.save_lut:
         if arguments.temporal != "shot":
             raise HistocolorError("--save-lut saves a shot's one look: it needs --temporal shot")
-        _check_lut_path(arguments.save_lut)
+        _check_lut_path(arguments.save_lut, arguments.video, arguments.reference, output)
     reference = read_image(arguments.reference)
     engine = ColorTransfer(arguments.method, weights=arguments.weights, device=arguments.device,
                            max_side=arguments.max_side, lut_size=arguments.lut_size)

@@ -12,13 +12,13 @@ the rest of the image, and the feathered region weights. A global transfer is th
 one region that covers everything; the same :meth:`Look.apply` serves both.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from histocolor.lut import DEFAULT_LUT_SIZE, apply_lut, blend_luts, identity_lut, interpolate, lut_from_mapping
+from histocolor.lut import DEFAULT_LUT_SIZE, apply_lut, blend_luts, interpolate, lut_from_mapping
 
 _CHUNK_PIXELS = 1 << 21
 
@@ -87,6 +87,7 @@ class LutMap(ColorMap):
     """A 3D LUT ``(S, S, S, 3)`` over sRGB, applied by trilinear interpolation.
 
     Example:
+        >>> from histocolor.lut import identity_lut
         >>> LutMap(identity_lut(5))(np.array([[0.1, 0.5, 0.9]], dtype=np.float32)).round(3)
         array([[0.1, 0.5, 0.9]], dtype=float32)
     """
@@ -114,21 +115,22 @@ class Look:
 
     Attributes:
         maps: one colour map per matched source region, then one for the rest of the image
-            (None where that part owns no pixel). A global look holds a single map.
-        weights: ``(len(maps), h, w)`` float32 region weights at any resolution (they are
-            resized to the image), summing to 1 per pixel; None for a global look.
+            (None where that part owns no pixel). A global look holds the rest's map alone.
+        weights: ``(len(maps), h, w)`` float32 weights at any resolution (they are resized to
+            the image), summing to 1 per pixel; the default is the rest everywhere.
         labels: the source label groups of the regions (``maps[:-1]``), for naming them.
-        label_map: the source's ``(H, W)`` label map (None for a global look).
+        label_map: the source's ``(H, W)`` label map (None without regions).
     """
 
     maps: list
-    weights: np.ndarray | None = None
-    labels: list | None = None
+    weights: np.ndarray = field(default_factory=lambda: np.ones((1, 1, 1), np.float32))
+    labels: list = field(default_factory=list)
     label_map: np.ndarray | None = None
 
     @property
     def is_global(self) -> bool:
-        return self.weights is None
+        """One colour map for every pixel (no regions)."""
+        return not self.labels
 
     def blended(self, strength: float) -> "Look":
         """The look at ``strength`` (0 keeps the image, 1 is the full change)."""
@@ -137,8 +139,7 @@ class Look:
 
     def apply(self, rgb: np.ndarray) -> np.ndarray:
         """``sum_r weight_r(x) * map_r(rgb(x))`` for an ``(H, W, 3)`` image; same shape and dtype."""
-        weights = np.ones((1, 1, 1), np.float32) if self.weights is None else self.weights
-        present = [(m, w) for m, w in zip(self.maps, weights) if m is not None and w.max() > 0]
+        present = [(m, w) for m, w in zip(self.maps, self.weights) if m is not None and w.max() > 0]
         if len(present) == 1 and present[0][1].min() >= 1.0:  # one map owns every pixel: no blend needed
             return present[0][0].apply(rgb)
         height, width = rgb.shape[:2]

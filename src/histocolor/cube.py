@@ -21,13 +21,21 @@ from histocolor.lut import DEFAULT_LUT_SIZE, identity_lut
 _RESAMPLE_SIZE = 33
 
 
-def write_cube(path, lut: np.ndarray, title: str = "histocolor look") -> Path:
-    """Write ``lut`` ``(S, S, S, 3)`` as a .cube file, atomically (a temporary file, then a rename)."""
-    import colour
+def check_cube_path(path) -> Path:
+    """A .cube name in a writable place (checked before any work)."""
+    from histocolor.imageio import check_writable
 
     path = Path(path)
     if path.suffix.lower() != ".cube":
         raise HistocolorError(f"a LUT file needs the .cube extension, got '{path.name}'")
+    return check_writable(path)
+
+
+def write_cube(path, lut: np.ndarray, title: str = "histocolor look") -> Path:
+    """Write ``lut`` ``(S, S, S, 3)`` as a .cube file, atomically (a temporary file, then a rename)."""
+    import colour
+
+    path = check_cube_path(path)
     table = np.asarray(lut, dtype=np.float64)
     if table.ndim != 4 or table.shape[-1] != 3 or len(set(table.shape[:3])) != 1:
         raise ValueError(f"expected an (S, S, S, 3) LUT, got shape {table.shape}")

@@ -139,38 +139,59 @@ def _reference_check(pair: EvaluationPair, engine, source, truth) -> dict:
     }
 
 
-def _run_video(method: str, engine, pair: EvaluationPair, reference, folder: Path):
-    """Recolour a video pair with ``engine``: (frame mosaic of the result, added flicker, megapixels)."""
-    from histocolor.video import added_flicker, frame_mosaic, recolour_video
+@dataclass
+class _Contender:
+    """A method under evaluation, built once: its name, its engine (None: identity, the source
+    itself) and whether it runs by regions (a ``+regions`` name)."""
 
-    if method.endswith(REGIONS_SUFFIX):
-        raise HistocolorError(f"{method} needs masks, and video pair '{pair.name}' has none")
-    if engine is None:
-        return frame_mosaic(pair.source), 0.0
-    folder.mkdir(parents=True, exist_ok=True)
-    output = folder / f"{pair.name}-{method}.mp4"
-    recolour_video(pair.source, reference, output, engine)
-    return frame_mosaic(output), added_flicker(pair.source, output)
+    name: str
+    engine: ColorTransfer | None
+    by_regions: bool
+
+    def run(self, pair: EvaluationPair, source, reference, segmented=None) -> np.ndarray:
+        """``segmented``: automatic (source, reference) labels for a by-regions method, instead of the masks."""
+        if self.engine is None:
+            return source
+        if not self.by_regions:
+            return self.engine(source, reference).image
+        labels = segmented if segmented is not None else self._masks(pair)
+        return self.engine(source, reference, source_labels=labels[0], reference_labels=labels[1]).image
+
+    def run_video(self, pair: EvaluationPair, reference, folder: Path, source_change: float):
+        """Recolour a video pair: (frame mosaic of the result, added flicker, seconds recolouring took).
+
+        ``source_change`` is the input's :func:`~histocolor.video.frame_change`, measured once per pair.
+        """
+        from histocolor.video import added_flicker, frame_mosaic, recolour_video
+
+        if self.by_regions:
+            raise HistocolorError(f"{self.name} needs masks, and video pair '{pair.name}' has none")
+        if self.engine is None:
+            return frame_mosaic(pair.source), 0.0, 0.0
+        folder.mkdir(parents=True, exist_ok=True)
+        output = folder / f"{pair.name}-{self.name}.mp4"
+        clock = time.perf_counter()
+        recolour_video(pair.source, reference, output, self.engine)
+        seconds = time.perf_counter() - clock
+        return frame_mosaic(output), added_flicker(source_change, output), seconds
+
+    def _masks(self, pair: EvaluationPair):
+        if pair.source_mask is None or pair.reference_mask is None:
+            raise HistocolorError(f"{self.name} needs masks, and pair '{pair.name}' has none")
+        return pair.source_mask, pair.reference_mask
 
 
-def _engine(method: str, weights, device, max_side):
-    if method == "identity":
-        return None
+def _contenders(methods, weights, device, max_side) -> list[_Contender]:
+    """One contender per method name; "analogy" and "analogy+regions" share one loaded model."""
     options = {"device": device, **({"max_side": max_side} if max_side else {})}
-    return ColorTransfer(method, weights=weights, **options)
-
-
-def _run(method: str, engine, pair: EvaluationPair, source, reference, segmented=None):
-    """``segmented``: automatic (source, reference) labels for ``+regions`` methods, instead of the masks."""
-    if engine is None:
-        return source
-    if not method.endswith(REGIONS_SUFFIX):
-        return engine(source, reference).image
-    if segmented is not None:
-        return engine(source, reference, source_labels=segmented[0], reference_labels=segmented[1]).image
-    if pair.source_mask is None or pair.reference_mask is None:
-        raise HistocolorError(f"{method} needs masks, and pair '{pair.name}' has none")
-    return engine(source, reference, source_labels=pair.source_mask, reference_labels=pair.reference_mask).image
+    engines = {}
+    contenders = []
+    for method in methods:
+        base = method.removesuffix(REGIONS_SUFFIX)
+        if base not in engines:
+            engines[base] = None if base == "identity" else ColorTransfer(base, weights=weights, **options)
+        contenders.append(_Contender(method, engines[base], method != base))
+    return contenders
 
 
 def evaluate(
@@ -187,12 +208,7 @@ def evaluate(
     unknown = [m for m in methods if m not in EVALUATION_METHODS]
     if unknown:
         raise HistocolorError(f"unknown method(s) {', '.join(unknown)}: choose from {', '.join(EVALUATION_METHODS)}")
-    by_base = {}  # "analogy" and "analogy+regions" share one loaded model
-    for method in methods:
-        base = method.removesuffix(REGIONS_SUFFIX)
-        if base not in by_base:
-            by_base[base] = _engine(base, weights, device, max_side)
-    engines = {method: by_base[method.removesuffix(REGIONS_SUFFIX)] for method in methods}
+    contenders = _contenders(methods, weights, device, max_side)
     if segmenter is not None:
         from histocolor.segment import get_segmenter
 
@@ -208,9 +224,12 @@ def evaluate(
         for index, pair in enumerate(pairs):
             video = pair.source.suffix.lower() in VIDEO_EXTENSIONS
             if video:
-                from histocolor.video import frame_mosaic, video_megapixels
+                from histocolor.video import frame_change, frame_mosaic, read_frames, video_megapixels
 
+                if pair.truth is not None or pair.source_mask is not None:
+                    raise HistocolorError(f"video pair '{pair.name}': truth images and masks are for image pairs")
                 source, megapixels = frame_mosaic(pair.source), video_megapixels(pair.source)
+                source_change = frame_change(read_frames(pair.source))
             else:
                 source = read_image(pair.source).rgb
                 megapixels = source.shape[0] * source.shape[1] / 1e6
@@ -218,26 +237,29 @@ def evaluate(
             truth = read_image(pair.truth).rgb if pair.truth else None
             row = [source, reference] + ([truth] if truth is not None else [])
             segmented = None
-            if segmenter is not None and any(m.endswith(REGIONS_SUFFIX) for m in methods):
+            if segmenter is not None and not video and any(c.by_regions for c in contenders):
                 segmented = segmenter.segment_pair(source, reference)[:2]
-            for method, engine in engines.items():
+            for contender in contenders:
                 clock = time.perf_counter()
                 try:
                     if video:
-                        result, flicker = _run_video(method, engine, pair, reference, out / "videos" / set_name)
+                        result, flicker, seconds = contender.run_video(pair, reference, out / "videos" / set_name,
+                                                                       source_change)
                     else:
-                        result = _run(method, engine, pair, source, reference, segmented)
+                        result = contender.run(pair, source, reference, segmented)
                 except NoCommonRegion:  # nothing to match: the transfer is the global one
-                    global_runs[method] = global_runs.get(method, 0) + 1
-                    result = engine(source, reference).image
-                seconds = time.perf_counter() - clock
+                    global_runs[contender.name] = global_runs.get(contender.name, 0) + 1
+                    result = contender.engine(source, reference).image
+                if not video:
+                    seconds = time.perf_counter() - clock
                 if video:
                     check = {"added_flicker": flicker}
-                elif method.endswith(REGIONS_SUFFIX):
+                elif contender.by_regions:
                     check = {}
                 else:
-                    check = _reference_check(pair, engine, source, truth)
-                scores[method].append(_score(pair, result, source, reference, truth, seconds / megapixels) | check)
+                    check = _reference_check(pair, contender.engine, source, truth)
+                scores[contender.name].append(
+                    _score(pair, result, source, reference, truth, seconds / megapixels) | check)
                 row.append(result)
             if index < grid_rows:
                 grid.append(row)

@@ -2,7 +2,7 @@
 
 A method is an object chosen once (:func:`build_method`); the engine then asks it for
 colour maps, one per matched source region plus one for the rest of the image. Without
-regions the list holds the one map for the whole image: the same code serves both cases.
+masks there is no region and the rest is the whole image: the same code serves both cases.
 
 - :class:`ClassicalMethod`: a classical fit on each region's pixels (an affine map, curves
   or a composed map, see :mod:`histocolor.classical`).
@@ -71,21 +71,23 @@ def _pixels_of(image: LoadedImage, owned: np.ndarray | None = None) -> np.ndarra
 
     Fully transparent pixels are left out, unless no owned pixel is visible.
     """
-    owned = np.ones(image.rgb.shape[:2], bool) if owned is None else owned
-    if image.alpha is not None and (owned & (image.alpha > 0)).any():
-        owned = owned & (image.alpha > 0)
-    return to_unit(image.rgb[owned])
+    if image.alpha is not None:
+        visible = image.alpha > 0 if owned is None else owned & (image.alpha > 0)
+        owned = visible if visible.any() else owned
+    # Without a mask, a reshape: boolean indexing would copy a 12 MP image for nothing.
+    return to_unit(image.rgb if owned is None else image.rgb[owned])
 
 
 class TransferMethod:
-    """Fits colour maps: ``fit_maps`` returns one per region of ``regions``, then one for the rest.
+    """Fits colour maps: ``fit_maps`` returns one per region pair of ``regions``, then one for the rest.
 
-    ``weights`` are the source's feathered region weights ``(R + 1, h, w)`` at the working
-    size (None without regions); ``clock`` times the stages.
+    ``weights`` are the source's feathered weights ``(R + 1, h, w)`` of the regions and the
+    rest at the working size (without masks, ``R = 0``: the rest is everywhere); ``clock``
+    times the stages.
     """
 
-    def fit_maps(self, source: LoadedImage, reference: LoadedImage, regions: Regions | None,
-                 weights: np.ndarray | None, clock: Stopwatch) -> list:
+    def fit_maps(self, source: LoadedImage, reference: LoadedImage, regions: Regions,
+                 weights: np.ndarray, clock: Stopwatch) -> list:
         raise NotImplementedError
 
 
@@ -96,12 +98,11 @@ class ClassicalMethod(TransferMethod):
         self.fit = fit
 
     def fit_maps(self, source, reference, regions, weights, clock):
-        pairs = [] if regions is None else regions.pairs
         with clock.stage("fit"):
             return [
                 self.fit(_pixels_of(source, np.isin(regions.source_labels, mine)),
                          _pixels_of(reference, np.isin(regions.reference_labels, theirs)))
-                for mine, theirs in pairs
+                for mine, theirs in regions.pairs
             ] + [self.fit(_pixels_of(source), _pixels_of(reference))]
 
 
@@ -147,7 +148,8 @@ class NetworkMethod(_Network):
     def fit_maps(self, source, reference, regions, weights, clock):
         with clock.stage("network"):
             small_source, source_lab, reference_lab, source_alpha, reference_alpha = self._inputs(source, reference)
-            region_inputs = () if regions is None else (
+            # The network reads region histograms only when there are regions.
+            region_inputs = () if not regions.pairs else (
                 self._tensor(weights[:-1]), self._tensor(regions.reference_weights(reference_lab.shape[-2:]))
             )
             output_lab = self.model(source_lab, reference_lab, *region_inputs, source_weights=source_alpha,
@@ -155,23 +157,17 @@ class NetworkMethod(_Network):
         with clock.stage("lut_fit"):
             seen = small_source[0].flatten(1).T.cpu().numpy()
             became = lab_to_rgb(output_lab).clamp(0.0, 1.0)[0].flatten(1).T.cpu().numpy()
-            owners = self._owners(regions, weights, source_lab.shape[-2:])
-            if source_alpha is not None:  # transparent pixels say nothing about the change
-                owners = owners * (source_alpha.flatten().cpu().numpy() > 0)
+            owners = regions.source_weights(source_lab.shape[-2:], feather=False).reshape(len(weights), -1)
+            inside = owners * (weights.reshape(len(weights), -1) >= 0.99)
+            # Regions too thin for an inside keep all their pixels.
+            owners = np.where((inside > 0.5).sum(1, keepdims=True) >= MIN_FIT_PIXELS, inside, owners)
+            if source_alpha is not None:  # transparent pixels say nothing about the change (unless all are)
+                visible = source_alpha.flatten().cpu().numpy() > 0
+                owners = owners * visible if visible.any() else owners
             return [None if lut is None else LutMap(lut) for lut in self._fit_luts(seen, became, owners)]
 
-    @staticmethod
-    def _owners(regions, weights, shape) -> np.ndarray:
-        """``(R + 1, h * w)``: which working-size pixels each map is fitted on."""
-        if regions is None:
-            return np.ones((1, shape[0] * shape[1]), np.float32)
-        owners = regions.source_weights(shape, feather=False).reshape(len(weights), -1)
-        inside = owners * (weights.reshape(len(weights), -1) >= 0.99)
-        # Regions too thin for an inside keep all their pixels.
-        return np.where((inside > 0.5).sum(1, keepdims=True) >= MIN_FIT_PIXELS, inside, owners)
-
     def _fit_luts(self, seen, became, owners) -> list:
-        """One LUT per row of ``owners``; too few pixels: the LUT of all; no pixel: None (never applied)."""
+        """One LUT per row of ``owners``; too few pixels: the LUT of all owned pixels; none: None (never applied)."""
         fallback = None
         luts = []
         for weights in owners:
@@ -182,7 +178,8 @@ class NetworkMethod(_Network):
                 luts.append(fit_lut(seen[owned], became[owned], self.lut_size, self.smoothness))
             else:
                 if fallback is None:
-                    fallback = fit_lut(seen, became, self.lut_size, self.smoothness)
+                    anyone = owners.max(0) > 0.5
+                    fallback = fit_lut(seen[anyone], became[anyone], self.lut_size, self.smoothness)
                 luts.append(fallback)
         return luts
 
@@ -199,11 +196,10 @@ class LutHeadMethod(_Network):
                 return LutMap(self.model.color_lut(source_lab, reference_lab, self.lut_size, mine, theirs)[0].cpu().numpy())
 
             overall = predict(source_alpha, reference_alpha)
-            pairs = [] if regions is None else regions.pairs
-            owners = np.zeros((0,)) if regions is None else regions.source_weights(source_lab.shape[-2:], feather=False)
-            theirs = np.zeros((0,)) if regions is None else regions.reference_weights(reference_lab.shape[-2:])
+            owners = regions.source_weights(source_lab.shape[-2:], feather=False)
+            theirs = regions.reference_weights(reference_lab.shape[-2:])
             maps = []
-            for index in range(len(pairs)):
+            for index in range(len(regions.pairs)):
                 mine, other = self._tensor(owners[index]), self._tensor(theirs[index])
                 mine = mine if source_alpha is None else mine * source_alpha
                 other = other if reference_alpha is None else other * reference_alpha

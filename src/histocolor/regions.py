@@ -189,7 +189,7 @@ def region_weights(labels: np.ndarray, groups: list[list[int]], shape, feather: 
 
     height, width = shape
     weights = np.stack([area(np.isin(labels, group)) for group in groups]) if groups else np.zeros((0, *shape), np.float32)
-    if feather > 0:
+    if feather > 0 and groups:
         sigma = feather * float(np.hypot(height, width))
         weights = np.stack([gaussian_filter(w, sigma, mode="nearest") for w in weights])
     return weights
@@ -197,12 +197,20 @@ def region_weights(labels: np.ndarray, groups: list[list[int]], shape, feather: 
 
 @dataclass
 class Regions:
-    """Checked label maps of both images and their corresponding regions."""
+    """Checked label maps of both images and their corresponding regions.
 
-    source_labels: np.ndarray
-    reference_labels: np.ndarray
+    Without masks, the whole image is the one part: no pairs, no label maps, and
+    :meth:`source_weights` gives the rest of the image, everywhere (:meth:`whole_image`).
+    """
+
+    source_labels: np.ndarray | None
+    reference_labels: np.ndarray | None
     pairs: list[tuple[list[int], list[int]]]
     feather: float = DEFAULT_FEATHER
+
+    @classmethod
+    def whole_image(cls) -> "Regions":
+        return cls(None, None, [])
 
     def source_weights(self, shape, feather: bool = True) -> np.ndarray:
         """``(R + 1, h, w)``: one weight per matched region, then the rest (global)."""
@@ -217,10 +225,10 @@ class Regions:
 
 
 def prepare_regions(source_labels, reference_labels, source_shape, reference_shape, region_map=None,
-                    feather: float = DEFAULT_FEATHER) -> Regions | None:
-    """Label maps (arrays or mask paths) checked against their images and matched; None without masks."""
+                    feather: float = DEFAULT_FEATHER) -> Regions:
+    """Label maps (arrays or mask paths) checked against their images and matched (the whole image without masks)."""
     if source_labels is None and reference_labels is None:
-        return None
+        return Regions.whole_image()
     if source_labels is None or reference_labels is None:
         raise HistocolorError("region-wise transfer needs masks for both the source and the reference")
     if not feather >= 0:

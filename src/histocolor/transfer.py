@@ -8,6 +8,7 @@ its change is fitted with 3D LUTs, so the result keeps every detail of the origi
 docs/BENCHMARKS.md for why a LUT). The same look exports as ``.cube`` files and drives video.
 """
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ class TransferResult:
         self.timings = timings
         self._lut_size = lut_size
 
-    @property
+    @functools.cached_property
     def lut(self) -> np.ndarray | None:
         """``(S, S, S, 3)`` float32 LUT over sRGB of a global look (None by regions, whose change varies by place)."""
         return self.look.maps[0].to_lut(self._lut_size) if self.look.is_global else None
@@ -102,11 +103,8 @@ class ColorTransfer:
         regions = prepare_regions(
             source_labels, reference_labels, source_image.rgb.shape, reference_image.rgb.shape, region_map, feather
         )
-        weights = None if regions is None else regions.source_weights(working_shape(source_image.rgb.shape,
-                                                                                      self.max_side))
+        weights = regions.source_weights(working_shape(source_image.rgb.shape, self.max_side))
         maps = self.strategy.fit_maps(source_image, reference_image, regions, weights, clock)
-        if regions is None:
-            return Look(maps)
         return Look(maps, weights, [mine for mine, _ in regions.pairs], regions.source_labels)
 
     def __call__(

@@ -26,6 +26,11 @@ _TILE_SIDE = 512  # long side of a sampled frame in the mosaic the shot's look i
 _KEY_FRAMES_PER_SECOND = 2  # temporal="smooth": looks fitted per second of video
 _SMOOTHING_SECONDS = 1.0  # temporal="smooth": time constant of the looks' moving average
 _QUALITY = {"libx264": {"crf": "17", "preset": "fast"}, "libvpx-vp9": {"crf": "20", "b": "0"}}
+# Audio codecs each container takes as they are (others are re-encoded); None: any (Matroska).
+_AUDIO_CODECS = {
+    ".mp4": {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}, ".m4v": {"aac", "mp3", "alac", "ac3", "eac3"},
+    ".mov": {"aac", "mp3", "alac", "ac3", "pcm_s16le", "pcm_s24le"}, ".webm": {"opus", "vorbis"}, ".mkv": None,
+}
 
 
 def check_video_output(path) -> Path:
@@ -54,8 +59,8 @@ def _open(path):
     return container, stream
 
 
-def _frames(path):
-    """Every frame of the first video stream as ``(H, W, 3)`` uint8 sRGB, in order."""
+def read_frames(path):
+    """Every frame of the first video stream as ``(H, W, 3)`` uint8 sRGB, in order, one at a time."""
     import av
 
     container, stream = _open(path)
@@ -106,11 +111,12 @@ def mosaic(frames: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([np.concatenate(cells[r * columns:(r + 1) * columns], axis=1) for r in range(rows)], axis=0)
 
 
-def frame_mosaic(path, sample_count: int = 9) -> np.ndarray:
-    """A mosaic of frames sampled evenly across the video at ``path`` (what its shot looks like)."""
-    sampled = sample_frames(_frames(path), sample_count)
+def frame_mosaic(frames, sample_count: int = 9) -> np.ndarray:
+    """A mosaic of frames sampled evenly across ``frames`` (a video's path, or any iterable of
+    frames): what the shot looks like."""
+    sampled = sample_frames(read_frames(frames) if isinstance(frames, (str, Path)) else frames, sample_count)
     if not sampled:
-        raise HistocolorError(f"video '{path}' has no frames")
+        raise HistocolorError("the video has no frames")
     return mosaic(sampled)
 
 
@@ -124,10 +130,7 @@ def video_megapixels(path) -> float:
 
 def shot_look(engine, frames, reference, sample_count: int = 9) -> Look:
     """The look of a whole shot: ``engine`` fitted on a mosaic of frames sampled across ``frames``."""
-    sampled = sample_frames(frames, sample_count)
-    if not sampled:
-        raise HistocolorError("the video has no frames")
-    return engine.fit(mosaic(sampled), reference)
+    return engine.fit(frame_mosaic(frames, sample_count), reference)
 
 
 class _SmoothedLook:
@@ -148,51 +151,58 @@ class _SmoothedLook:
 
 def recolour_video(source, reference, output, engine, *, strength: float = 1.0, temporal: str = "shot",
                    sample_frames: int = 9, progress: bool = False) -> Look | None:
-    """Recolour the video ``source`` after ``reference`` into ``output``; return the shot's look.
+    """Recolour the video ``source`` after ``reference`` into ``output``; return the look applied.
 
-    ``engine`` is a :class:`~histocolor.transfer.ColorTransfer`. The output is written to a
-    temporary file next to ``output`` and renamed when complete. Returns the look applied
-    (None with ``temporal="smooth"``, whose look changes over time).
+    ``engine`` is a :class:`~histocolor.transfer.ColorTransfer`. Every frame goes through the
+    look tabulated as a 3D LUT of the engine's ``lut_size`` (what a saved .cube does, and
+    fast). The output is written to a temporary file next to ``output`` and renamed when
+    complete. Returns the look applied, strength included (None with ``temporal="smooth"``,
+    whose look changes over time).
     """
     import av
 
     if temporal not in TEMPORAL_MODES:
         raise HistocolorError(f"unknown temporal mode {temporal!r}: choose one of {', '.join(TEMPORAL_MODES)}")
     output = check_video_output(output)
-    look = shot_look(engine, _frames(source), reference, sample_frames) if temporal == "shot" else None
-    container, stream = _open(source)
-    rate = float(stream.average_rate or stream.guessed_rate or 25)
-    smoothed = _SmoothedLook(engine, reference, rate) if look is None else None
-    applied = None if look is None else look.blended(strength)
+    look = None
+    if temporal == "shot":
+        shot = shot_look(engine, read_frames(source), reference, sample_frames).blended(strength)
+        look = Look([LutMap(shot.maps[0].to_lut(engine.lut_size))])
+    output.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=output.suffix)
     os.close(handle)
+    bar = None
     try:
+        container, stream = _open(source)
         with container, av.open(temporary, mode="w") as written:
-            video = _video_stream(written, stream, VIDEO_EXTENSIONS[output.suffix.lower()])
-            audio = {s.index: written.add_stream_from_template(s) for s in container.streams.audio}
-            total = stream.frames or None
-            bar = _progress(total, progress)
+            rate = stream.average_rate or stream.guessed_rate or 25
+            smoothed = _SmoothedLook(engine, reference, float(rate)) if look is None else None
+            video = _video_stream(written, stream, rate, VIDEO_EXTENSIONS[output.suffix.lower()])
+            audio = {s.index: _audio_stream(written, s, output.suffix.lower()) for s in container.streams.audio}
+            bar = _progress(stream.frames or None, progress)
             index = 0
             for packet in container.demux(stream, *container.streams.audio):
                 if packet.stream.index in audio:
-                    if packet.dts is not None:  # the demuxer's final empty packet is not data
-                        packet.stream = audio[packet.stream.index]
-                        written.mux(packet)
+                    _write_audio(written, packet, *audio[packet.stream.index])
                     continue
                 for frame in packet.decode():
                     rgb = frame.to_ndarray(format="rgb24")
-                    colour_map = applied or smoothed.at(index, rgb).blended(strength)
+                    colour_map = look or smoothed.at(index, rgb).blended(strength)
                     new = av.VideoFrame.from_ndarray(colour_map.apply(rgb), format="rgb24")
-                    new.pts, new.time_base = frame.pts, frame.time_base
+                    # Timestamps are kept (variable frame rates too); a frame without one gets its slot.
+                    new.time_base = stream.time_base
+                    new.pts = frame.pts if frame.pts is not None else round(index / rate / stream.time_base)
                     written.mux(video.encode(new))
                     index += 1
                     bar.update(1)
             written.mux(video.encode(None))
-            bar.close()
+            for target, encoder in audio.values():
+                if encoder:
+                    written.mux(target.encode(None))
         if index == 0:
             raise HistocolorError(f"video '{source}' has no frames")
         os.replace(temporary, output)
-    except av.FFmpegError as error:
+    except (av.FFmpegError, ValueError) as error:  # PyAV reports unsupported formats as ValueError
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise HistocolorError(f"video processing failed: {first_line(error)}") from None
@@ -200,19 +210,48 @@ def recolour_video(source, reference, output, engine, *, strength: float = 1.0, 
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+    finally:
+        if bar is not None:
+            bar.close()
     return look
 
 
-def _video_stream(written, template, codec: str):
+def _video_stream(written, template, rate, codec: str):
     """An output video stream of ``template``'s size and time base."""
-    stream = written.add_stream(codec, rate=template.average_rate or template.guessed_rate)
+    stream = written.add_stream(codec, rate=rate)
     stream.width, stream.height = template.width, template.height
     # 4:2:0 chroma needs even sizes; odd-sized clips keep full chroma instead.
     even = template.width % 2 == 0 and template.height % 2 == 0
     stream.pix_fmt = "yuv420p" if even else "yuv444p"
-    stream.time_base = template.time_base
+    # The encoder works in the source's time base, so no timestamp is rounded onto another.
+    stream.time_base = stream.codec_context.time_base = template.time_base
     stream.options = dict(_QUALITY.get(codec, {}))
     return stream
+
+
+def _audio_stream(written, template, extension: str):
+    """(output stream, whether it re-encodes): the audio copied as it is where the container takes
+    its codec, else re-encoded (AAC in MP4/MOV, Opus in WebM)."""
+    kept = _AUDIO_CODECS.get(extension)
+    if kept is None or template.codec_context.name in kept:
+        return written.add_stream_from_template(template), False
+    encoder = "libopus" if extension == ".webm" else "aac"
+    rate = 48000 if encoder == "libopus" else template.codec_context.sample_rate
+    stream = written.add_stream(encoder, rate=rate)
+    stream.layout = template.codec_context.layout.name if template.codec_context.layout else "stereo"
+    return stream, True
+
+
+def _write_audio(written, packet, target, encoder: bool) -> None:
+    if packet.dts is None:  # the demuxer's final empty packet is not data
+        return
+    if not encoder:
+        packet.stream = target
+        written.mux(packet)
+        return
+    for frame in packet.decode():
+        frame.pts = None  # the encoder counts samples itself
+        written.mux(target.encode(frame))
 
 
 def _progress(total, shown: bool):
@@ -246,5 +285,7 @@ def added_flicker(source, output, max_side: int = 512) -> float:
     """The temporal-stability score: the output's :func:`frame_change` minus the input's (ΔE).
 
     0 means the recolouring adds no frame-to-frame change; a look refitted per frame adds more.
+    ``source`` and ``output`` are video paths (or the input's change, already measured, as a number).
     """
-    return frame_change(_frames(output), max_side) - frame_change(_frames(source), max_side)
+    before = source if isinstance(source, float) else frame_change(read_frames(source), max_side)
+    return frame_change(read_frames(output), max_side) - before

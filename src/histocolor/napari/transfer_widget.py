@@ -107,9 +107,10 @@ class TransferWidget(Container):
             options = {"weights": weights, "device": device, "max_side": working_size} if method == "analogy" else {}
             self._engine, self._engine_key = ColorTransfer(method, **options), settings
         pixels, reference_pixels = source.read(), reference.read()
-        if pixels.ndim == 4:  # a time stack: one look for all its frames
+        if pixels.ndim == 4:  # a time stack: one look for all its frames (alpha passed through)
             look = shot_look(self._engine, iter(pixels[..., :3]), reference_pixels).blended(strength)
-            return source.restore(np.stack([look.apply(np.ascontiguousarray(frame[..., :3])) for frame in pixels])), look
+            frames = np.stack([look.apply(np.ascontiguousarray(frame[..., :3])) for frame in pixels])
+            return source.restore(np.concatenate([frames, pixels[..., 3:]], axis=-1)), look
         result = self._engine(pixels, reference_pixels, strength=strength)
         return source.restore(result.image), result.look
 
