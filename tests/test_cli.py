@@ -408,3 +408,35 @@ def test_library_errors_are_quoted_on_one_line():
 
     assert first_line(ValueError("  bad header\nTraceback (most recent call last):")) == "bad header"
     assert first_line(RuntimeError("")) == "RuntimeError"  # an empty message must not break the error itself
+
+
+def test_outputs_never_replace_inputs_and_never_collide(tmp_path, capsys):
+    """-o equal to an input, two CSV rows writing one file, a row writing over an earlier row's input,
+    a label map named .jpg and a too-long name are one-line errors, and nothing is written."""
+    import shutil
+
+    source = tmp_path / "source.jpg"
+    shutil.copy(SOURCE, source)
+    before = source.read_bytes()
+    csv_rows = {
+        "twice": f"source,reference,output\n{source},{REFERENCE},same.png\n{source},{REFERENCE},same.png\n",
+        "over": f"source,reference,output\n{source},{REFERENCE},a.png\na.png,{REFERENCE},{source}\n",
+    }
+    for name, text in csv_rows.items():
+        (tmp_path / f"{name}.csv").write_text(text)
+    cases = [
+        ["transfer", str(source), REFERENCE, "-o", str(source), "--method", "mkl"],
+        ["apply-lut", str(source), str(tmp_path / "x.cube"), "-o", str(source)],
+        ["transfer", "--pairs", str(tmp_path / "twice.csv"), "--method", "mkl"],
+        ["transfer", "--pairs", str(tmp_path / "over.csv"), "--method", "mkl"],
+        ["segment", str(source), "-o", str(tmp_path / "labels.jpg"), "--segmenter", "slic"],
+        ["transfer", str(source), REFERENCE, "-o", str(tmp_path / ("x" * 260 + ".png")), "--method", "mkl"],
+    ]
+    for argv in cases:
+        code, err = _run(capsys, *argv)
+        _assert_one_line_error(code, err)
+    assert source.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["over.csv", "source.jpg", "twice.csv"]
+    long_name = tmp_path / ("y" * 245 + ".png")  # legal: its temporary name must be too
+    code, err = _run(capsys, "transfer", str(source), REFERENCE, "-o", str(long_name), "--method", "mkl")
+    assert code == 0, err and long_name.is_file()

@@ -6,7 +6,7 @@ import torch
 from histocolor.errors import HistocolorError
 from histocolor.model import AnalogyConfig, HistogramAnalogy, from_pretrained
 
-from conftest import random_lab, randomise_heads
+from conftest import SAMPLES, random_lab, randomise_heads
 
 SMALL = AnalogyConfig(hen_widths=(8, 8, 8, 8), feature_size=16, ctn_width=8, ctn_depth=2)
 
@@ -158,3 +158,31 @@ def test_seeing_the_source_needs_the_ctn_and_an_alignment(changes):
     settings = {"alignment": {"method": "moments", "everywhere": True}, "ctn_sees_source": True, **changes}
     with pytest.raises(ValueError, match="ctn_sees_source"):
         AnalogyConfig(**{**SMALL.to_dict(), **settings})
+
+
+def test_non_finite_weights_are_refused_at_load_and_a_broken_output_is_never_written(tmp_path, sample_pair):
+    """Garbage behind a valid safetensors header used to give exit 0 and a black image."""
+    from safetensors.torch import load_file, save_file
+
+    from histocolor.cli import main
+    from histocolor.model import CTNOutput
+    from histocolor.transfer import ColorTransfer
+
+    HistogramAnalogy(AnalogyConfig(ctn_width=8)).save_pretrained(tmp_path / "broken")
+    state = load_file(tmp_path / "broken" / "model.safetensors")
+    name = sorted(name for name, tensor in state.items() if tensor.is_floating_point())[0]
+    state[name] = torch.full_like(state[name], float("nan"))
+    save_file(state, tmp_path / "broken" / "model.safetensors")
+    with pytest.raises(HistocolorError, match="NaN or infinite"):
+        from_pretrained(tmp_path / "broken")
+    source, reference = sample_pair
+    assert main(["transfer", str(SAMPLES / "source.jpg"), str(SAMPLES / "reference.jpg"),
+                 "-o", str(tmp_path / "out.png"), "--weights", str(tmp_path / "broken")]) == 2
+    assert not (tmp_path / "out.png").exists()
+
+    class Broken(torch.nn.Module):  # a network whose output is not finite, whatever its weights
+        def forward(self, source_lab, *args, **kwargs):
+            return CTNOutput(source_lab * float("nan"), [])
+
+    with pytest.raises(HistocolorError, match="NaN or infinite"):
+        ColorTransfer(model=Broken(), max_side=32)(source, reference)

@@ -29,11 +29,15 @@ def _frames(path):
 
 
 def _streams(path):
+    """(frame count, rate, width, height, time base) of the video stream, and the audio packets."""
     with av.open(str(path)) as container:
         video = container.streams.video[0]
         audio = container.streams.audio[0] if container.streams.audio else None
         packets = 0 if audio is None else sum(1 for p in container.demux(audio) if p.dts is not None)
-        return (video.frames, video.average_rate, video.width, video.height, video.time_base), packets
+        description = (video.frames, video.average_rate, video.width, video.height, video.time_base)
+    if description[0] == 0:  # WebM (Matroska) headers hold no frame count: count the frames
+        description = (len(_frames(path)), *description[1:])
+    return description, packets
 
 
 def test_the_video_command_keeps_frames_rate_size_and_audio(tmp_path, clip, capsys, tiny_weights):

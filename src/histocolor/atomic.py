@@ -23,6 +23,19 @@ def _new_file_mode(path: Path) -> int:
         return 0o666 & ~_UMASK
 
 
+# A temporary name holds this much of the target's name, so that a legal (255-byte) name
+# never gets a temporary name too long for the file system.
+_NAME_KEPT = 100
+
+
+def temporary_file(path, suffix: str = "") -> str:
+    """An empty hidden file next to ``path`` (``.NAME.random SUFFIX``) to write and then rename onto it."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:_NAME_KEPT]}.", suffix=suffix)
+    os.close(handle)
+    return temporary
+
+
 @contextlib.contextmanager
 def atomic_write(path, suffix: str = ""):
     """Yield a binary file next to ``path``; it replaces ``path`` only if the block succeeds.
@@ -31,8 +44,7 @@ def atomic_write(path, suffix: str = ""):
     one), is flushed to disk before the rename, and is removed on any failure, Ctrl-C included.
     """
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(handle)
+    temporary = temporary_file(path, suffix)
     try:
         with open(temporary, "wb") as stream:  # opened by name: tifffile wants a named file
             os.fchmod(stream.fileno(), _new_file_mode(path))

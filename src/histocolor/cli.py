@@ -240,13 +240,35 @@ def read_pairs(path) -> list[dict]:
     if not rows:
         raise HistocolorError(f"pairs file '{path}' has no rows")
     base = path.parent
-    return [
+    pairs = [
         {
             "line": line,
             **{name: (base / row[name] if row.get(name) else None) for name in (*_CSV_REQUIRED, *_CSV_MASKS)},
         }
         for line, row in rows
     ]
+    _check_outputs(path, pairs)
+    return pairs
+
+
+def _check_outputs(path, pairs) -> None:
+    """No two rows write the same file, and no row writes over an input of its own or an earlier row
+    (a later row may read an earlier row's output)."""
+    written, read = {}, {}
+    for row in pairs:
+        for key in ("source", "reference", *_CSV_MASKS):
+            if row[key] is not None:
+                read.setdefault(Path(row[key]).resolve(), row["line"])
+        if row["output"] is None:
+            continue
+        target = Path(row["output"]).resolve()
+        if target in written:
+            raise HistocolorError(f"pairs file '{path}': lines {written[target]} and {row['line']} both write "
+                                  f"'{row['output']}'")
+        if target in read:
+            raise HistocolorError(f"pairs file '{path}': line {row['line']} would write over '{row['output']}', "
+                                  f"an input of line {read[target]}")
+        written[target] = row["line"]
 
 
 def _row_error(error: BaseException) -> str:
@@ -512,6 +534,9 @@ def _segment(arguments) -> int:
 
     if bool(arguments.reference) != bool(arguments.reference_output):
         raise HistocolorError("--reference and --reference-output go together")
+    for output in (arguments.output, arguments.reference_output):
+        if output is not None and Path(output).suffix.lower() != ".png":
+            raise HistocolorError(f"label maps are written as PNG: name the output '{Path(output).stem}.png'")
     outputs = [check_output_path(arguments.output)]
     if arguments.reference:
         outputs.append(check_output_path(arguments.reference_output))

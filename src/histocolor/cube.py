@@ -7,11 +7,11 @@ to sRGB-encoded footage).
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from histocolor.atomic import temporary_file
 from histocolor.colormap import Look
 from histocolor.errors import HistocolorError, first_line
 from histocolor.lut import DEFAULT_LUT_SIZE, identity_lut
@@ -40,8 +40,7 @@ def write_cube(path, lut: np.ndarray, title: str = "histocolor look") -> Path:
     if table.ndim != 4 or table.shape[-1] != 3 or len(set(table.shape[:3])) != 1:
         raise ValueError(f"expected an (S, S, S, 3) LUT, got shape {table.shape}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".cube")
-    os.close(handle)
+    temporary = temporary_file(path, ".cube")
     try:
         colour.write_LUT(colour.LUT3D(table, name=title, size=table.shape[0]), temporary)
         os.replace(temporary, path)

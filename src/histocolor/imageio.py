@@ -472,6 +472,8 @@ def check_output_path(path) -> pathlib.Path:
 def check_writable(path) -> pathlib.Path:
     """:func:`check_output_path` without the image-format check (for LUT and video files)."""
     path = pathlib.Path(path)
+    if len(os.fsencode(path.name)) > 255:
+        raise HistocolorError(f"cannot write '{path.name[:40]}...': the file name is longer than 255 bytes")
     if path.is_dir():
         raise HistocolorError(f"cannot write '{path}': it is a directory")
     ancestor = path.parent

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from histocolor.classical import CLASSICAL_METHODS
 from histocolor.color import lab_to_rgb, rgb_to_lab
 from histocolor.colormap import LutMap, to_unit, unit_scale
+from histocolor.errors import HistocolorError
 from histocolor.imageio import LoadedImage
 from histocolor.lut import fit_lut
 from histocolor.regions import Regions
@@ -154,6 +155,8 @@ class NetworkMethod(_Network):
             )
             output_lab = self.model(source_lab, reference_lab, *region_inputs, source_weights=source_alpha,
                                     reference_weights=reference_alpha).output
+            if not torch.isfinite(output_lab).all():  # never write a broken network's output
+                raise HistocolorError("the network's output holds NaN or infinite values: its weights are broken")
         with clock.stage("lut_fit"):
             seen = small_source[0].flatten(1).T.cpu().numpy()
             became = lab_to_rgb(output_lab).clamp(0.0, 1.0)[0].flatten(1).T.cpu().numpy()
@@ -193,7 +196,10 @@ class LutHeadMethod(_Network):
             _, source_lab, reference_lab, source_alpha, reference_alpha = self._inputs(source, reference)
 
             def predict(mine, theirs):
-                return LutMap(self.model.color_lut(source_lab, reference_lab, self.lut_size, mine, theirs)[0].cpu().numpy())
+                lut = self.model.color_lut(source_lab, reference_lab, self.lut_size, mine, theirs)[0].cpu().numpy()
+                if not np.isfinite(lut).all():
+                    raise HistocolorError("the network's LUT holds NaN or infinite values: its weights are broken")
+                return LutMap(lut)
 
             overall = predict(source_alpha, reference_alpha)
             owners = regions.source_weights(source_lab.shape[-2:], feather=False)

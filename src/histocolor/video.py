@@ -11,11 +11,11 @@ timestamps (so the frame rate), size and audio are kept.
 import contextlib
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from histocolor.atomic import temporary_file
 from histocolor.colormap import Look, LutMap, from_unit
 from histocolor.errors import HistocolorError, first_line
 from histocolor.imageio import check_writable
@@ -169,8 +169,7 @@ def recolour_video(source, reference, output, engine, *, strength: float = 1.0, 
         shot = shot_look(engine, read_frames(source), reference, sample_frames).blended(strength)
         look = Look([LutMap(shot.maps[0].to_lut(engine.lut_size))])
     output.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=output.suffix)
-    os.close(handle)
+    temporary = temporary_file(output, output.suffix)
     bar = None
     try:
         container, stream = _open(source)

@@ -104,6 +104,11 @@ def from_pretrained(directory, device="cpu"):
             if names
         )
         raise HistocolorError(f"weights in '{directory}' do not match its config.json ({details})")
+    broken = sorted(name for name, tensor in state.items() if tensor.is_floating_point() and not tensor.isfinite().all())
+    if broken:
+        raise HistocolorError(
+            f"weights in '{directory}' hold NaN or infinite values ({', '.join(broken[:3])}{' ...' if len(broken) > 3 else ''})"
+        )
     model.load_state_dict(state)
     return model.to(torch.device(device)).eval()
 
