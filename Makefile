@@ -16,7 +16,7 @@ QT_PACKAGE_pyqt6 := PyQt6>=6.5
 .PHONY: demo test system venv clean
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/histocolor transfer resources/samples/source.jpg resources/samples/reference.jpg -o $(DEMO_OUT) \
+	$(VENV)/bin/histocolor transfer resources/samples/source.jpg resources/samples/reference.jpg -o $(DEMO_OUT) --overwrite \
 		&& echo "demo result (analogy, the shipped network): $(abspath $(DEMO_OUT))"
 
 # napari needs an X server even offscreen (a virtual one, Xvfb) and a private runtime folder.

@@ -137,7 +137,7 @@ def speed(arguments) -> None:
         for megapixels in arguments.megapixels:
             source = folder / f"source-{megapixels}mp.jpg"
             width, height = _make_large_jpeg(arguments.photo, megapixels, source)
-            command = ["transfer", str(source), str(reference), "-o", str(folder / "out.jpg")]
+            command = ["transfer", str(source), str(reference), "-o", str(folder / "out.jpg"), "--overwrite"]
             mkl_transfer = None
             for label, options in configurations:
                 runs = [_run_cli(command + options) for _ in range(arguments.repeat)]
@@ -213,7 +213,7 @@ def video(arguments) -> None:
         for method, temporal in arguments.runs:
             clock = time.perf_counter()
             _, peak = _run_cli(["video", str(clip), "--reference", str(SAMPLES / "reference.jpg"), "-o", str(out),
-                                "--method", method, "--temporal", temporal], timings=False)
+                                "--method", method, "--temporal", temporal, "--overwrite"], timings=False)
             seconds = time.perf_counter() - clock
             with av.open(str(clip)) as before, av.open(str(out)) as after:
                 frames = after.streams.video[0].frames
@@ -249,7 +249,7 @@ def batch(arguments) -> None:
             for threads in arguments.io_threads:
                 clock = time.perf_counter()
                 _run_cli(["transfer", "--pairs", str(folder / "pairs.csv"), "--method", method,
-                          "--io-threads", str(threads)], timings=False)
+                          "--io-threads", str(threads), "--overwrite"], timings=False)
                 seconds = time.perf_counter() - clock
                 baseline = baseline or seconds
                 print(f"| {method} | {threads} | {seconds:.1f} | {arguments.pairs / seconds:.2f} | "

@@ -411,8 +411,9 @@ def test_library_errors_are_quoted_on_one_line():
 
 
 def test_outputs_never_replace_inputs_and_never_collide(tmp_path, capsys):
-    """-o equal to an input, two CSV rows writing one file, a row writing over an earlier row's input,
-    a label map named .jpg and a too-long name are one-line errors, and nothing is written."""
+    """-o equal to an input, a label map named .jpg and a too-long name are one-line errors, and nothing
+    is written; two CSV rows writing one file, or a row writing over an earlier row's input, are errors
+    of that row."""
     import shutil
 
     source = tmp_path / "source.jpg"
@@ -424,11 +425,16 @@ def test_outputs_never_replace_inputs_and_never_collide(tmp_path, capsys):
     }
     for name, text in csv_rows.items():
         (tmp_path / f"{name}.csv").write_text(text)
+    # In a batch, the offending row is an error of its own; the others run.
+    code, err = _run(capsys, "transfer", "--pairs", str(tmp_path / "twice.csv"), "--method", "mkl")
+    assert code == 1 and "line 3: error: line 2 writes" in err and (tmp_path / "same.png").is_file()
+    code, err = _run(capsys, "transfer", "--pairs", str(tmp_path / "over.csv"), "--method", "mkl")
+    assert code == 1 and "line 3: error:" in err and "is an input of line 2" in err and (tmp_path / "a.png").is_file()
+    for name in ("same.png", "a.png"):
+        (tmp_path / name).unlink()
     cases = [
         ["transfer", str(source), REFERENCE, "-o", str(source), "--method", "mkl"],
         ["apply-lut", str(source), str(tmp_path / "x.cube"), "-o", str(source)],
-        ["transfer", "--pairs", str(tmp_path / "twice.csv"), "--method", "mkl"],
-        ["transfer", "--pairs", str(tmp_path / "over.csv"), "--method", "mkl"],
         ["segment", str(source), "-o", str(tmp_path / "labels.jpg"), "--segmenter", "slic"],
         ["transfer", str(source), REFERENCE, "-o", str(tmp_path / ("x" * 260 + ".png")), "--method", "mkl"],
     ]
@@ -440,3 +446,98 @@ def test_outputs_never_replace_inputs_and_never_collide(tmp_path, capsys):
     long_name = tmp_path / ("y" * 245 + ".png")  # legal: its temporary name must be too
     code, err = _run(capsys, "transfer", str(source), REFERENCE, "-o", str(long_name), "--method", "mkl")
     assert code == 0, err and long_name.is_file()
+
+
+def test_sigterm_during_a_write_removes_the_temporary_file_and_says_so(tmp_path):
+    """SIGTERM (timeout, systemd, container stops) as Ctrl-C: no temporary file, one line, exit 143."""
+    import signal
+    import time
+
+    output = tmp_path / "out.png"
+    script = (
+        "import time, histocolor.imageio as io\n"
+        "real = io._encode\n"
+        "def slow(*args, **kwargs):\n"
+        "    real(*args, **kwargs)\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(30)\n"
+        "io._encode = slow\n"
+        "from histocolor.cli import main\n"
+        f"raise SystemExit(main(['transfer', {SOURCE!r}, {REFERENCE!r}, '-o', {str(output)!r}, '--method', 'mkl']))\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "writing"  # inside the write, the temporary file exists
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".histocolor-")]
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143
+    assert err.strip().splitlines() == ["histocolor: terminated"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_temporary_files_of_dead_processes_are_swept(tmp_path, capsys):
+    import os
+
+    dead = tmp_path / ".histocolor-999999-out.png.abcd.png"  # no such process
+    mine = tmp_path / f".histocolor-{os.getpid()}-out.png.efgh.png"  # a live writer's: kept
+    other = tmp_path / ".hidden.png"  # not ours: kept
+    for path in (dead, mine, other):
+        path.write_bytes(b"partial")
+    code, err = _run(capsys, "transfer", SOURCE, REFERENCE, "-o", str(tmp_path / "out.png"), "--method", "mkl")
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, other.name, "out.png"])
+
+
+def test_memory_limits_are_one_line_errors(tmp_path, capsys, monkeypatch):
+    import json
+
+    import histocolor.cli as cli
+
+    # A working size past the documented maximum is refused before any work.
+    code, err = _run(capsys, "transfer", SOURCE, REFERENCE, "-o", str(tmp_path / "a.png"), "--max-side", "100000")
+    _assert_one_line_error(code, err)
+    assert "4096" in err
+    # A hostile config.json is refused before anything is built (ctn_width 100000 would ask for 360 GB).
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "histogram-analogy", "format_version": 1,
+                                                    "ctn_width": 100000}))
+    (folder / "model.safetensors").write_bytes(b"")
+    code, err = _run(capsys, "transfer", SOURCE, REFERENCE, "-o", str(tmp_path / "b.png"), "--weights", str(folder))
+    _assert_one_line_error(code, err)
+    assert "ctn_width must be at most" in err
+    # torch's CPU allocator failing is a RuntimeError: still one line naming what to lower.
+
+    def allocation_fails(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 7516192768 bytes.\nsecond line")
+
+    monkeypatch.setattr(cli, "_run_engine", allocation_fails)
+    code, err = _run(capsys, "transfer", SOURCE, REFERENCE, "-o", str(tmp_path / "c.png"), "--method", "mkl")
+    _assert_one_line_error(code, err)
+    assert "out of memory" in err and "--max-side" in err
+    assert not any(tmp_path.glob("*.png"))
+
+
+def test_a_failed_write_removes_the_folders_it_made_and_new_files_get_the_usual_mode(tmp_path, capsys, monkeypatch):
+    import os
+    import stat
+
+    import histocolor.imageio as imageio
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(imageio, "_encode", disk_full)
+    code, err = _run(capsys, "transfer", SOURCE, REFERENCE, "-o", str(tmp_path / "new" / "deeper" / "out.png"),
+                     "--method", "mkl")
+    _assert_one_line_error(code, err)
+    assert "No space left" in err and list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    umask = os.umask(0o022)
+    os.umask(umask)
+    look = tmp_path / "look.cube"
+    assert main(["transfer", SOURCE, REFERENCE, "-o", str(tmp_path / "out.png"), "--method", "mkl",
+                 "--save-lut", str(look)]) == 0
+    for path in (look, tmp_path / "out.png"):  # not the owner-only mode of a temporary file
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask

@@ -136,7 +136,7 @@ def test_webm_output_reencodes_the_audio_and_strength_reaches_the_saved_look(tmp
     for strength in ("1", "0.5"):
         look = tmp_path / f"look{strength}.cube"
         assert main(["video", str(clip), "--reference", str(REFERENCE), "-o", str(out), "--method", "mkl",
-                     "--strength", strength, "--save-lut", str(look)]) == 0
+                     "--strength", strength, "--save-lut", str(look), "--overwrite"]) == 0
         outputs.append(read_cube(look))
     (video_in, audio_in), (video_out, audio_out) = _streams(clip), _streams(out)
     assert video_out[0] == video_in[0] and video_out[2:4] == video_in[2:4]

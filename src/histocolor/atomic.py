@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -26,14 +27,96 @@ def _new_file_mode(path: Path) -> int:
 # A temporary name holds this much of the target's name, so that a legal (255-byte) name
 # never gets a temporary name too long for the file system.
 _NAME_KEPT = 100
+# Temporary files are named ".histocolor-PID-NAME.RANDOM.EXT": recognisable, and stale once
+# process PID is gone (killed with SIGKILL, or the machine stopped).
+_PREFIX = ".histocolor-"
+_STALE = re.compile(r"\.histocolor-(\d+)-")
 
 
 def temporary_file(path, suffix: str = "") -> str:
-    """An empty hidden file next to ``path`` (``.NAME.random SUFFIX``) to write and then rename onto it."""
+    """An empty hidden file next to ``path`` to write and then rename onto it.
+
+    Stale temporary files of ours in that folder (their process is gone) are removed first.
+    """
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:_NAME_KEPT]}.", suffix=suffix)
+    sweep_stale(path.parent)
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f"{_PREFIX}{os.getpid()}-{path.name[:_NAME_KEPT]}.", suffix=suffix
+    )
     os.close(handle)
     return temporary
+
+
+def sweep_stale(folder) -> list[Path]:
+    """Remove the temporary files in ``folder`` that histocolor processes no longer running left behind."""
+    removed = []
+    try:
+        entries = list(Path(folder).glob(f"{_PREFIX}*"))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _STALE.match(entry.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix: str = ""):
+    """Yield the name of a temporary file next to ``path``, for writers that open files by name.
+
+    Missing folders are made. When the block succeeds, the file gets the mode a new (or the
+    replaced) file would have and is renamed onto ``path``; on any failure, Ctrl-C included,
+    it is removed, and so are the folders made for it.
+    """
+    path = Path(path)
+    made = _make_parents(path.parent)
+    temporary = None
+    try:
+        temporary = temporary_file(path, suffix)
+        yield temporary
+        os.chmod(temporary, _new_file_mode(path))
+        os.replace(temporary, path)
+    except BaseException:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty: another writer may have put files there meanwhile
+        raise
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; return the folders made, outermost first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    made = []
+    try:
+        for folder in reversed(missing):
+            folder.mkdir(exist_ok=True)
+            made.append(folder)
+    except BaseException:
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    return made
 
 
 @contextlib.contextmanager
@@ -41,18 +124,11 @@ def atomic_write(path, suffix: str = ""):
     """Yield a binary file next to ``path``; it replaces ``path`` only if the block succeeds.
 
     The temporary file keeps ``suffix`` (encoders that look at the extension see the right
-    one), is flushed to disk before the rename, and is removed on any failure, Ctrl-C included.
+    one), is flushed to disk before the rename, and is removed on any failure, Ctrl-C included
+    (see :func:`atomic_path`).
     """
-    path = Path(path)
-    temporary = temporary_file(path, suffix)
-    try:
+    with atomic_path(path, suffix) as temporary:
         with open(temporary, "wb") as stream:  # opened by name: tifffile wants a named file
-            os.fchmod(stream.fileno(), _new_file_mode(path))
             yield stream
             stream.flush()
             os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise

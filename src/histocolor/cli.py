@@ -18,16 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from histocolor import __version__
 from histocolor.device import DEVICES
-from histocolor.errors import HistocolorError
+from histocolor.errors import HistocolorError, Terminated, is_out_of_memory
 
 USAGE_ERROR = 2
 ROWS_FAILED = 1
-# torch raises its own error when a GPU runs out of memory; both mean "try smaller".
-_OUT_OF_MEMORY = (MemoryError, torch.OutOfMemoryError)
+TERMINATED = 143  # 128 + SIGTERM, as shells report it
+_OUT_OF_MEMORY_ADVICE = "out of memory (try a smaller --max-side, or --device cpu)"
 _CSV_REQUIRED = ("source", "reference", "output")
 _CSV_MASKS = ("source_mask", "reference_mask")
 
@@ -64,6 +63,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--weights", metavar="DIR", help="network weights directory (default: the shipped model)")
     run.add_argument("--device", default="auto", choices=DEVICES)
     run.add_argument("--timings", action="store_true", help="print the seconds each stage took")
+    run.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
     run.add_argument("--source-mask", metavar="PNG", help="label map of the source (region-wise transfer)")
     run.add_argument("--reference-mask", metavar="PNG", help="label map of the reference (region-wise transfer)")
     run.add_argument(
@@ -79,6 +79,7 @@ def _build_parser() -> argparse.ArgumentParser:
     look.add_argument("lut", metavar="LOOK.cube", help="3D LUT file (.cube)")
     look.add_argument("-o", "--output", required=True, help="where to write the result")
     look.add_argument("--strength", type=float, default=1.0, help="0 keeps the image, 1 the full change")
+    look.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
 
     clip = commands.add_parser("video", help="recolour a video after a reference image, one look for the shot")
     clip.add_argument("video", help="input video (any format ffmpeg reads)")
@@ -95,6 +96,7 @@ def _build_parser() -> argparse.ArgumentParser:
     clip.add_argument("--weights", metavar="DIR", help="network weights directory (default: the shipped model)")
     clip.add_argument("--device", default="auto", choices=DEVICES)
     clip.add_argument("--save-lut", metavar="LOOK.cube", help="also save the shot's look as a .cube 3D LUT")
+    clip.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
 
     learn = commands.add_parser("train", help="train the network (one device, or DDP under torchrun)")
     learn.add_argument("--data", action="append", default=[], metavar="DIR", help="folder of photos (repeatable)")
@@ -125,18 +127,26 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     cut.add_argument("--reference", help="a second image, segmented so that equal labels correspond")
     cut.add_argument("--reference-output", help="label map PNG of --reference")
+    cut.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
     cut.add_argument("--device", default="auto", choices=DEVICES)
 
     commands.add_parser("info", help="versions, device and weights found")
     return parser
 
 
-def _check_not_an_input(output, *inputs) -> None:
-    """Never overwrite an input: the output must be another file."""
-    target = Path(output).resolve()
+def _check_output(output, check, overwrite: bool, *inputs) -> Path:
+    """Before any work: ``check(output)`` (its format, a writable place), never an input, never a
+    symbolic link, and an existing file only with ``--overwrite``."""
+    output = Path(check(output))
+    target = output.resolve()
     for given in inputs:
         if given is not None and Path(given).resolve() == target:
             raise HistocolorError(f"the output '{output}' is an input file: choose another name")
+    if output.is_symlink():
+        raise HistocolorError(f"the output '{output}' is a symbolic link: write to a plain path")
+    if output.exists() and not overwrite:
+        raise HistocolorError(f"'{output}' exists: add --overwrite to replace it")
+    return output
 
 
 @dataclass
@@ -150,14 +160,13 @@ class _Job:
     timings: dict
 
 
-def _decode(source, reference, output, masks=(None, None)) -> _Job:
+def _decode(source, reference, output, masks=(None, None), overwrite: bool = False) -> _Job:
     """Check the output path and decode both images (the part a batch runs ahead, in a thread)."""
     from histocolor.imageio import check_output_path, read_image
 
     if source is None or reference is None or output is None:
         raise HistocolorError("source, reference and output must all be given")
-    output = check_output_path(output)
-    _check_not_an_input(output, source, reference, *masks)
+    output = _check_output(output, check_output_path, overwrite, source, reference, *masks)
     clock = time.perf_counter()
     source_image, reference_image = read_image(source), read_image(reference)
     return _Job(output, source_image, reference_image, masks, {"decode": time.perf_counter() - clock})
@@ -185,13 +194,14 @@ def _encode(job: _Job, result) -> None:
     job.timings["encode"] = time.perf_counter() - clock
 
 
-def _check_lut_path(path, *inputs) -> Path:
-    """``--save-lut``'s name (and the label map saved next to it by regions) must not be an input."""
+def _check_lut_path(path, overwrite: bool, by_regions: bool, *inputs) -> Path:
+    """``--save-lut``'s name, checked as an output (by regions, also the label map saved next to it)."""
     from histocolor.cube import check_cube_path
+    from histocolor.imageio import check_writable
 
-    path = check_cube_path(path)
-    _check_not_an_input(path, *inputs)
-    _check_not_an_input(path.with_name(f"{path.stem}-labels.png"), *inputs)
+    path = _check_output(path, check_cube_path, overwrite or by_regions, *inputs)
+    if by_regions:  # the region .cube files are named after the labels, known only after the run
+        _check_output(path.with_name(f"{path.stem}-labels.png"), check_writable, overwrite, *inputs)
     return path
 
 
@@ -202,8 +212,10 @@ def _format_timings(timings: dict) -> str:
 def _run_single(arguments, engine, region_map, segmenter) -> int:
     masks = (arguments.source_mask, arguments.reference_mask)
     if arguments.save_lut:
-        _check_lut_path(arguments.save_lut, arguments.source, arguments.reference, arguments.output, *masks)
-    job = _decode(arguments.source, arguments.reference, arguments.output, masks)
+        by_regions = masks != (None, None) or arguments.segmenter is not None
+        _check_lut_path(arguments.save_lut, arguments.overwrite, by_regions, arguments.source, arguments.reference,
+                        arguments.output, *masks)
+    job = _decode(arguments.source, arguments.reference, arguments.output, masks, arguments.overwrite)
     result = _run_engine(engine, job, arguments.strength, region_map, segmenter)
     _encode(job, result)
     if arguments.save_lut:
@@ -247,35 +259,35 @@ def read_pairs(path) -> list[dict]:
         }
         for line, row in rows
     ]
-    _check_outputs(path, pairs)
+    _check_outputs(pairs)
     return pairs
 
 
-def _check_outputs(path, pairs) -> None:
-    """No two rows write the same file, and no row writes over an input of its own or an earlier row
-    (a later row may read an earlier row's output)."""
+def _check_outputs(pairs) -> None:
+    """Mark (``row["refused"]``) a row that would write a file an earlier row writes, or over an input
+    of its own or an earlier row: a per-row error (a later row may read an earlier row's output)."""
     written, read = {}, {}
     for row in pairs:
         for key in ("source", "reference", *_CSV_MASKS):
             if row[key] is not None:
                 read.setdefault(Path(row[key]).resolve(), row["line"])
+        row["refused"] = None
         if row["output"] is None:
             continue
         target = Path(row["output"]).resolve()
         if target in written:
-            raise HistocolorError(f"pairs file '{path}': lines {written[target]} and {row['line']} both write "
-                                  f"'{row['output']}'")
-        if target in read:
-            raise HistocolorError(f"pairs file '{path}': line {row['line']} would write over '{row['output']}', "
-                                  f"an input of line {read[target]}")
-        written[target] = row["line"]
+            row["refused"] = f"line {written[target]} writes '{row['output']}' already"
+        elif target in read:
+            row["refused"] = f"'{row['output']}' is an input of line {read[target]}: choose another output"
+        else:
+            written[target] = row["line"]
 
 
 def _row_error(error: BaseException) -> str:
     if isinstance(error, HistocolorError):
         return str(error)
-    if isinstance(error, _OUT_OF_MEMORY):
-        return "out of memory (try a smaller --max-side)"
+    if is_out_of_memory(error):
+        return _OUT_OF_MEMORY_ADVICE
     summary = str(error).splitlines()[0] if str(error) else ""  # a bug must not cost the other rows their results
     return f"unexpected {type(error).__name__}: {summary}"
 
@@ -293,7 +305,10 @@ def _run_batch(arguments, rows, engine, region_map, segmenter) -> int:
     from tqdm import tqdm
 
     def decode(row):
-        return _decode(row["source"], row["reference"], row["output"], (row["source_mask"], row["reference_mask"]))
+        if row.get("refused"):
+            raise HistocolorError(row["refused"])
+        return _decode(row["source"], row["reference"], row["output"], (row["source_mask"], row["reference_mask"]),
+                       arguments.overwrite)
 
     outputs = [None if row["output"] is None else Path(row["output"]).resolve() for row in rows]
 
@@ -413,8 +428,7 @@ def _apply_lut(arguments) -> int:
 
     if not 0.0 <= arguments.strength <= 1.0:
         raise HistocolorError(f"--strength must be between 0 and 1, got {arguments.strength}")
-    output = check_output_path(arguments.output)
-    _check_not_an_input(output, arguments.image, arguments.lut)
+    output = _check_output(arguments.output, check_output_path, arguments.overwrite, arguments.image, arguments.lut)
     look = LutMap(read_cube(arguments.lut)).blended(arguments.strength)
     image = read_image(arguments.image)
     write_image(output, look.apply(image.rgb), image.alpha, exif=image.exif)
@@ -430,12 +444,12 @@ def _video(arguments) -> int:
         raise HistocolorError(f"--strength must be between 0 and 1, got {arguments.strength}")
     if arguments.sample_frames < 1:
         raise HistocolorError(f"--sample-frames must be at least 1, got {arguments.sample_frames}")
-    output = check_video_output(arguments.output)
-    _check_not_an_input(output, arguments.video, arguments.reference)
+    output = _check_output(arguments.output, check_video_output, arguments.overwrite, arguments.video,
+                           arguments.reference)
     if arguments.save_lut:
         if arguments.temporal != "shot":
             raise HistocolorError("--save-lut saves a shot's one look: it needs --temporal shot")
-        _check_lut_path(arguments.save_lut, arguments.video, arguments.reference, output)
+        _check_lut_path(arguments.save_lut, arguments.overwrite, False, arguments.video, arguments.reference, output)
     reference = read_image(arguments.reference)
     engine = ColorTransfer(arguments.method, weights=arguments.weights, device=arguments.device,
                            max_side=arguments.max_side, lut_size=arguments.lut_size)
@@ -473,7 +487,7 @@ def _train(arguments) -> int:
 
 
 class _StopRequest:
-    """Ctrl-C (or SIGTERM) during training: finish the step, save a checkpoint, stop.
+    """Ctrl-C (or SIGTERM, SIGHUP) during training: finish the step, save a checkpoint, stop.
 
     A second Ctrl-C interrupts at once, as usual.
     """
@@ -498,7 +512,7 @@ class _StopRequest:
         if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
             yield
             return
-        previous = {number: signal.signal(number, self._handle) for number in (signal.SIGINT, signal.SIGTERM)}
+        previous = {number: signal.signal(number, self._handle) for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:
             yield
         finally:
@@ -537,9 +551,10 @@ def _segment(arguments) -> int:
     for output in (arguments.output, arguments.reference_output):
         if output is not None and Path(output).suffix.lower() != ".png":
             raise HistocolorError(f"label maps are written as PNG: name the output '{Path(output).stem}.png'")
-    outputs = [check_output_path(arguments.output)]
+    outputs = [_check_output(arguments.output, check_output_path, arguments.overwrite, arguments.image)]
     if arguments.reference:
-        outputs.append(check_output_path(arguments.reference_output))
+        outputs.append(_check_output(arguments.reference_output, check_output_path, arguments.overwrite,
+                                     arguments.image, arguments.reference, arguments.output))
     segmenter = get_segmenter(arguments.segmenter, arguments.device)
     image = read_image(arguments.image).rgb
     if arguments.reference:
@@ -585,23 +600,52 @@ def _show_one_line(message, category, filename, lineno, file=None, line=None):
     print(f"histocolor: warning: {message}", file=sys.stderr)
 
 
+@contextlib.contextmanager
+def _terminate_on_signals():
+    """SIGTERM and SIGHUP stop the command as Ctrl-C does: temporary files are removed, one line is printed."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Terminated
+
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def main(argv=None) -> int:
     arguments = _build_parser().parse_args(argv)
     try:
-        with warnings.catch_warnings():
-            warnings.showwarning = _show_one_line
-            commands = {
-                "transfer": _transfer, "apply-lut": _apply_lut, "video": _video, "train": _train,
-                "evaluate": _evaluate, "segment": _segment,
-                "info": lambda _: _info(),
-            }
-            return commands[arguments.command](arguments)
+        with _terminate_on_signals():
+            return _dispatch(arguments)
     except HistocolorError as error:
         print(f"histocolor: error: {error}", file=sys.stderr)
-        return USAGE_ERROR
-    except _OUT_OF_MEMORY:
-        print("histocolor: error: out of memory (try a smaller --max-side)", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
         print("histocolor: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("histocolor: terminated", file=sys.stderr)
+        return TERMINATED
+    except Exception as error:
+        if is_out_of_memory(error):
+            print(f"histocolor: error: {_OUT_OF_MEMORY_ADVICE}", file=sys.stderr)
+            return USAGE_ERROR
+        raise
+
+
+def _dispatch(arguments) -> int:
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_one_line
+        commands = {
+            "transfer": _transfer, "apply-lut": _apply_lut, "video": _video, "train": _train,
+            "evaluate": _evaluate, "segment": _segment, "info": lambda _: _info(),
+        }
+        return commands[arguments.command](arguments)

@@ -5,13 +5,11 @@ and OBS read. Reading and writing go through colour-science (``colour.read_LUT``
 to sRGB-encoded footage).
 """
 
-import contextlib
-import os
 from pathlib import Path
 
 import numpy as np
 
-from histocolor.atomic import temporary_file
+from histocolor.atomic import atomic_path
 from histocolor.colormap import Look
 from histocolor.errors import HistocolorError, first_line
 from histocolor.lut import DEFAULT_LUT_SIZE, identity_lut
@@ -39,15 +37,8 @@ def write_cube(path, lut: np.ndarray, title: str = "histocolor look") -> Path:
     table = np.asarray(lut, dtype=np.float64)
     if table.ndim != 4 or table.shape[-1] != 3 or len(set(table.shape[:3])) != 1:
         raise ValueError(f"expected an (S, S, S, 3) LUT, got shape {table.shape}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temporary_file(path, ".cube")
-    try:
+    with atomic_path(path, ".cube") as temporary:
         colour.write_LUT(colour.LUT3D(table, name=title, size=table.shape[0]), temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
     return path
 
 

@@ -523,12 +523,6 @@ def write_image(path, rgb: np.ndarray, alpha: np.ndarray | None = None, *,
                       stacklevel=2)
         alpha = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise HistocolorError(f"cannot write '{path}': cannot create directory "
-                              f"'{path.parent}' ({_one_line(exc)})") from None
-
-    try:
         with atomic_write(path, suffix=ext) as stream:
             _encode(stream, ext, rgb, alpha, quality, exif)
     except Exception as exc:

@@ -26,6 +26,9 @@ from histocolor.timing import Stopwatch
 
 METHODS = ("analogy", *CLASSICAL_METHODS)
 DEFAULT_MAX_SIDE = 256  # by measurement: see docs/BENCHMARKS.md
+# The network's working size never exceeds the image (no upscaling); past this its memory
+# (about 1 GB per megapixel of working size) is not worth it: the LUT carries the change.
+MAX_WORKING_SIDE = 4096
 
 
 class TransferResult:
@@ -80,8 +83,8 @@ class ColorTransfer:
     ):
         if method not in METHODS:
             raise HistocolorError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
-        if max_side < 16:
-            raise HistocolorError(f"the working size must be at least 16 pixels, got {max_side}")
+        if not 16 <= max_side <= MAX_WORKING_SIDE:
+            raise HistocolorError(f"the working size must be between 16 and {MAX_WORKING_SIDE} pixels, got {max_side}")
         if not 2 <= lut_size <= 129:
             raise HistocolorError(f"the LUT size must be between 2 and 129, got {lut_size}")
         if not lut_smoothness > 0:

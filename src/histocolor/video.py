@@ -8,14 +8,12 @@ encoded one at a time, so memory does not grow with the clip's length. The frame
 timestamps (so the frame rate), size and audio are kept.
 """
 
-import contextlib
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
-from histocolor.atomic import temporary_file
+from histocolor.atomic import atomic_path
 from histocolor.colormap import Look, LutMap, from_unit
 from histocolor.errors import HistocolorError, first_line
 from histocolor.imageio import check_writable
@@ -168,51 +166,47 @@ def recolour_video(source, reference, output, engine, *, strength: float = 1.0, 
     if temporal == "shot":
         shot = shot_look(engine, read_frames(source), reference, sample_frames).blended(strength)
         look = Look([LutMap(shot.maps[0].to_lut(engine.lut_size))])
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temporary_file(output, output.suffix)
-    bar = None
-    try:
-        container, stream = _open(source)
-        with container, av.open(temporary, mode="w") as written:
-            rate = stream.average_rate or stream.guessed_rate or 25
-            smoothed = _SmoothedLook(engine, reference, float(rate)) if look is None else None
-            video = _video_stream(written, stream, rate, VIDEO_EXTENSIONS[output.suffix.lower()])
-            audio = {s.index: _audio_stream(written, s, output.suffix.lower()) for s in container.streams.audio}
-            bar = _progress(stream.frames or None, progress)
-            index = 0
-            for packet in container.demux(stream, *container.streams.audio):
-                if packet.stream.index in audio:
-                    _write_audio(written, packet, *audio[packet.stream.index])
-                    continue
-                for frame in packet.decode():
-                    rgb = frame.to_ndarray(format="rgb24")
-                    colour_map = look or smoothed.at(index, rgb).blended(strength)
-                    new = av.VideoFrame.from_ndarray(colour_map.apply(rgb), format="rgb24")
-                    # Timestamps are kept (variable frame rates too); a frame without one gets its slot.
-                    new.time_base = stream.time_base
-                    new.pts = frame.pts if frame.pts is not None else round(index / rate / stream.time_base)
-                    written.mux(video.encode(new))
-                    index += 1
-                    bar.update(1)
-            written.mux(video.encode(None))
-            for target, encoder in audio.values():
-                if encoder:
-                    written.mux(target.encode(None))
-        if index == 0:
+    with _progress(None, progress) as bar, atomic_path(output, output.suffix) as temporary:
+        try:
+            frames = _encode_video(source, reference, temporary, output.suffix.lower(), engine, look, strength, bar)
+        except (av.FFmpegError, ValueError) as error:  # PyAV reports unsupported formats as ValueError
+            raise HistocolorError(f"video processing failed: {first_line(error)}") from None
+        if frames == 0:
             raise HistocolorError(f"video '{source}' has no frames")
-        os.replace(temporary, output)
-    except (av.FFmpegError, ValueError) as error:  # PyAV reports unsupported formats as ValueError
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise HistocolorError(f"video processing failed: {first_line(error)}") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
     return look
+
+
+def _encode_video(source, reference, temporary, extension, engine, look, strength, bar) -> int:
+    """Decode, recolour and encode every frame into ``temporary``, audio alongside; return the frame count."""
+    import av
+
+    container, stream = _open(source)
+    with container, av.open(temporary, mode="w") as written:
+        rate = stream.average_rate or stream.guessed_rate or 25
+        smoothed = _SmoothedLook(engine, reference, float(rate)) if look is None else None
+        video = _video_stream(written, stream, rate, VIDEO_EXTENSIONS[extension])
+        audio = {s.index: _audio_stream(written, s, extension) for s in container.streams.audio}
+        bar.reset(total=stream.frames or None)
+        index = 0
+        for packet in container.demux(stream, *container.streams.audio):
+            if packet.stream.index in audio:
+                _write_audio(written, packet, *audio[packet.stream.index])
+                continue
+            for frame in packet.decode():
+                rgb = frame.to_ndarray(format="rgb24")
+                colour_map = look or smoothed.at(index, rgb).blended(strength)
+                new = av.VideoFrame.from_ndarray(colour_map.apply(rgb), format="rgb24")
+                # Timestamps are kept (variable frame rates too); a frame without one gets its slot.
+                new.time_base = stream.time_base
+                new.pts = frame.pts if frame.pts is not None else round(index / rate / stream.time_base)
+                written.mux(video.encode(new))
+                index += 1
+                bar.update(1)
+        written.mux(video.encode(None))
+        for target, encoder in audio.values():
+            if encoder:
+                written.mux(target.encode(None))
+    return index
 
 
 def _video_stream(written, template, rate, codec: str):

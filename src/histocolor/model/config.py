@@ -6,6 +6,14 @@ from histocolor.histogram import DEFAULT_AB_BINS, DEFAULT_L_BINS, MAX_L_BINS
 
 
 HEADS = ("ctn", "lut")
+# Documented maxima of the model's sizes (see AnalogyConfig's checks).
+MAX_AB_BINS = 256
+MAX_WIDTH = 1024
+MAX_CTN_WIDTH = 256
+MAX_CTN_DEPTH = 6
+MAX_LUT_BASES = 64
+MAX_LUT_SIZE = 65
+MAX_TRANSFORMER_DEPTH = 24
 ENCODERS = ("conv", "transformer")
 ATTENTION = ("none", "bottleneck", "bottleneck+decoder")
 ALIGNMENT_METHODS = ("none", "moments", "quantiles", "colour", "sliced")
@@ -211,6 +219,20 @@ class AnalogyConfig:
             or self.lut_size < 2
         ):
             raise ValueError("widths, depth and feature size must be positive")
+        # Upper bounds, checked before anything is built: a hostile or mistyped config.json must
+        # not allocate gigabytes (ctn_width 100000 would ask for 360 GB). Each is far above any
+        # model histocolor trains (listed in the README, "Command line").
+        for name, value, limit in (
+            ("ab_bins", self.ab_bins, MAX_AB_BINS), ("feature_size", self.feature_size, MAX_WIDTH),
+            ("ctn_width", self.ctn_width, MAX_CTN_WIDTH), ("ctn_depth", self.ctn_depth, MAX_CTN_DEPTH),
+            ("lut_bases", self.lut_bases, MAX_LUT_BASES), ("lut_size", self.lut_size, MAX_LUT_SIZE),
+            ("hen_widths", max(self.hen_widths), MAX_WIDTH), ("hen_widths (count)", len(self.hen_widths), 8),
+            ("transformer width", self.transformer.width, MAX_WIDTH),
+            ("transformer depth", self.transformer.depth, MAX_TRANSFORMER_DEPTH),
+            ("transformer mlp_ratio", self.transformer.mlp_ratio, 8),
+        ):
+            if value > limit:
+                raise ValueError(f"{name} must be at most {limit}, got {value}")
 
     @classmethod
     def paper(cls) -> "AnalogyConfig":
