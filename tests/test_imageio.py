@@ -794,3 +794,26 @@ def test_module_has_no_stray_environment_effects():
     # Reading must never have switched on Pillow's truncated-image tolerance.
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
     assert os.path.basename(imageio.__file__) == "imageio.py"
+
+
+def test_tifffile_messages_become_one_warning_naming_the_file():
+    import logging
+
+    from histocolor.imageio import tifffile_messages_as_warnings
+
+    with pytest.warns(UserWarning, match=r"'odd\.tif': invalid tag 12345") as caught:
+        with tifffile_messages_as_warnings("odd.tif"):
+            logging.getLogger("tifffile").warning("invalid tag 12345\nmore detail")
+    assert len(caught) == 1 and "more detail" not in str(caught[0].message)
+
+
+def test_multi_frame_inputs_say_which_frame_they_use(tmp_path):
+    from PIL import Image
+
+    from histocolor.imageio import read_image
+
+    frames = [Image.new("RGB", (8, 6), colour) for colour in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:])
+    with pytest.warns(UserWarning, match="3 frames .* using the first"):
+        image = read_image(tmp_path / "moving.gif")
+    assert image.rgb.shape == (6, 8, 3) and image.rgb[0, 0, 0] > 200  # the first (red) frame

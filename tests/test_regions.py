@@ -55,3 +55,61 @@ def test_grey_masks_with_alpha_read_as_labels(tmp_path):
     labels = np.arange(12, dtype=np.uint8).reshape(3, 4) % 3
     Image.fromarray(labels).convert("LA").save(tmp_path / "la.png")
     assert np.array_equal(load_label_map(tmp_path / "la.png"), labels)
+
+
+def _png_header_only(path, width, height):
+    """A PNG whose header claims ``width`` x ``height`` (a decompression bomb's signature)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+                     + chunk(b"IEND", b""))
+
+
+def test_masks_pass_the_image_limits_and_refuse_non_integer_values(tmp_path):
+    _png_header_only(tmp_path / "bomb.png", 50000, 50000)
+    with pytest.raises(HistocolorError, match="cannot read mask .*more than"):
+        load_label_map(tmp_path / "bomb.png")
+    values = np.zeros((4, 4), np.float32)
+    values[1, 1] = np.nan
+    Image.fromarray(values).save(tmp_path / "nan.tiff")
+    with pytest.raises(HistocolorError, match="not whole numbers"):
+        load_label_map(tmp_path / "nan.tiff")
+    Image.fromarray(np.full((4, 4), 2.0, np.float32)).save(tmp_path / "whole.tiff")
+    assert (load_label_map(tmp_path / "whole.tiff") == 2).all()
+
+
+def test_lossy_masks_are_read_with_a_warning(tmp_path):
+    rgb = np.zeros((32, 32, 3), np.uint8)
+    rgb[:, 16:] = 255
+    Image.fromarray(rgb).save(tmp_path / "mask.jpg", quality=70)
+    with pytest.warns(UserWarning, match="lossy"):
+        labels = load_label_map(tmp_path / "mask.jpg")
+    assert set(np.unique(labels).tolist()) == {2, 3}  # black and white, the JPEG noise snapped
+
+
+def test_a_colour_gets_the_same_label_in_both_masks_even_when_one_is_noisy(rng):
+    """The held-out pair that failed with "no region in common": both masks black and white, one
+    clean, the other antialiased and noisy; and two masks in colours outside the palette."""
+    from histocolor.regions import colour_labels
+
+    clean = np.zeros((60, 80, 3), np.uint8)
+    clean[:, 40:] = 255
+    noisy = clean.copy()
+    noisy[:, 38:42] = rng.integers(60, 200, (60, 4, 3))  # a wide antialiased seam of many colours
+    speckle = rng.random((60, 80)) < 0.2
+    noisy[speckle] = np.clip(noisy[speckle].astype(int) + rng.integers(-40, 40, (int(speckle.sum()), 3)), 0, 255)
+    first, second = colour_labels(clean, noisy)
+    assert set(np.unique(first).tolist()) == set(np.unique(second).tolist()) == {2, 3}
+    assert (second[:, :36] == 2).mean() > 0.99 and (second[:, 44:] == 3).mean() > 0.99
+    a = np.zeros((10, 10, 3), np.uint8)
+    a[:, :7], a[:, 7:] = (10, 200, 30), (200, 100, 50)
+    b = np.zeros((10, 10, 3), np.uint8)
+    b[:, :2], b[:, 2:] = (10, 200, 30), (200, 100, 50)  # the same colours, in other shares
+    first, second = colour_labels(a, b)
+    assert first[0, 0] == second[0, 0] and first[0, 9] == second[0, 9] and first[0, 0] != first[0, 9]
+    assert min(first.min(), second.min()) >= 9  # outside the palette: 9, 10, ...

@@ -327,3 +327,15 @@ def test_efficientvit_finds_the_sky_at_the_top_of_a_photo():
     assert labels.shape == image.shape[:2] and names.get(10) == "sky"  # cityscapes_labels.txt, found by name
     assert (labels[: image.shape[0] // 10] == 10).all() and (labels[: image.shape[0] // 5] == 10).mean() > 0.95
     assert "building" in names.values()
+
+
+def test_the_tflite_segmenter_prints_nothing_of_its_own(models_home, tmp_path):
+    """LiteRT's C++ "INFO: Created TensorFlow Lite XNNPACK delegate" line used to break the one-line stderr."""
+    import subprocess
+
+    pytest.importorskip("ai_edge_litert")
+    result = subprocess.run(
+        [sys.executable, "-m", "histocolor", "segment", str(require(DPST) / "input" / "in5.png"), "-o",
+         str(tmp_path / "labels.png"), "--segmenter", "ade20k"], capture_output=True, text=True,
+    )
+    assert result.returncode == 0 and result.stderr == ""

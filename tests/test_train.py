@@ -335,3 +335,48 @@ def test_warmup_ramps_the_rate_linearly_then_follows_the_schedule():
     assert constant.learning_rate_at(0) == pytest.approx(1e-3) and constant.learning_rate_at(1) == 2e-3
     with pytest.raises(HistocolorError, match="warmup_steps"):
         TrainConfig.from_dict({"steps": 10, "warmup_steps": 10})
+
+
+@pytest.mark.parametrize("setting, value", [
+    ("checkpoint_every", 0), ("log_every", 0), ("batch_size", 0), ("crop", 0), ("learning_rate", "abc"),
+    ("learning_rate", -1), ("steps", "40"), ("crop", 100000), ("identical_rate", 1.5), ("l1_weight", float("nan")),
+    ("steps", True), ("schedule", "linear"), ("holdout", "a.jpg"),
+])
+def test_hostile_training_settings_are_one_line_errors_before_anything_is_allocated(tmp_path, capsys, setting, value):
+    from histocolor.cli import main
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({setting: value}))
+    code = main(["train", "--data", str(tmp_path), "--config", str(config), "--out", str(tmp_path / "out")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("histocolor: error: invalid training config")
+    assert setting in lines[0] and not (tmp_path / "out").exists()
+
+
+def test_resume_falls_back_to_the_previous_checkpoint_when_the_newest_is_damaged(tmp_path, photo_folder, capsys):
+    straight = train(_config(steps=6, checkpoint_every=2), [photo_folder], tmp_path / "straight", progress_bar=False)
+    for damage in ("optimizer", "state"):
+        run = tmp_path / damage
+        script = (
+            "import os, signal\n"
+            "from histocolor.train import TrainConfig, train\n"
+            f"config = TrainConfig(**{_config(steps=6, checkpoint_every=2).__dict__!r})\n"
+            "def die(progress):\n"
+            "    if progress.step == 5:\n"
+            "        os.kill(os.getpid(), signal.SIGKILL)\n"
+            f"train(config, [{str(photo_folder)!r}], {str(run)!r}, progress_bar=False, callback=die)\n"
+        )
+        assert subprocess.run([sys.executable, "-c", script], capture_output=True).returncode == -9
+        assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-0000002", "checkpoint-0000004"]
+        if damage == "optimizer":
+            (run / "checkpoint-0000004" / "optimizer.safetensors").write_bytes(b"garbage")
+        else:
+            state = json.loads((run / "checkpoint-0000004" / "state.json").read_text())
+            (run / "checkpoint-0000004" / "state.json").write_text(json.dumps({**state, "step": "abc"}))
+        resumed = train(_config(steps=6, checkpoint_every=2), [photo_folder], run, resume=True, progress_bar=False)
+        assert "checkpoint-0000004 is unusable" in capsys.readouterr().err
+        assert _same(_weights(straight), _weights(resumed))  # from step 2, the same run to the end
+    # Another model section cannot be fixed by falling back: one clear error.
+    with pytest.raises(HistocolorError, match="another model"):
+        train(_config(steps=6, checkpoint_every=2, model={**TINY_MODEL, "ctn_width": 8}), [photo_folder],
+              tmp_path / "optimizer", resume=True, progress_bar=False)

@@ -16,8 +16,10 @@ huge or unsupported files, unwritable destinations) becomes a one-line
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
+import logging
 import os
 import pathlib
 import struct
@@ -32,7 +34,7 @@ import tifffile
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from histocolor.atomic import atomic_write
-from histocolor.errors import HistocolorError
+from histocolor.errors import HistocolorError, first_line
 
 __all__ = [
     "MAX_PIXELS",
@@ -199,7 +201,7 @@ def _read_png16(path: pathlib.Path) -> LoadedImage:
     """Read a 16-bit PNG with pypng, which keeps all 16 bits (Pillow does not)."""
     # Pillow still parses the chunks before IDAT well: orientation and profile.
     # (im.getexif() would decode the whole image looking for a late eXIf chunk.)
-    with _open_with_pillow(path) as im:
+    with open_image(path) as im:
         exif = Image.Exif()
         if im.info.get("exif"):
             try:
@@ -235,11 +237,33 @@ def _rescale(data: np.ndarray, bits: int) -> np.ndarray:
     return np.floor(scaled + 0.5).astype(np.uint16)
 
 
+@contextlib.contextmanager
+def tifffile_messages_as_warnings(path):
+    """tifffile logs what it finds odd in a file (on stderr, unformatted); make each message a
+    warning naming the file instead, so that front ends show it as one line of their own."""
+
+    class Forward(logging.Handler):
+        def emit(self, record):
+            warnings.warn(f"'{path}': {first_line(Exception(record.getMessage()))}", stacklevel=2)
+
+    logger = logging.getLogger("tifffile")
+    handler, propagate = Forward(), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
 def _read_tiff_wide(path: pathlib.Path) -> LoadedImage | None:
     """Read a 16-bit TIFF with tifffile; return None for 8-bit ones Pillow handles."""
     try:
-        with tifffile.TiffFile(path) as tif:
+        with tifffile_messages_as_warnings(path), tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
+            if len(tif.pages) > 1:
+                warnings.warn(f"'{path}' holds {len(tif.pages)} pages: using the first", stacklevel=2)
             dtype = page.dtype
             if dtype is None or dtype.itemsize == 1 or dtype == np.bool_:
                 return None
@@ -283,7 +307,7 @@ def _read_tiff_wide(path: pathlib.Path) -> LoadedImage | None:
 def _tiff_exif(path: pathlib.Path) -> bytes | None:
     """The EXIF of a TIFF that tifffile decoded, read from its header by Pillow."""
     try:
-        with _open_with_pillow(path) as im:
+        with open_image(path) as im:
             return _kept_exif(im.getexif(), tiff=True)
     except (HistocolorError, *_EXIF_ERRORS):
         return None
@@ -341,8 +365,8 @@ def _split_planes(data: np.ndarray, *, gray: bool, alpha: bool,
     )
 
 
-def _open_with_pillow(path: pathlib.Path) -> Image.Image:
-    """Open lazily (header only) with Pillow and apply our pixel limit."""
+def open_image(path) -> Image.Image:
+    """Open lazily (header only) with Pillow and apply our pixel limit (images and masks alike)."""
     # Pillow's own bomb guard must never refuse what MAX_PIXELS allows, and its
     # warning is redundant with our check, so keep it quiet.
     if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_PIXELS:
@@ -368,12 +392,15 @@ def _open_with_pillow(path: pathlib.Path) -> Image.Image:
 
 def _read_with_pillow(path: pathlib.Path) -> LoadedImage:
     """Decode with Pillow and normalize mode, color profile and orientation."""
-    with _open_with_pillow(path) as im:
+    with open_image(path) as im:
         try:
             im.load()  # full decode now, so truncation is an error here, not later
         except _DECODE_ERRORS as exc:
             raise _fail(path, f"corrupt or truncated {im.format or 'image'} file "
                               f"({_one_line(exc)})") from None
+        if getattr(im, "n_frames", 1) > 1:
+            warnings.warn(f"'{path}' holds {im.n_frames} frames (an animation or a multi-page file): "
+                          "using the first", stacklevel=2)
         icc = im.info.get("icc_profile")
         # In place and inside the block: no copy of the decoded pixels (im closes on exit).
         ImageOps.exif_transpose(im, in_place=True)

@@ -6,6 +6,7 @@ antialiased (thousands of distinct colours at the seams), so they are snapped to
 palette; other colour-coded masks get one label per distinct colour.
 """
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,17 +29,44 @@ DPST_PALETTE = np.array(
     ],
     dtype=np.float32,
 )
-# A mask whose pixels are this close to the palette, nearly all of them, is a DPST mask.
+# Colour-coded masks: colours closer than this (RGB distance) are one region.
 _SNAP_DISTANCE = 24.0
-_SNAP_SHARE = 0.9
-_MIN_COLOUR_SHARE = 0.001  # a palette colour counts as used from this share of pixels
+_DOMINANT_SHARE = 0.005  # a colour with this share of an image's pixels is a region of its own
+_PALETTE_SHARE = 0.9  # a mask with this share of its pixels near the DPST palette is drawn in it
+_MIN_COLOUR_SHARE = 0.001  # a region counts as present in an image from this share of its pixels
+_LOSSY_FORMATS = ("JPEG", "MPO", "WEBP")
 
 
 def load_label_map(path) -> np.ndarray:
-    """``(H, W)`` int32 labels from an integer (L, I, P) or colour-coded (RGB) PNG mask."""
+    """``(H, W)`` int32 labels from an integer (L, I, P, F) or colour-coded (RGB) mask.
+
+    See :func:`read_mask` and :func:`label_maps` (two masks of a pair are best loaded together,
+    with :func:`load_label_maps`, so that a colour gets the same label in both).
+    """
+    return label_maps(read_mask(path))[0]
+
+
+def load_label_maps(*paths) -> list[np.ndarray]:
+    """The label maps of several masks, colour-coded ones labelled consistently across all of them."""
+    return label_maps(*(read_mask(path) for path in paths))
+
+
+def read_mask(path) -> np.ndarray:
+    """A mask file's pixels: ``(H, W)`` integer labels, or ``(H, W, 3)`` uint8 colours (colour-coded).
+
+    Masks pass the same pixel limit as images. A lossy (JPEG) mask is read with a warning: its
+    seams hold colours no region has. A multi-frame file uses its first frame, with a warning.
+    """
+    from histocolor.imageio import open_image
+
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             image.load()
+            if getattr(image, "n_frames", 1) > 1:
+                warnings.warn(f"mask '{path}' has {image.n_frames} frames: using the first", stacklevel=2)
+            if image.format in _LOSSY_FORMATS:
+                warnings.warn(f"mask '{path}' is {image.format}, a lossy format: labels at its seams may be "
+                              "wrong (save masks as PNG)", stacklevel=2)
             mode = image.mode
             if mode in ("L", "I", "I;16", "P", "1", "F"):
                 array = np.asarray(image)
@@ -46,30 +74,83 @@ def load_label_map(path) -> np.ndarray:
                 array = np.asarray(image.convert("L"))
             else:  # RGB, RGBA, CMYK, YCbCr, ...: colour-coded
                 array = np.asarray(image.convert("RGB"))
-    except (OSError, ValueError) as error:
+    except HistocolorError as error:  # too large, or not an image
+        raise HistocolorError(f"cannot read mask {str(error).removeprefix('cannot read ')}") from None
+    except (OSError, ValueError, SyntaxError) as error:
         raise HistocolorError(f"cannot read mask '{path}': {error}") from None
-    if array.ndim == 2:
-        return array.astype(np.int32)
-    return colour_labels(array)
+    if array.ndim == 2 and array.dtype.kind == "f":
+        if not (np.all(np.isfinite(array)) and np.all(array == np.round(array))):
+            raise HistocolorError(f"mask '{path}' holds values that are not whole numbers (NaN or fractions)")
+    return array
 
 
-def colour_labels(rgb: np.ndarray) -> np.ndarray:
-    """Labels of a colour-coded ``(H, W, 3)`` mask (DPST palette snapped, else one per colour)."""
-    # Work on the distinct colours (a few thousand at most), not on every pixel.
-    codes = rgb[..., :3].astype(np.uint32)
-    codes = (codes[..., 0] << 16) | (codes[..., 1] << 8) | codes[..., 2]
-    colours, inverse, counts = np.unique(codes.ravel(), return_inverse=True, return_counts=True)
-    pixels = np.stack([(colours >> 16) & 255, (colours >> 8) & 255, colours & 255], axis=1).astype(np.float32)
-    distances = np.linalg.norm(pixels[:, None, :] - DPST_PALETTE[None], axis=-1)
-    close = distances < _SNAP_DISTANCE
-    share = counts / counts.sum()
-    if share[close.any(axis=1)].sum() >= _SNAP_SHARE:
-        # Seam pixels are blends of their two sides: snap them among the colours the mask
-        # really uses, or a blue-red seam would become a sliver of grey or purple.
-        used = (close * share[:, None]).sum(axis=0) >= _MIN_COLOUR_SHARE
-        nearest = np.where(used[None], distances, np.inf).argmin(axis=1)
-        return nearest[inverse].reshape(rgb.shape[:2]).astype(np.int32)
-    return inverse.reshape(rgb.shape[:2]).astype(np.int32)
+def label_maps(*masks) -> list[np.ndarray]:
+    """``(H, W)`` int32 label maps of masks from :func:`read_mask`: integer masks as they are,
+    colour-coded ones through :func:`colour_labels`, together."""
+    coloured = [index for index, mask in enumerate(masks) if mask.ndim == 3]
+    labelled = dict(zip(coloured, colour_labels(*(masks[index] for index in coloured)))) if coloured else {}
+    return [labelled[index] if index in labelled else masks[index].astype(np.int32) for index in range(len(masks))]
+
+
+def colour_labels(*images: np.ndarray) -> list[np.ndarray]:
+    """Labels of colour-coded ``(H, W, 3)`` masks, consistent across all of them.
+
+    The dominant colours (each at least 0.5 % of an image's pixels) are the regions; dominant
+    colours closer than a snap distance (24 in RGB) are one region, and every other colour
+    (antialiased or compressed seams, noise) joins the nearest region present in its own image.
+    A region whose colour is within the snap distance of the deep-photo-styletransfer palette
+    gets that colour's index (0-8: blue, green, black, white, red, yellow, grey, light blue,
+    purple); the others get 9, 10, ... in order of their largest share. In a mask drawn in the
+    palette (90 % of its pixels near it) the other colours are seams, never regions. The same
+    colour thus gets the same label in every mask given together.
+
+    Example:
+        >>> blue_red = np.zeros((2, 4, 3), np.uint8); blue_red[:, :2, 2] = 255; blue_red[:, 2:, 0] = 255
+        >>> colour_labels(blue_red)[0]
+        array([[0, 0, 4, 4],
+               [0, 0, 4, 4]], dtype=int32)
+    """
+    tables = []
+    for rgb in images:  # the distinct colours of each image and their shares
+        codes = rgb[..., :3].astype(np.uint32)
+        codes = (codes[..., 0] << 16) | (codes[..., 1] << 8) | codes[..., 2]
+        colours, inverse, counts = np.unique(codes.ravel(), return_inverse=True, return_counts=True)
+        values = np.stack([(colours >> 16) & 255, (colours >> 8) & 255, colours & 255], axis=1).astype(np.float32)
+        shares = counts / counts.sum()
+        near = np.linalg.norm(values[:, None] - DPST_PALETTE[None], axis=-1).min(axis=1) < _SNAP_DISTANCE
+        # A mask drawn in the palette (nearly all its pixels near it): its other colours are seams.
+        tables.append((values, inverse, shares, near if shares[near].sum() >= _PALETTE_SHARE else None))
+    # Regions: the dominant colours of all images, greedily merged, the largest share first.
+    candidates = sorted(
+        ((share, tuple(value)) for values, _, shares, palette in tables
+         for index, (value, share) in enumerate(zip(values, shares))
+         if share >= _DOMINANT_SHARE and (palette is None or palette[index])),
+        reverse=True,
+    )
+    centres: list[np.ndarray] = []
+    for _, value in candidates:
+        if not centres or np.linalg.norm(np.array(centres) - value, axis=1).min() >= _SNAP_DISTANCE:
+            centres.append(np.array(value, np.float32))
+    if not centres:  # no colour is dominant (noise only): every distinct colour is its own region
+        centres = [np.array(value, np.float32) for _, value in sorted(
+            ((share, tuple(value)) for values, _, shares, _ in tables for value, share in zip(values, shares)),
+            reverse=True)]
+    centres = np.array(centres)
+    palette_distance = np.linalg.norm(centres[:, None] - DPST_PALETTE[None], axis=-1)
+    near_palette = palette_distance.min(axis=1) < _SNAP_DISTANCE
+    ids = np.where(near_palette, palette_distance.argmin(axis=1), 0)
+    ids[~near_palette] = len(DPST_PALETTE) + np.arange((~near_palette).sum())
+    results = []
+    for (values, inverse, shares, palette), rgb in zip(tables, images):
+        distances = np.linalg.norm(values[:, None] - centres[None], axis=-1)
+        # Regions present in this image (a colour of it within the snap distance, 0.1 % of its pixels at least).
+        present = ((distances < _SNAP_DISTANCE) * shares[:, None]).sum(axis=0) >= _MIN_COLOUR_SHARE
+        if palette is not None:
+            present &= near_palette
+        present = present if present.any() else np.ones(len(centres), bool)
+        nearest = np.where(present[None], distances, np.inf).argmin(axis=1)
+        results.append(ids[nearest][inverse].reshape(rgb.shape[:2]).astype(np.int32))
+    return results
 
 
 # A region under this share of either image is too small to have a histogram of its own:
@@ -233,11 +314,10 @@ def prepare_regions(source_labels, reference_labels, source_shape, reference_sha
         raise HistocolorError("region-wise transfer needs masks for both the source and the reference")
     if not feather >= 0:
         raise HistocolorError(f"the feather must be zero or positive, got {feather}")
-    labels = [
-        check_labels(load_label_map(given) if isinstance(given, (str, bytes)) or hasattr(given, "__fspath__")
-                     else given, shape, role)
-        for given, shape, role in ((source_labels, source_shape, "source"), (reference_labels, reference_shape, "reference"))
-    ]
+    given = [read_mask(mask) if isinstance(mask, (str, bytes)) or hasattr(mask, "__fspath__") else np.asarray(mask)
+             for mask in (source_labels, reference_labels)]
+    labels = [check_labels(mask, shape, role) for mask, shape, role in
+              zip(label_maps(*given), (source_shape, reference_shape), ("source", "reference"))]
     if region_map is not None:  # API users may give {1: 0} or JSON's {"1": [0]}
         region_map = parse_region_map({str(k): v for k, v in region_map.items()})
     return Regions(*labels, match_regions(*labels, region_map), feather)

@@ -6,11 +6,14 @@ stopped. Checkpoints are written whole into a new folder, then named in ``latest
 atomic write: a kill at any moment leaves the previous checkpoint intact.
 """
 
+import contextlib
+import copy
 import csv
 import json
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -18,17 +21,36 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from histocolor.atomic import atomic_write
 from histocolor.color import rgb_to_lab
 from histocolor.data.fivek import FiveKDataset, MixedDataset
 from histocolor.data.photos import PhotoFolderDataset, Triplet, collate, list_photos
-from histocolor.errors import HistocolorError
+from histocolor.errors import HistocolorError, first_line
 from histocolor.losses import LossWeights, transfer_loss
 from histocolor.model import AnalogyConfig, HistogramAnalogy, from_pretrained
 from histocolor.model.io import grow_state
 from histocolor.device import resolve_device
+
+
+# Documented ranges of the training settings (TrainConfig.__post_init__ checks them).
+_INTEGER_RANGES = (
+    ("steps", 1, 10_000_000), ("batch_size", 1, 1024), ("crop", 16, 2048), ("seed", 0, 2**63 - 1),
+    ("checkpoint_every", 1, 10_000_000), ("log_every", 1, 10_000_000), ("warmup_steps", 0, 10_000_000),
+    ("validation_items", 0, 100_000),
+)
+_RATES = (
+    "identical_rate", "same_grade_rate", "same_photo_rate", "natural_source_rate", "strong_style_rate", "region_rate",
+    "unpaired_region_rate", "reference_flip_rate", "unpaired_rate",
+)
+_WEIGHTS = (
+    "l1_weight", "deep_supervision_weight", "histogram_weight", "region_swd_weight", "anchor_weight", "swd_weight",
+    "gradient_weight",
+)
+# Checkpoints kept in a run's folder: the newest, and the one before in case it is damaged.
+_CHECKPOINTS_KEPT = 2
 
 
 @dataclass
@@ -66,31 +88,56 @@ class TrainConfig:
     holdout: list = field(default_factory=list)  # photo file names kept out of training
     validation_items: int = 32
 
+    def __post_init__(self):
+        """Types and ranges, checked before anything is allocated (a crop of 100000 would ask for 120 GB)."""
+        for name, low, high in _INTEGER_RANGES:
+            value = getattr(self, name)
+            if type(value) is not int or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer in {low}..{high}, got {value!r}")
+        for name in _RATES + _WEIGHTS + ("learning_rate", "final_learning_rate", "gradient_clip"):
+            value = getattr(self, name)
+            if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number of at least 0, got {value!r}")
+            if name in _RATES and value > 1:
+                raise ValueError(f"{name} is a share of the items: it must be at most 1, got {value!r}")
+        if self.learning_rate > 1:  # 0 is allowed: a frozen run checks what a model computes
+            raise ValueError(f"learning_rate must be at most 1, got {self.learning_rate!r}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"schedule must be constant or cosine, got {self.schedule!r}")
+        if not isinstance(self.model, dict):
+            raise ValueError(f"model must be an object of model settings, got {self.model!r}")
+        if not isinstance(self.holdout, list) or not all(isinstance(name, str) for name in self.holdout):
+            raise ValueError(f"holdout must be a list of file names, got {self.holdout!r}")
+        if self.warmup_steps >= max(self.steps, 1):
+            raise ValueError(f"warmup_steps must be below steps ({self.steps}), got {self.warmup_steps}")
+
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict, where: str = "training settings") -> "TrainConfig":
+        """Checked settings; any problem is one line naming ``where`` they came from."""
+        if not isinstance(data, dict):
+            raise HistocolorError(f"invalid {where}: expected an object of settings, got {type(data).__name__}")
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
-            raise HistocolorError(f"unknown training settings: {', '.join(unknown)}")
-        config = cls(**data)
-        AnalogyConfig.from_dict(config.model)  # fail early on a bad model section
-        config.learning_rate_at(0)  # and on an unknown schedule
+            raise HistocolorError(f"unknown training settings in {where}: {', '.join(unknown)}")
+        try:
+            config = cls(**data)
+            AnalogyConfig.from_dict(config.model)  # fail early on a bad model section
+        except (TypeError, ValueError) as error:
+            raise HistocolorError(f"invalid {where}: {first_line(error)}") from None
         return config
 
     @classmethod
     def from_file(cls, path) -> "TrainConfig":
         try:
             data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as error:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise HistocolorError(f"cannot read training config '{path}': {error}") from None
-        try:
-            return cls.from_dict(data)
-        except (TypeError, ValueError) as error:
-            raise HistocolorError(f"invalid training config '{path}': {error}") from None
+        return cls.from_dict(data, f"training config '{path}'")
 
     @classmethod
     def fine_tuning(cls, steps: int, learning_rate: float, **changes) -> "TrainConfig":
         """A short run from existing weights, with the shipped default's recipe (pair kinds, looks)."""
-        if steps < 1:
+        if type(steps) is not int or steps < 1:
             raise HistocolorError(f"steps must be at least 1, got {steps}")
         if not learning_rate > 0:
             raise HistocolorError(f"the learning rate must be positive, got {learning_rate}")
@@ -104,20 +151,19 @@ class TrainConfig:
             "natural_source_rate": 0.35,
             "strong_style_rate": 0.5,
         }
-        return cls(steps=steps, learning_rate=learning_rate, **{**recipe, **changes})
+        try:
+            return cls(steps=steps, learning_rate=learning_rate, **{**recipe, **changes})
+        except ValueError as error:
+            raise HistocolorError(str(error)) from None
 
     def learning_rate_at(self, step: int) -> float:
         """The learning rate of step ``step`` (0-based); a pure function of the step, so resumes match.
 
         A linear warm-up over ``warmup_steps`` (from 1/warmup_steps of the rate) scales the schedule.
         """
-        if not isinstance(self.warmup_steps, int) or not 0 <= self.warmup_steps < max(self.steps, 1):
-            raise HistocolorError(f"warmup_steps must be an integer in 0..steps-1, got {self.warmup_steps!r}")
         warmup = min((step + 1) / self.warmup_steps, 1.0) if self.warmup_steps else 1.0
         if self.schedule == "constant":
             return warmup * self.learning_rate
-        if self.schedule != "cosine":
-            raise HistocolorError(f"unknown schedule {self.schedule!r}: use constant or cosine")
         progress = min(step / max(self.steps - 1, 1), 1.0)
         return warmup * (self.final_learning_rate + 0.5 * (self.learning_rate - self.final_learning_rate) * (
             1 + math.cos(math.pi * progress)
@@ -196,26 +242,65 @@ def _save_checkpoint(out: Path, model, optimizer, step: int, config: TrainConfig
         stream.write(json.dumps(document, indent=2).encode())
     with atomic_write(out / "latest") as stream:
         stream.write(folder.name.encode())
-    for old in out.glob("checkpoint-*"):  # keep only the newest
-        if old != folder:
-            shutil.rmtree(old, ignore_errors=True)
+    for old in sorted(out.glob("checkpoint-*"))[:-_CHECKPOINTS_KEPT]:  # keep the newest two
+        shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_checkpoint(out: Path, model, optimizer) -> int:
-    """Restore weights and optimizer from ``out``'s latest checkpoint; the step reached."""
+def _load_checkpoint(out: Path, model, optimizer, config: TrainConfig, report=print) -> int:
+    """Restore weights and optimizer from ``out``'s newest usable checkpoint; the step reached.
+
+    The checkpoint named in ``latest`` comes first, then the others, newest first; a damaged one
+    (weights, optimizer or state unreadable or inconsistent) is reported and the previous one tried.
+    A checkpoint of another model than ``config``'s is a user error: no fallback can fix it.
+    """
+    named = None
+    with contextlib.suppress(OSError):
+        named = out / (out / "latest").read_text().strip()
+    candidates = [named] if named is not None and named.is_dir() else []
+    candidates += [folder for folder in sorted(out.glob("checkpoint-*"), reverse=True) if folder not in candidates]
+    if not candidates:
+        raise HistocolorError(f"no checkpoint in '{out}' to resume from")
+    wanted = AnalogyConfig.from_dict(config.model)
+    problems = []
+    for folder in candidates:
+        try:
+            return _restore(folder, model, optimizer, wanted)
+        except _DamagedCheckpoint as error:
+            problems.append(f"{folder.name}: {error}")
+            report(f"histocolor: checkpoint {folder.name} is unusable ({error}); trying the one before")
+    raise HistocolorError(f"no usable checkpoint in '{out}' to resume from ({problems[0]})")
+
+
+class _DamagedCheckpoint(Exception):
+    """A checkpoint that cannot be restored; the one before may still be."""
+
+
+def _restore(folder: Path, model, optimizer, wanted: AnalogyConfig) -> int:
     try:
-        folder = out / (out / "latest").read_text().strip()
         document = json.loads((folder / "state.json").read_text())
+        stored = AnalogyConfig.from_dict(document["config"]["model"])
+        step = document["step"]
+        if type(step) is not int or step < 0:
+            raise ValueError(f"step {step!r} is not a step number")
         tensors = load_file(folder / "optimizer.safetensors")
-    except (OSError, json.JSONDecodeError) as error:
-        raise HistocolorError(f"no usable checkpoint in '{out}' to resume from ({error})") from None
-    model.load_state_dict(from_pretrained(folder).state_dict())
-    state = {}
-    for name, tensor in tensors.items():
-        index, key = name.split(".", 1)
-        state.setdefault(int(index), {})[key] = tensor
-    optimizer.load_state_dict({"state": state, "param_groups": document["param_groups"]})
-    return int(document["step"])
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
+        raise _DamagedCheckpoint(first_line(error)) from None
+    if stored != wanted:
+        raise HistocolorError(f"checkpoint {folder.name} belongs to another model than this config's: resume with "
+                              "the config the run started with, or train into a new --out folder")
+    before = copy.deepcopy(optimizer.state_dict())
+    try:
+        weights = from_pretrained(folder).state_dict()
+        state = {}
+        for name, tensor in tensors.items():
+            index, key = name.split(".", 1)
+            state.setdefault(int(index), {})[key] = tensor
+        optimizer.load_state_dict({"state": state, "param_groups": document["param_groups"]})
+        model.load_state_dict(weights)
+    except (HistocolorError, ValueError, KeyError, TypeError, RuntimeError) as error:
+        optimizer.load_state_dict(before)  # as it was: the next candidate starts clean
+        raise _DamagedCheckpoint(first_line(error)) from None
+    return step
 
 
 # ------------------------------------------------------------------------------------ loop
@@ -343,7 +428,7 @@ def train(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     step = 0
     if resume:
-        step = _load_checkpoint(out, model, optimizer)
+        step = _load_checkpoint(out, model, optimizer, config, report=lambda line: print(line, file=sys.stderr))
     trained = torch.nn.parallel.DistributedDataParallel(model) if distributed.world > 1 else model
     if distributed.main:
         out.mkdir(parents=True, exist_ok=True)

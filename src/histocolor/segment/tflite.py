@@ -5,7 +5,10 @@ looked up in ``$HISTOCOLOR_HOME/models`` (default ``~/.cache/histocolor/models``
 names below and checked against their sha256; nothing is downloaded.
 """
 
+import contextlib
 import hashlib
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,14 +74,30 @@ def _interpreter_class():
     return Interpreter
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Send what native code writes to file descriptor 2 to /dev/null meanwhile (Python's errors
+    still reach the user: they are raised, not printed, inside)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as sink:
+            os.dup2(sink.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class DeepLabTFLite(Segmenter):
     """DeepLabV3 on a 513x513 input: the image is scaled to fit and padded, the scores cropped back."""
 
     def __init__(self, name: str):
         self.name = name
         path = find_model(name)
-        self.interpreter = _interpreter_class()(model_path=str(path))
-        self.interpreter.allocate_tensors()
+        with _native_stderr_silenced():  # LiteRT prints "INFO: Created ... XNNPACK delegate" from C++
+            self.interpreter = _interpreter_class()(model_path=str(path))
+            self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.class_names = read_class_names(path.parent / MODELS[name].labels_file)
