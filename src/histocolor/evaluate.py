@@ -213,11 +213,12 @@ def evaluate(
         from histocolor.segment import get_segmenter
 
         segmenter = get_segmenter(segmenter, device)
+    loaded = {set_name: load_set(set_path)[:limit] for set_name, set_path in sets.items()}  # fail before writing
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary, sections = {}, []
     for set_name, set_path in sets.items():
-        pairs = load_set(set_path)[:limit]
+        pairs = loaded[set_name]
         scores = {method: [] for method in methods}
         global_runs: dict[str, int] = {}
         grid = []
