@@ -478,14 +478,19 @@ def test_sigterm_during_a_write_removes_the_temporary_file_and_says_so(tmp_path)
 def test_stale_temporary_files_of_dead_processes_are_swept(tmp_path, capsys):
     import os
 
-    dead = tmp_path / ".histocolor-999999-out.png.abcd.png"  # no such process
-    mine = tmp_path / f".histocolor-{os.getpid()}-out.png.efgh.png"  # a live writer's: kept
+    from histocolor.atomic import _HOST
+
+    dead = tmp_path / f".histocolor-{_HOST}-999999-out.png.abcd.png"  # no such process on this host
+    mine = tmp_path / f".histocolor-{_HOST}-{os.getpid()}-out.png.efgh.png"  # a live writer's: kept
+    remote = tmp_path / ".histocolor-0badc0de-999999-out.png.ijkl.png"  # another machine's (NFS): kept
+    absurd = tmp_path / f".histocolor-{_HOST}-9999999999-out.png.mnop.png"  # no such PID can exist: kept, no crash
     other = tmp_path / ".hidden.png"  # not ours: kept
-    for path in (dead, mine, other):
+    for path in (dead, mine, remote, absurd, other):
         path.write_bytes(b"partial")
     code, err = _run(capsys, "transfer", SOURCE, REFERENCE, "-o", str(tmp_path / "out.png"), "--method", "mkl")
     assert code == 0, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, other.name, "out.png"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [mine.name, remote.name, absurd.name, other.name, "out.png"])
 
 
 def test_memory_limits_are_one_line_errors(tmp_path, capsys, monkeypatch):
@@ -541,3 +546,55 @@ def test_a_failed_write_removes_the_folders_it_made_and_new_files_get_the_usual_
                  "--save-lut", str(look)]) == 0
     for path in (look, tmp_path / "out.png"):  # not the owner-only mode of a temporary file
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_existing_outputs_need_overwrite_and_symlinks_are_refused(tmp_path, capsys):
+    output = tmp_path / "out.png"
+    output.write_bytes(b"an earlier result")
+    code, err = _run(capsys, "transfer", SOURCE, REFERENCE, "-o", str(output), "--method", "mkl")
+    _assert_one_line_error(code, err)
+    assert "--overwrite" in err and output.read_bytes() == b"an earlier result"
+    code, err = _run(capsys, "transfer", SOURCE, REFERENCE, "-o", str(output), "--method", "mkl", "--overwrite")
+    assert code == 0 and read_image(output).rgb.shape == read_image(SOURCE).rgb.shape
+    target = tmp_path / "elsewhere.png"
+    target.write_bytes(b"not to be touched")
+    link = tmp_path / "link.png"
+    link.symlink_to(target)
+    code, err = _run(capsys, "transfer", SOURCE, REFERENCE, "-o", str(link), "--method", "mkl", "--overwrite")
+    _assert_one_line_error(code, err)
+    assert "symbolic link" in err and target.read_bytes() == b"not to be touched"
+    # In a batch, an existing output is an error of its row; the other rows run.
+    (tmp_path / "pairs.csv").write_text(f"source,reference,output\n{SOURCE},{REFERENCE},out.png\n"
+                                        f"{SOURCE},{REFERENCE},new.png\n")
+    code, err = _run(capsys, "transfer", "--pairs", str(tmp_path / "pairs.csv"), "--method", "mkl")
+    assert code == 1 and "line 2: error:" in err and "--overwrite" in err and (tmp_path / "new.png").is_file()
+
+
+def test_signals_the_caller_ignores_stay_ignored():
+    """Under nohup (SIGHUP ignored) a logout must not stop a long batch or a training run."""
+    import signal
+
+    from histocolor.cli import _StopRequest, _terminate_on_signals
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with _terminate_on_signals():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # ours
+        with _StopRequest().on_signals():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def test_segment_never_writes_over_its_reference(tmp_path, capsys):
+    import shutil
+
+    reference = tmp_path / "reference.png"
+    shutil.copy(SOURCE, tmp_path / "source.jpg")
+    Image.open(REFERENCE).save(reference)
+    before = reference.read_bytes()
+    code, err = _run(capsys, "segment", str(tmp_path / "source.jpg"), "-o", str(reference), "--reference",
+                     str(reference), "--reference-output", str(tmp_path / "r.png"), "--segmenter", "slic", "--overwrite")
+    _assert_one_line_error(code, err)
+    assert reference.read_bytes() == before

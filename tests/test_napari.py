@@ -458,6 +458,8 @@ def test_qt_binding_is_the_one_asked_for():
 def test_out_of_memory_reads_as_advice():
     assert describe(MemoryError()).startswith("out of memory: lower the working size")
     assert describe(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")).startswith("out of memory")
+    cpu = RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: 7 GB")
+    assert describe(cpu).startswith("out of memory")
     assert describe(ValueError("first line\nsecond line")) == "ValueError: first line"
 
 

@@ -113,3 +113,11 @@ def test_a_colour_gets_the_same_label_in_both_masks_even_when_one_is_noisy(rng):
     first, second = colour_labels(a, b)
     assert first[0, 0] == second[0, 0] and first[0, 9] == second[0, 9] and first[0, 0] != first[0, 9]
     assert min(first.min(), second.min()) >= 9  # outside the palette: 9, 10, ...
+
+
+def test_a_photo_given_as_a_colour_mask_is_refused_not_exhausting_memory(rng):
+    from histocolor.regions import colour_labels
+
+    photo_like = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)  # 4096 colours, none dominant
+    with pytest.raises(HistocolorError, match="not a label map"):
+        colour_labels(photo_like)

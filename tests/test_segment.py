@@ -339,3 +339,14 @@ def test_the_tflite_segmenter_prints_nothing_of_its_own(models_home, tmp_path):
          str(tmp_path / "labels.png"), "--segmenter", "ade20k"], capture_output=True, text=True,
     )
     assert result.returncode == 0 and result.stderr == ""
+
+
+def test_segment_writes_lossless_label_maps_only(tmp_path):
+    from histocolor.cli import main
+    from histocolor.regions import load_label_map
+
+    source = str(require(DPST) / "input" / "in5.png")
+    assert main(["segment", source, "-o", str(tmp_path / "labels.tif"), "--segmenter", "slic"]) == 0
+    assert main(["segment", source, "-o", str(tmp_path / "labels.png"), "--segmenter", "slic"]) == 0
+    assert np.array_equal(load_label_map(tmp_path / "labels.tif"), load_label_map(tmp_path / "labels.png"))
+    assert main(["segment", source, "-o", str(tmp_path / "labels.jpg"), "--segmenter", "slic"]) == 2

@@ -380,3 +380,11 @@ def test_resume_falls_back_to_the_previous_checkpoint_when_the_newest_is_damaged
     with pytest.raises(HistocolorError, match="another model"):
         train(_config(steps=6, checkpoint_every=2, model={**TINY_MODEL, "ctn_width": 8}), [photo_folder],
               tmp_path / "optimizer", resume=True, progress_bar=False)
+
+
+def test_a_fresh_run_keeps_its_own_checkpoints_whatever_an_older_run_left(tmp_path, photo_folder):
+    out = tmp_path / "run"
+    (out / "checkpoint-0010000").mkdir(parents=True)  # an older, longer run's
+    train(_config(steps=6, checkpoint_every=2), [photo_folder], out, progress_bar=False)
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-0000004", "checkpoint-0000006"]
+    assert (out / "latest").read_text() == "checkpoint-0000006"

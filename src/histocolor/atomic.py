@@ -1,8 +1,10 @@
 """Atomic file writes: a failure never leaves a partial file nor harms an existing one."""
 
 import contextlib
+import hashlib
 import os
 import re
+import socket
 import tempfile
 from pathlib import Path
 
@@ -27,10 +29,13 @@ def _new_file_mode(path: Path) -> int:
 # A temporary name holds this much of the target's name, so that a legal (255-byte) name
 # never gets a temporary name too long for the file system.
 _NAME_KEPT = 100
-# Temporary files are named ".histocolor-PID-NAME.RANDOM.EXT": recognisable, and stale once
-# process PID is gone (killed with SIGKILL, or the machine stopped).
+# Temporary files are named ".histocolor-HOST-PID-NAME.RANDOM.EXT": recognisable, and stale once
+# process PID of this host is gone (killed with SIGKILL). HOST is a short hash of the host name,
+# so that a folder shared between machines (NFS) never loses another machine's live file.
 _PREFIX = ".histocolor-"
-_STALE = re.compile(r"\.histocolor-(\d+)-")
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+_STALE = re.compile(r"\.histocolor-([0-9a-f]{8})-(\d{1,10})-")
+_swept: set = set()  # folders swept by this process (once each)
 
 
 def temporary_file(path, suffix: str = "") -> str:
@@ -39,16 +44,19 @@ def temporary_file(path, suffix: str = "") -> str:
     Stale temporary files of ours in that folder (their process is gone) are removed first.
     """
     path = Path(path)
-    sweep_stale(path.parent)
+    if path.parent.resolve() not in _swept:
+        _swept.add(path.parent.resolve())
+        sweep_stale(path.parent)
     handle, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f"{_PREFIX}{os.getpid()}-{path.name[:_NAME_KEPT]}.", suffix=suffix
+        dir=path.parent, prefix=f"{_PREFIX}{_HOST}-{os.getpid()}-{path.name[:_NAME_KEPT]}.", suffix=suffix
     )
     os.close(handle)
     return temporary
 
 
 def sweep_stale(folder) -> list[Path]:
-    """Remove the temporary files in ``folder`` that histocolor processes no longer running left behind."""
+    """Remove the temporary files in ``folder`` that histocolor processes of this host, now gone,
+    left behind (only files of this user)."""
     removed = []
     try:
         entries = list(Path(folder).glob(f"{_PREFIX}*"))
@@ -56,8 +64,11 @@ def sweep_stale(folder) -> list[Path]:
         return removed
     for entry in entries:
         match = _STALE.match(entry.name)
-        if match is None or _alive(int(match.group(1))):
+        if match is None or match.group(1) != _HOST or _alive(int(match.group(2))):
             continue
+        with contextlib.suppress(OSError):
+            if entry.lstat().st_uid != os.getuid():
+                continue
         with contextlib.suppress(OSError):
             entry.unlink()
             removed.append(entry)
@@ -69,7 +80,7 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except OSError:  # it exists, owned by someone else
+    except (OSError, OverflowError):  # it exists, owned by someone else; or no such PID can exist
         return True
     return True
 

@@ -9,6 +9,7 @@ the source's EXIF (see :func:`histocolor.imageio.write_image` for what each form
 import argparse
 import contextlib
 import csv
+import os
 import platform
 import sys
 import threading
@@ -134,13 +135,21 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _same_file(first, second) -> bool:
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # either does not exist
+        return False
+
+
 def _check_output(output, check, overwrite: bool, *inputs) -> Path:
     """Before any work: ``check(output)`` (its format, a writable place), never an input, never a
     symbolic link, and an existing file only with ``--overwrite``."""
     output = Path(check(output))
     target = output.resolve()
     for given in inputs:
-        if given is not None and Path(given).resolve() == target:
+        # The same path, or the same file under another name (a case-insensitive file system, a hard link).
+        if given is not None and (Path(given).resolve() == target or _same_file(output, given)):
             raise HistocolorError(f"the output '{output}' is an input file: choose another name")
     if output.is_symlink():
         raise HistocolorError(f"the output '{output}' is a symbolic link: write to a plain path")
@@ -512,7 +521,9 @@ class _StopRequest:
         if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
             yield
             return
-        previous = {number: signal.signal(number, self._handle) for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        # A signal the caller ignores (nohup ignores SIGHUP) stays ignored.
+        previous = {number: signal.signal(number, self._handle) for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+                    if signal.getsignal(number) is not signal.SIG_IGN}
         try:
             yield
         finally:
@@ -549,9 +560,11 @@ def _segment(arguments) -> int:
     if bool(arguments.reference) != bool(arguments.reference_output):
         raise HistocolorError("--reference and --reference-output go together")
     for output in (arguments.output, arguments.reference_output):
-        if output is not None and Path(output).suffix.lower() != ".png":
-            raise HistocolorError(f"label maps are written as PNG: name the output '{Path(output).stem}.png'")
-    outputs = [_check_output(arguments.output, check_output_path, arguments.overwrite, arguments.image)]
+        if output is not None and Path(output).suffix.lower() not in (".png", ".tif", ".tiff"):
+            raise HistocolorError(f"label maps are written losslessly, as PNG or TIFF: name the output "
+                                  f"'{Path(output).stem}.png'")
+    outputs = [_check_output(arguments.output, check_output_path, arguments.overwrite, arguments.image,
+                             arguments.reference, arguments.reference_output)]
     if arguments.reference:
         outputs.append(_check_output(arguments.reference_output, check_output_path, arguments.overwrite,
                                      arguments.image, arguments.reference, arguments.output))
@@ -610,9 +623,13 @@ def _terminate_on_signals():
         return
 
     def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the cleanup short
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         raise Terminated
 
-    previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGHUP)}
+    # A signal the caller ignores (nohup ignores SIGHUP) stays ignored.
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGHUP)
+                if signal.getsignal(number) is not signal.SIG_IGN}
     try:
         yield
     finally:

@@ -398,7 +398,7 @@ def _read_with_pillow(path: pathlib.Path) -> LoadedImage:
         except _DECODE_ERRORS as exc:
             raise _fail(path, f"corrupt or truncated {im.format or 'image'} file "
                               f"({_one_line(exc)})") from None
-        if getattr(im, "n_frames", 1) > 1:
+        if getattr(im, "n_frames", 1) > 1 and im.format != "MPO":  # MPO: a camera JPEG with its preview
             warnings.warn(f"'{path}' holds {im.n_frames} frames (an animation or a multi-page file): "
                           "using the first", stacklevel=2)
         icc = im.info.get("icc_profile")

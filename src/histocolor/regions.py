@@ -1,9 +1,9 @@
 """Label maps of semantic regions: integer PNGs or colour-coded masks, which region of the
 source corresponds to which of the reference, and the feathered weights of regions.
 
-Colour-coded masks from the deep-photo-styletransfer benchmark use nine colours but are
-antialiased (thousands of distinct colours at the seams), so they are snapped to that
-palette; other colour-coded masks get one label per distinct colour.
+Colour-coded masks are labelled by their dominant colours, the two masks of a pair together,
+so that one colour has one label in both (:func:`colour_labels`); antialiased or noisy seams
+(thousands of distinct colours in the deep-photo-styletransfer masks) join the nearest region.
 """
 
 import warnings
@@ -33,6 +33,8 @@ DPST_PALETTE = np.array(
 _SNAP_DISTANCE = 24.0
 _DOMINANT_SHARE = 0.005  # a colour with this share of an image's pixels is a region of its own
 _PALETTE_SHARE = 0.9  # a mask with this share of its pixels near the DPST palette is drawn in it
+_MAX_MINOR_COLOURS = 256  # without a dominant colour, more colours than this are not a label map
+_COLOUR_BLOCK = 8192  # distinct colours per block of distance computations
 _MIN_COLOUR_SHARE = 0.001  # a region counts as present in an image from this share of its pixels
 _LOSSY_FORMATS = ("JPEG", "MPO", "WEBP")
 
@@ -131,10 +133,13 @@ def colour_labels(*images: np.ndarray) -> list[np.ndarray]:
     for _, value in candidates:
         if not centres or np.linalg.norm(np.array(centres) - value, axis=1).min() >= _SNAP_DISTANCE:
             centres.append(np.array(value, np.float32))
-    if not centres:  # no colour is dominant (noise only): every distinct colour is its own region
-        centres = [np.array(value, np.float32) for _, value in sorted(
-            ((share, tuple(value)) for values, _, shares, _ in tables for value, share in zip(values, shares)),
-            reverse=True)]
+    if not centres:  # no colour is dominant: a few colours are each their own region; many are not a mask
+        distinct = sorted(((share, tuple(value)) for values, _, shares, _ in tables
+                           for value, share in zip(values, shares)), reverse=True)
+        if len(distinct) > _MAX_MINOR_COLOURS:
+            raise HistocolorError(f"a colour-coded mask has {len(distinct)} colours and none covers "
+                                  f"{_DOMINANT_SHARE:.1%} of it: it is not a label map")
+        centres = [np.array(value, np.float32) for _, value in distinct]
     centres = np.array(centres)
     palette_distance = np.linalg.norm(centres[:, None] - DPST_PALETTE[None], axis=-1)
     near_palette = palette_distance.min(axis=1) < _SNAP_DISTANCE
@@ -142,13 +147,20 @@ def colour_labels(*images: np.ndarray) -> list[np.ndarray]:
     ids[~near_palette] = len(DPST_PALETTE) + np.arange((~near_palette).sum())
     results = []
     for (values, inverse, shares, palette), rgb in zip(tables, images):
-        distances = np.linalg.norm(values[:, None] - centres[None], axis=-1)
-        # Regions present in this image (a colour of it within the snap distance, 0.1 % of its pixels at least).
-        present = ((distances < _SNAP_DISTANCE) * shares[:, None]).sum(axis=0) >= _MIN_COLOUR_SHARE
+        # Regions present in this image (its colours within the snap distance, 0.1 % of its pixels at least).
+        present = np.zeros(len(centres))
+        for start in range(0, len(values), _COLOUR_BLOCK):  # blocks bound the (colours x regions) distances
+            block = np.linalg.norm(values[start : start + _COLOUR_BLOCK, None] - centres[None], axis=-1)
+            present += ((block < _SNAP_DISTANCE) * shares[start : start + _COLOUR_BLOCK, None]).sum(axis=0)
+        present = present >= _MIN_COLOUR_SHARE
         if palette is not None:
             present &= near_palette
         present = present if present.any() else np.ones(len(centres), bool)
-        nearest = np.where(present[None], distances, np.inf).argmin(axis=1)
+        nearest = np.concatenate([
+            np.where(present[None], np.linalg.norm(values[start : start + _COLOUR_BLOCK, None] - centres[None], axis=-1),
+                     np.inf).argmin(axis=1)
+            for start in range(0, len(values), _COLOUR_BLOCK)
+        ])
         results.append(ids[nearest][inverse].reshape(rgb.shape[:2]).astype(np.int32))
     return results
 

@@ -242,8 +242,21 @@ def _save_checkpoint(out: Path, model, optimizer, step: int, config: TrainConfig
         stream.write(json.dumps(document, indent=2).encode())
     with atomic_write(out / "latest") as stream:
         stream.write(folder.name.encode())
-    for old in sorted(out.glob("checkpoint-*"))[:-_CHECKPOINTS_KEPT]:  # keep the newest two
-        shutil.rmtree(old, ignore_errors=True)
+    # Keep this one and the one before it (by step, so an older run's later steps never count).
+    earlier = [other for other in _checkpoints(out) if _step_of(other) < step][-(_CHECKPOINTS_KEPT - 1):]
+    for old in _checkpoints(out):
+        if old != folder and old not in earlier:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _step_of(folder: Path) -> int:
+    return int(folder.name.removeprefix("checkpoint-"))
+
+
+def _checkpoints(out: Path) -> list[Path]:
+    """The run's checkpoint folders, by step."""
+    found = [folder for folder in out.glob("checkpoint-*") if folder.name.removeprefix("checkpoint-").isdigit()]
+    return sorted(found, key=_step_of)
 
 
 def _load_checkpoint(out: Path, model, optimizer, config: TrainConfig, report=print) -> int:
@@ -257,7 +270,10 @@ def _load_checkpoint(out: Path, model, optimizer, config: TrainConfig, report=pr
     with contextlib.suppress(OSError):
         named = out / (out / "latest").read_text().strip()
     candidates = [named] if named is not None and named.is_dir() else []
-    candidates += [folder for folder in sorted(out.glob("checkpoint-*"), reverse=True) if folder not in candidates]
+    # Then the earlier ones, newest first (never past the one ``latest`` names: later ones are another run's).
+    limit = _step_of(named) if candidates else None
+    candidates += [folder for folder in reversed(_checkpoints(out))
+                   if folder not in candidates and (limit is None or _step_of(folder) < limit)]
     if not candidates:
         raise HistocolorError(f"no checkpoint in '{out}' to resume from")
     wanted = AnalogyConfig.from_dict(config.model)

@@ -7,7 +7,7 @@ from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 
-from histocolor.errors import HistocolorError
+from histocolor.errors import HistocolorError, is_out_of_memory
 
 
 # A multiscale layer is transferred at its full resolution; past this it is refused.
@@ -112,7 +112,7 @@ def describe(error: BaseException) -> str:
     """One line for the user: our own errors as they are, memory errors with what to do."""
     if isinstance(error, HistocolorError):
         return str(error)
-    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+    if is_out_of_memory(error):
         return "out of memory: lower the working size, close other layers, or run on the CPU"
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

@@ -107,7 +107,8 @@ def resize_labels(labels: np.ndarray, size) -> np.ndarray:
 
 
 def write_labels(path, labels: np.ndarray) -> None:
-    """An integer label map as PNG (8-bit when the labels allow, else 16-bit), written atomically."""
+    """An integer label map as PNG, or TIFF for a .tif/.tiff name (8-bit when the labels allow, else
+    16-bit), written atomically."""
     from PIL import Image
 
     from histocolor.atomic import atomic_write
@@ -115,5 +116,6 @@ def write_labels(path, labels: np.ndarray) -> None:
     if labels.min() < 0 or labels.max() > 65535:
         raise HistocolorError(f"labels must be in 0..65535 to be written as PNG, got {labels.min()}..{labels.max()}")
     image = Image.fromarray(labels.astype(np.uint8 if labels.max() < 256 else np.uint16))
-    with atomic_write(path, suffix=".png") as stream:
-        image.save(stream, format="PNG")
+    kind = "TIFF" if str(path).lower().endswith((".tif", ".tiff")) else "PNG"
+    with atomic_write(path, suffix=f".{kind.lower()}") as stream:
+        image.save(stream, format=kind)
