@@ -47,7 +47,8 @@ def dock(qtbot):
 
     yield add
     for widget in docked:
-        qtbot.waitUntil(lambda: widget.worker is None, timeout=300_000)
+        qtbot.waitUntil(lambda: widget.worker is None and getattr(widget, "preview_worker", None) is None,
+                        timeout=300_000)
 
 
 def _wait_idle(qtbot, widget, timeout=120_000):
@@ -79,10 +80,11 @@ def test_transfer_button_adds_the_result_over_the_source(viewer, dock, qtbot):
     mkl = viewer.layers["source ← reference (mkl)"].data
     assert sliced_wasserstein(mkl, reference.data) < before / 2
     widget.strength.value = 0.5
+    qtbot.waitUntil(lambda: widget.preview_worker is None)
     widget.run_button.native.click()  # same inputs, "replace" on: the layer is updated
     _wait_idle(qtbot, widget)
     assert len(viewer.layers) == 4
-    half = viewer.layers["source ← reference (mkl)"].data
+    half = viewer.layers["source ← reference (mkl, 50 %)"].data  # the name carries the strength
     # Strength is a linear blend in RGB of the source and the full change (transfer._apply_mapping),
     # rounded once: halfway between the source and the strength-1 result, within one level.
     halfway = (source.data.astype(np.float64) + mkl.astype(np.float64)) / 2
@@ -266,16 +268,16 @@ def test_transfer_runs_off_the_ui_thread_and_keeps_the_viewer_responsive(viewer,
     real_engine = transfer_widget.ColorTransfer
     built, calls = [], []
 
-    class SlowEngine:
+    class SlowEngine(real_engine):
         def __init__(self, *args, **kwargs):
             built.append(threading.get_ident())
-            self.engine = real_engine(*args, **kwargs)
+            super().__init__(*args, **kwargs)
 
-        def __call__(self, *args, **kwargs):
+        def fit(self, *args, **kwargs):  # the widget fits the look, then applies it
             started = time.perf_counter()
             time.sleep(SLOW_ENGINE_SECONDS)
             calls.append((threading.get_ident(), started, time.perf_counter()))
-            return self.engine(*args, **kwargs)
+            return super().fit(*args, **kwargs)
 
     monkeypatch.setattr(transfer_widget, "ColorTransfer", SlowEngine)
     # About a megapixel: well past the network's working size, so the change is carried to full size.
@@ -362,9 +364,9 @@ def test_multiscale_layers_are_transferred_at_full_resolution(viewer, dock, qtbo
     real_engine, received = transfer_widget.ColorTransfer, []
 
     class RecordingEngine(real_engine):
-        def __call__(self, source, reference, **options):
+        def fit(self, source, reference, **options):  # the widget fits the look, then applies it
             received.append((np.shape(source), np.shape(reference)))
-            return super().__call__(source, reference, **options)
+            return super().fit(source, reference, **options)
 
     monkeypatch.setattr(transfer_widget, "ColorTransfer", RecordingEngine)
     full_source, full_reference = viewer.layers["source"].data, viewer.layers["reference"].data
@@ -542,7 +544,7 @@ def test_export_lut_saves_the_look_of_the_last_result(viewer, dock, qtbot, tmp_p
     assert widget.export_button.enabled
     written = widget.export_lut(tmp_path / "look")  # the extension is added
     assert written == [tmp_path / "look.cube"]
-    result = viewer.layers["source ← reference (mkl)"].data
+    result = viewer.layers["source ← reference (mkl, 60 %)"].data
     recoloured = apply_lut(viewer.layers["source"].data, read_cube(written[0]))
     assert np.abs(recoloured.astype(int) - result).mean() < 1.0  # strength included; 17^3 tabulation error only
     assert any("look saved" in message for _, message in notices())
@@ -568,3 +570,48 @@ def test_a_time_stack_gets_one_look_for_all_its_frames(viewer, dock, qtbot):
     assert all(np.array_equal(result.data[index], look.apply(frames[index])) for index in range(4))
     own = ColorTransfer("mkl")(frames[0], viewer.layers["reference"].data).image
     assert not np.array_equal(result.data[0], own)  # not frame by frame
+
+
+def test_the_strength_slider_previews_live_without_the_network(viewer, dock, qtbot, monkeypatch):
+    """Issue 16: moving the slider re-applies the fitted look (a spy sees no network call), the name
+    carries the strength, Before/after hides and shows the result, and Undo brings a replaced one back."""
+    from histocolor.model.analogy import HistogramAnalogy
+
+    widget = dock(viewer, "Color transfer")
+    widget.run_button.native.click()  # the shipped network, strength 1
+    _wait_idle(qtbot, widget)
+    full = viewer.layers["source ← reference (analogy)"]
+    first = full.data.copy()
+    calls = []
+    real_forward = HistogramAnalogy.forward
+    monkeypatch.setattr(HistogramAnalogy, "forward", lambda *a, **k: calls.append(1) or real_forward(*a, **k))
+    widget.strength.value = 0.4
+    qtbot.waitUntil(lambda: full.name == "source ← reference (analogy, 40 %)", timeout=30_000)
+    qtbot.waitUntil(lambda: widget.preview_worker is None)
+    source = viewer.layers["source"].data.astype(float)
+    assert calls == []  # no network call: the look was re-applied
+    expected = source + 0.4 * (first.astype(float) - source)
+    assert np.abs(full.data - expected).max() <= 1.5 and np.abs(full.data.astype(float) - first).mean() > 3
+    # Before/after, by the button and by the shortcut.
+    widget.before_after_button.native.click()
+    assert not full.visible
+    widget.before_after_button.native.click()
+    assert full.visible
+    shortcuts = {str(key): action for key, action in viewer.keymap.items()}
+    before_after = next(action for key, action in shortcuts.items() if "B" in key and "Shift" in key)
+    before_after(viewer)  # what pressing Shift-B calls
+    assert not full.visible
+    before_after(viewer)
+    # Back at full strength the preview is the result itself; a new run replacing it can be undone.
+    widget.strength.value = 1.0
+    qtbot.waitUntil(lambda: widget.preview_worker is None and full.name == "source ← reference (analogy)")
+    assert np.array_equal(full.data, first)
+    widget.working_size.value = 128  # another result under the same name
+    widget.run_button.native.click()
+    _wait_idle(qtbot, widget)
+    assert calls  # the spy does see the network when it runs
+    assert len([layer for layer in viewer.layers if "(analogy" in layer.name]) == 1  # replaced in place
+    assert not np.array_equal(full.data, first) and widget.undo_button.enabled
+    widget.undo_button.native.click()
+    assert np.array_equal(full.data, first) and full.name == "source ← reference (analogy)"
+    assert not widget.undo_button.enabled

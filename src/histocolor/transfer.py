@@ -138,9 +138,20 @@ class ColorTransfer:
         look = self.fit(source_image, reference, source_labels=source_labels, reference_labels=reference_labels,
                         region_map=region_map, feather=feather, clock=clock).blended(strength)
         with clock.stage("apply"):
-            rgb = look.apply(source_image.rgb)
-        image = rgb if source_image.alpha is None else np.dstack([rgb, source_image.alpha])
+            image = self.apply(look, source_image)
         return TransferResult(image, look, self.method, clock.timings, self.lut_size)
+
+    @staticmethod
+    def apply(look: Look, source, strength: float = 1.0) -> np.ndarray:
+        """``look`` at ``strength`` applied to ``source`` (path or array), its shape, dtype and alpha kept.
+
+        Re-applying a fitted look is cheap: a strength slider needs no new :meth:`fit`.
+        """
+        if not 0.0 <= strength <= 1.0:
+            raise HistocolorError(f"strength must be between 0 and 1, got {strength}")
+        source_image = as_image(source)
+        rgb = look.blended(strength).apply(source_image.rgb)
+        return rgb if source_image.alpha is None else np.dstack([rgb, source_image.alpha])
 
 
 def transfer(

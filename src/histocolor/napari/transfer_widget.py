@@ -3,13 +3,20 @@
 A ``(T, H, W, 3)`` time stack as the source gets one look for the whole stack (fitted on
 frames sampled across it), so it does not flicker. "Export LUT…" saves the last result's
 look as .cube file(s).
+
+The strength slider previews live: the fitted look is re-applied (cheap, no network), and
+the result layer's name carries the method and the strength. "Before/after" (Shift-B) hides
+and shows the result over the source; "Undo" brings back what a replaced result showed;
+Shift-T transfers.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSlider, PushButton, SpinBox, create_widget
+from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info
 
 from histocolor.cube import save_look
@@ -22,6 +29,32 @@ from histocolor.device import DEVICES
 from histocolor.model.io import DEFAULT_WEIGHTS
 from histocolor.transfer import DEFAULT_MAX_SIDE, METHODS, ColorTransfer
 from histocolor.video import shot_look
+
+
+_UNDO_DEPTH = 10
+
+
+@dataclass
+class _Shown:
+    """The last result: its layer, the look at full strength, and the source it recolours."""
+
+    layer: object
+    look: object
+    source: object  # LayerPixels
+    base_name: str
+
+
+def named(base: str, strength: float) -> str:
+    """``source ← reference (method)`` at full strength, ``(method, 60 %)`` below it."""
+    return base if strength >= 1.0 else f"{base[:-1]}, {round(strength * 100)} %)"
+
+
+def apply_look(look, source, strength: float):
+    """``look`` at ``strength`` on a layer's pixels (an image or a time stack, alpha kept), in its dtype."""
+    pixels = source.read()
+    frames = pixels if pixels.ndim == 4 else pixels[None]
+    done = np.stack([ColorTransfer.apply(look, np.ascontiguousarray(frame), strength) for frame in frames])
+    return source.restore(done if pixels.ndim == 4 else done[0])
 
 
 class TransferWidget(Container):
@@ -42,13 +75,25 @@ class TransferWidget(Container):
         self.run_button.changed.connect(self._clicked)
         self.export_button = PushButton(text="Export LUT…", enabled=False)
         self.export_button.changed.connect(self._export_clicked)
+        self.before_after_button = PushButton(text="Before/after (Shift-B)", enabled=False)
+        self.before_after_button.changed.connect(self.toggle_before_after)
+        self.undo_button = PushButton(text="Undo", enabled=False)
+        self.undo_button.changed.connect(self.undo)
+        self.strength.changed.connect(self.preview)
         self.method.changed.connect(self._method_changed)
         self.extend(
             [self.source, self.reference, self.method, self.strength, self.working_size, self.weights,
-             self.device, self.replace, self.run_button, self.export_button]
+             self.device, self.replace, self.run_button, self.export_button, self.before_after_button,
+             self.undo_button]
         )
-        self.worker = None
+        self.worker = self.preview_worker = None
         self.last_look = None
+        self._shown = None  # the last result: its layer, full-strength look and source pixels
+        self._results: dict = {}  # result layers by "source ← reference (method)", for "replace"
+        self._pending_strength = None
+        self._undo: list = []  # (layer, data, name) of results replaced, newest last
+        viewer.bind_key("Shift-T", lambda _viewer: self._clicked(), overwrite=True)
+        viewer.bind_key("Shift-B", lambda _viewer: self.toggle_before_after(), overwrite=True)
         self._engine_key = self._engine = None
         self._method_changed(self.method.value)
         self._images = separate_pickers(self.source, self.reference)
@@ -90,15 +135,72 @@ class TransferWidget(Container):
         # The weights file's time is in the key: a fine-tune run may rewrite the same folder.
         stamp = (weights / "model.safetensors").stat().st_mtime if (weights / "model.safetensors").is_file() else None
         settings = (method, str(weights), stamp, self.device.value, int(self.working_size.value))
+        strength = float(self.strength.value)
         return start_worker(
-            self, self.run_button, self._compute, source, reference, settings, float(self.strength.value),
-            returned=lambda made: self._show(made, name, source_layer), description=f"Color transfer ({method})",
+            self, self.run_button, self._compute, source, reference, settings, strength,
+            returned=lambda made: self._show(made, name, source_layer, source, strength),
+            description=f"Color transfer ({method})",
         )
 
-    def _show(self, made, name, source_layer) -> None:
-        image, self.last_look = made
-        self.export_button.enabled = True
-        add_result(self._viewer, image, name, source_layer, self.replace.value)
+    def _show(self, made, name, source_layer, source, strength) -> None:
+        image, look = made
+        earlier = self._results.get(name)
+        if self.replace.value and earlier is not None and earlier in self._viewer.layers:
+            self._remember(earlier)
+            earlier.data, earlier.name = image, named(name, strength)
+            layer = earlier
+        else:
+            layer = add_result(self._viewer, image, named(name, strength), source_layer, replace=False)
+        self._results[name] = layer
+        self._shown = _Shown(layer, look, source, name)
+        self.last_look = look.blended(strength)
+        for button in (self.export_button, self.before_after_button):
+            button.enabled = True
+
+    def preview(self, strength: float) -> None:
+        """The slider moved: re-apply the last result's look at ``strength`` in a worker (no network)."""
+        shown = self._shown
+        if shown is None or shown.layer not in self._viewer.layers or self.worker is not None:
+            return
+        if self.preview_worker is not None:  # the newest value is previewed when the running one ends
+            self._pending_strength = strength
+            return
+
+        def show(image, strength=float(strength)):
+            shown.layer.data, shown.layer.name = image, named(shown.base_name, strength)
+            self.last_look = shown.look.blended(strength)
+
+        def finished():
+            self.preview_worker = None
+            pending, self._pending_strength = self._pending_strength, None
+            if pending is not None and pending != strength:
+                self.preview(pending)
+
+        self.preview_worker = create_worker(apply_look, shown.look, shown.source, float(strength),
+                                            _ignore_errors=True)
+        self.preview_worker.returned.connect(show)
+        self.preview_worker.errored.connect(notify_error)
+        self.preview_worker.finished.connect(finished)
+        self.preview_worker.start()
+
+    def toggle_before_after(self) -> None:
+        """Hide or show the last result over its source."""
+        if self._shown is not None and self._shown.layer in self._viewer.layers:
+            self._shown.layer.visible = not self._shown.layer.visible
+
+    def undo(self) -> None:
+        """Bring back what the last replaced result showed."""
+        while self._undo:
+            layer, data, name = self._undo.pop()
+            if layer in self._viewer.layers:
+                layer.data, layer.name = data, name
+                break
+        self.undo_button.enabled = bool(self._undo)
+
+    def _remember(self, layer) -> None:
+        self._undo.append((layer, layer.data, layer.name))
+        del self._undo[:-_UNDO_DEPTH]
+        self.undo_button.enabled = True
 
     def _compute(self, source, reference, settings, strength):
         # Runs in the worker thread; the engine (and its loaded model) is kept for the next run.
@@ -107,12 +209,11 @@ class TransferWidget(Container):
             options = {"weights": weights, "device": device, "max_side": working_size} if method == "analogy" else {}
             self._engine, self._engine_key = ColorTransfer(method, **options), settings
         pixels, reference_pixels = source.read(), reference.read()
-        if pixels.ndim == 4:  # a time stack: one look for all its frames (alpha passed through)
-            look = shot_look(self._engine, iter(pixels[..., :3]), reference_pixels).blended(strength)
-            frames = np.stack([look.apply(np.ascontiguousarray(frame[..., :3])) for frame in pixels])
-            return source.restore(np.concatenate([frames, pixels[..., 3:]], axis=-1)), look
-        result = self._engine(pixels, reference_pixels, strength=strength)
-        return source.restore(result.image), result.look
+        if pixels.ndim == 4:  # a time stack: one look for all its frames
+            look = shot_look(self._engine, iter(pixels[..., :3]), reference_pixels)
+        else:
+            look = self._engine.fit(pixels, reference_pixels)
+        return apply_look(look, source, strength), look
 
     def _export_clicked(self, *_) -> None:
         from qtpy.QtWidgets import QFileDialog
