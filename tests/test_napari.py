@@ -1,5 +1,6 @@
 """The napari plugin in a real (offscreen, under Xvfb) viewer: sample, widgets, buttons, errors."""
 
+import re
 import time
 
 import numpy as np
@@ -417,6 +418,8 @@ def test_fine_tune_trains_loadable_weights_and_hands_them_to_transfer(viewer, do
     assert model.config == from_pretrained(tiny_weights).config
     assert [step for step, _ in widget._losses] == [1, 2, 3] and widget.bar.value == 3
     assert len(widget.figure.axes[0].lines[0].get_xdata()) == 3
+    assert widget.status.value == f"done: 3 steps; weights saved to {tmp_path / 'tuned'}"
+    assert "synthetic retouches" in widget.about.value  # it says what it trains on
     widget.use_button.native.click()
     assert transfer_widget.weights.value == tmp_path / "tuned" and transfer_widget.method.value == "analogy"
 
@@ -432,6 +435,7 @@ def test_fine_tune_on_open_layers_stops_cleanly(viewer, dock, qtbot, tmp_path, t
     widget.output.value = tmp_path / "stopped"
     widget.start_button.native.click()
     qtbot.waitUntil(lambda: len(widget._losses) >= 2, timeout=60_000)
+    assert re.fullmatch(r"step \d+ of 10000, ~\d+ (s|min) left", widget.status.value)
     widget.stop_button.native.click()
     _wait_idle(qtbot, widget)
     steps_done = widget._losses[-1][0]
@@ -439,6 +443,7 @@ def test_fine_tune_on_open_layers_stops_cleanly(viewer, dock, qtbot, tmp_path, t
     assert (tmp_path / "stopped" / "model.safetensors").is_file()
     assert (tmp_path / "stopped" / "latest").read_text() == f"checkpoint-{steps_done:07d}"
     assert widget.trained == tmp_path / "stopped" and widget.use_button.enabled
+    assert widget.status.value == f"stopped at step {steps_done} of 10000; weights saved to {tmp_path / 'stopped'}"
     from_pretrained(tmp_path / "stopped")
 
 
@@ -475,7 +480,7 @@ def _paint_block(layer, top, left, size, label):
 
 
 @pytest.mark.parametrize("method", ["analogy", "mkl"])
-def test_regions_painted_by_hand_take_their_matched_reference_colours(viewer, dock, qtbot, method):
+def test_regions_painted_by_hand_take_their_matched_reference_colours(viewer, dock, qtbot, method, notices):
     from scipy.ndimage import binary_erosion
     from skimage.color import rgb2lab
 
@@ -509,6 +514,14 @@ def test_regions_painted_by_hand_take_their_matched_reference_colours(viewer, do
     far[:, 200:] = True  # well away from the painted block and its feathered seam
     overall = transfer(source.data, reference.data, method).image
     assert np.abs(result[far].astype(int) - overall[far]).mean() < 2  # the rest follows the global transfer
+    # A reference label the reference does not have is a notification, not a silent global transfer.
+    widget.set_targets(1, [99])
+    before = result.copy()
+    widget.run_button.native.click()
+    _wait_idle(qtbot, widget)
+    errors = [message for severity, message in notices() if severity == NotificationSeverity.ERROR]
+    assert errors and "99" in errors[-1] and "do not have" in errors[-1]
+    assert np.array_equal(viewer.layers[f"source ← reference ({method}, regions)"].data, before)
 
 
 def test_regions_segment_both_and_errors(viewer, dock, qtbot, notices):
@@ -615,3 +628,12 @@ def test_the_strength_slider_previews_live_without_the_network(viewer, dock, qtb
     widget.undo_button.native.click()
     assert np.array_equal(full.data, first) and full.name == "source ← reference (analogy)"
     assert not widget.undo_button.enabled
+
+
+def test_fine_tune_progress_reads_as_steps_and_time_left():
+    from histocolor.napari.finetune_widget import DEFAULT_STEPS, progress_text
+
+    assert progress_text(10, 40, 20.0) == "step 10 of 40, ~60 s left"
+    assert progress_text(4, 40, 60.0) == "step 4 of 40, ~9 min left"
+    assert progress_text(40, 40, 200.0) == "step 40 of 40"
+    assert DEFAULT_STEPS * 5 <= 240  # the default run takes minutes, not a quarter of an hour (5 s a step)

@@ -191,3 +191,14 @@ def test_the_lut_head_model_runs_region_wise_with_one_lut_per_region(rng, tmp_pa
     assert result.image.shape == source.shape and result.lut is None
     # the same colour became two different ones: each half got its own LUT
     assert np.abs(result.image[:, :30].mean((0, 1)) - result.image[:, 50:].mean((0, 1))).max() > 0.01
+
+
+def test_a_region_map_naming_labels_that_do_not_exist_is_an_error():
+    """Label 99 used to fall back silently to the global transfer."""
+    labels = np.zeros((40, 40), np.int32)
+    labels[:, 20:] = 1
+    with pytest.raises(HistocolorError, match=r"reference label\(s\) 99 .* do not have"):
+        match_regions(labels, labels, {1: [99]})
+    with pytest.raises(HistocolorError, match=r"source label\(s\) 7 .* do not have"):
+        match_regions(labels, labels, {7: [1]})
+    assert match_regions(labels, labels, {0: [], 1: [0]}) == [([1], [0])]  # 0: [] follows the global transfer

@@ -243,6 +243,15 @@ def match_regions(
     source_share = dict(zip(source_values.tolist(), (source_counts / source_labels.size).tolist()))
     reference_share = dict(zip(reference_values.tolist(), (reference_counts / reference_labels.size).tolist()))
     mapping = mapping or {}
+    # A region map naming labels an image does not have is a typo, not a request for the global transfer.
+    missing_targets = sorted({t for targets in mapping.values() for t in targets} - set(reference_share))
+    if missing_targets:
+        raise HistocolorError(f"the region map names reference label(s) {_preview(np.array(missing_targets))} that "
+                              f"the reference labels do not have (they have {_preview(reference_values)})")
+    missing_sources = sorted(set(mapping) - set(source_share) - {0})
+    if missing_sources:
+        raise HistocolorError(f"the region map names source label(s) {_preview(np.array(missing_sources))} that "
+                              f"the source labels do not have (they have {_preview(source_values)})")
     pairs = []
     for label in source_values.tolist():
         targets = [t for t in mapping.get(label, [label]) if t in reference_share]

@@ -1,6 +1,7 @@
 """The "Fine-tune" dock widget: train the network further on the user's photos."""
 
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -45,6 +46,18 @@ def _fine_tune(config: TrainConfig, photos, layers, out, weights, callback, shou
                  callback=callback, should_stop=should_stop)
 
 
+ABOUT = ("Teaches the network your photos: it trains on synthetic retouches (new looks) of the chosen "
+         "photos, from a folder and/or the open image layers you select, starting from the chosen weights.")
+DEFAULT_STEPS = 40
+
+
+def progress_text(step: int, steps: int, seconds: float) -> str:
+    """"step 12 of 40, ~2 min left" (the time left from the mean time per step so far)."""
+    left = seconds / max(step, 1) * (steps - step)
+    estimate = f"~{left:.0f} s left" if left < 90 else f"~{left / 60:.0f} min left"
+    return f"step {step} of {steps}, {estimate}" if step < steps else f"step {step} of {steps}"
+
+
 class _Relay(QObject):
     """Carries the training callback from the worker thread to the main thread (a queued signal)."""
 
@@ -60,7 +73,10 @@ class FineTuneWidget(Container):
         self.folder = FileEdit(mode="d", value="", label="photo folder")
         self.layers = Select(choices=self._image_layers, label="open layers")
         self.weights = FileEdit(mode="d", value=DEFAULT_WEIGHTS, label="starting weights")
-        self.steps = SpinBox(value=200, min=1, max=1_000_000, label="steps")
+        self.about = Label(value=ABOUT)
+        self.about.native.setWordWrap(True)
+        # A few minutes on a laptop CPU (about 3-5 s a step); more steps fit the photos closer.
+        self.steps = SpinBox(value=DEFAULT_STEPS, min=1, max=1_000_000, label="steps")
         self.learning_rate = FloatSpinBox(value=2e-4, min=1e-6, max=1e-1, step=1e-5, label="learning rate")
         self.learning_rate.native.setDecimals(6)
         self.output = FileEdit(mode="d", value=Path.home() / "histocolor-fine-tuned", label="output folder")
@@ -73,7 +89,7 @@ class FineTuneWidget(Container):
         self.stop_button.changed.connect(self.stop)
         self.use_button.changed.connect(self.use_weights)
         self.extend(
-            [self.folder, self.layers, self.weights, self.steps, self.learning_rate, self.output,
+            [self.about, self.folder, self.layers, self.weights, self.steps, self.learning_rate, self.output,
              self.start_button, self.stop_button, self.bar, self.status, self.use_button]
         )
         self.figure = Figure(figsize=(4, 2.2), tight_layout=True)
@@ -89,6 +105,7 @@ class FineTuneWidget(Container):
         self._stop_requested = False
         self._losses: list[tuple[int, float]] = []
         self._progress = None
+        self._started = None  # perf_counter at the start of a run, for the time left
 
     def _image_layers(self, _widget=None):
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
@@ -131,7 +148,8 @@ class FineTuneWidget(Container):
             returned=self._trained, description=None, finished=self._finished,
         )
         self.stop_button.enabled, self.use_button.enabled = True, False
-        self.status.value = f"training into {out}"
+        self.status.value = f"step 0 of {config.steps}: preparing the photos"
+        self._started, self._out = time.perf_counter(), out
         return worker
 
     def stop(self, *_) -> None:
@@ -141,6 +159,8 @@ class FineTuneWidget(Container):
 
     def _stepped(self, update) -> None:
         self.bar.value = update.step
+        if not self._stop_requested:
+            self.status.value = progress_text(update.step, update.steps, time.perf_counter() - self._started)
         if self._progress is not None:
             self._progress.update(update.step - self._progress.n)
         self._losses.append((update.step, update.losses["loss"]))
@@ -160,7 +180,11 @@ class FineTuneWidget(Container):
     def _trained(self, out) -> None:
         self.trained = Path(out)
         self.use_button.enabled = True
-        self.status.value = f"weights saved in {out}"
+        done, total = (self._losses[-1][0] if self._losses else 0), int(self.bar.max)
+        if done < total:
+            self.status.value = f"stopped at step {done} of {total}; weights saved to {out}"
+        else:
+            self.status.value = f"done: {total} steps; weights saved to {out}"
         self._plot()
 
     def _finished(self) -> None:
