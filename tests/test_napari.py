@@ -331,6 +331,9 @@ def test_compare_widget_fills_metrics_and_histograms(viewer, dock, qtbot, notice
     near = viewer.add_image(transfer(source.data, truth.data, "mkl").image, name="matched to the grade")
     compared = [source, result, near]
     widget = dock(viewer, "Compare")
+    from histocolor.napari.compare_widget import PLACEHOLDER
+
+    assert widget.figure.axes[0].texts[0].get_text() == PLACEHOLDER  # not a blank box before the first run
     widget.reset_choices()
     widget.layers.value = compared
     widget.source.value, widget.reference.value, widget.truth.value = source, reference, truth
@@ -353,9 +356,17 @@ def test_compare_widget_fills_metrics_and_histograms(viewer, dock, qtbot, notice
     assert cell(2, 3) < cell(0, 3) / 2 and cell(2, 3) < cell(1, 3) / 2
     assert len(widget.figure.axes) == 4  # the L curves and one (a, b) density per layer
     assert len(widget.figure.axes[0].lines) == 3
+    assert not any(table.isColumnHidden(column) for column in range(4))
+    legend = widget.figure.axes[0].get_legend()
+    assert legend.get_bbox_to_anchor().x0 >= widget.figure.axes[0].get_position().x1 * widget.figure.bbox.width - 1
     widget.grid_button.native.click()
     assert viewer_grid(viewer).enabled and not reference.visible and not truth.visible
     assert all(layer.visible for layer in compared)
+    # Without a ground truth the PSNR and ΔE2000 columns are hidden, not empty.
+    widget.truth.value = None
+    widget.compare_button.native.click()
+    _wait_idle(qtbot, widget)
+    assert [table.isColumnHidden(column) for column in range(4)] == [False, False, True, True]
 
 
 def test_multiscale_layers_are_transferred_at_full_resolution(viewer, dock, qtbot, notices, monkeypatch):

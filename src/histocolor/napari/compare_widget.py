@@ -49,6 +49,15 @@ def compare(layers: dict, source, reference, truth=None) -> dict:
     return results
 
 
+PLACEHOLDER = ("Pick the layers to compare (the source and the results, say), the source and the reference "
+               "they refer to, and press Compare: their L histograms and (a, b) densities appear here.")
+
+
+def _short(name: str, limit: int = 18) -> str:
+    """A layer name short enough for a small plot's title."""
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
 class CompareWidget(Container):
     """Pick layers to compare, plus the source, reference and (optional) ground truth they refer to."""
 
@@ -74,6 +83,15 @@ class CompareWidget(Container):
         self.native.layout().addWidget(self.canvas)
         self.native.layout().addWidget(self.table)
         self.worker = None
+        self._placeholder()
+
+    def _placeholder(self) -> None:
+        """What the plot area says before the first comparison (not a blank box)."""
+        self.figure.clear()
+        axes = self.figure.add_subplot()
+        axes.axis("off")
+        axes.text(0.5, 0.5, PLACEHOLDER, ha="center", va="center", wrap=True, fontsize=8, color="0.4")
+        self.canvas.draw_idle()
 
     def _image_layers(self, _widget=None):
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
@@ -107,6 +125,8 @@ class CompareWidget(Container):
         for row, result in enumerate(results.values()):
             for column, value in enumerate(result["metrics"]):
                 self.table.setItem(row, column, QTableWidgetItem("-" if value is None else f"{value:.4g}"))
+        for column in range(len(METRICS)):  # no empty columns (PSNR and ΔE need a ground truth)
+            self.table.setColumnHidden(column, all(r["metrics"][column] is None for r in results.values()))
         self.table.resizeColumnsToContents()
         self.figure.clear()
         grid = self.figure.add_gridspec(2, len(results), height_ratios=(1, 1.4))
@@ -117,12 +137,12 @@ class CompareWidget(Container):
             curves.plot((centres[1:] + centres[:-1]) / 2, lightness, label=name)
             density = self.figure.add_subplot(grid[1, index])
             density.imshow(np.log1p(chroma.T * 1e4), origin="lower", extent=(*AB_RANGE, *AB_RANGE), cmap="magma")
-            density.set_title(name, fontsize=7)
+            density.set_title(_short(name), fontsize=7)
             density.set_xlabel("a", fontsize=7)
             density.tick_params(labelsize=6)
         curves.set_xlabel("L", fontsize=8)
         curves.tick_params(labelsize=7)
-        curves.legend(fontsize=6)
+        curves.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # off the curves
         self.canvas.draw_idle()
 
     def side_by_side(self, *_) -> None:
