@@ -392,13 +392,24 @@ def _run_batch(arguments, rows, engine, region_map, segmenter) -> int:
     return 0
 
 
+def _check_strength(strength: float) -> None:
+    if not 0.0 <= strength <= 1.0:
+        raise HistocolorError(f"--strength must be between 0 and 1, got {strength}")
+
+
+def _engine(arguments):
+    """The ColorTransfer that ``transfer`` and ``video`` build from their shared options."""
+    from histocolor.transfer import ColorTransfer
+
+    return ColorTransfer(arguments.method, weights=arguments.weights, device=arguments.device,
+                         max_side=arguments.max_side, lut_size=arguments.lut_size)
+
+
 def _transfer(arguments) -> int:
     from histocolor.regions import load_region_map
     from histocolor.segment import get_segmenter
-    from histocolor.transfer import ColorTransfer
 
-    if not 0.0 <= arguments.strength <= 1.0:
-        raise HistocolorError(f"--strength must be between 0 and 1, got {arguments.strength}")
+    _check_strength(arguments.strength)
     if arguments.io_threads < 0:
         raise HistocolorError(f"--io-threads must be 0 or more, got {arguments.io_threads}")
     rows = None
@@ -418,13 +429,7 @@ def _transfer(arguments) -> int:
         raise HistocolorError("--region-map needs masks (--source-mask/--reference-mask) or --segmenter")
     region_map = load_region_map(arguments.region_map) if arguments.region_map else None
     segmenter = get_segmenter(arguments.segmenter, arguments.device) if arguments.segmenter else None
-    engine = ColorTransfer(
-        arguments.method,
-        weights=arguments.weights,
-        device=arguments.device,
-        max_side=arguments.max_side,
-        lut_size=arguments.lut_size,
-    )
+    engine = _engine(arguments)
     if rows is not None:
         return _run_batch(arguments, rows, engine, region_map, segmenter)
     return _run_single(arguments, engine, region_map, segmenter)
@@ -435,8 +440,7 @@ def _apply_lut(arguments) -> int:
     from histocolor.cube import read_cube
     from histocolor.imageio import check_output_path, read_image, write_image
 
-    if not 0.0 <= arguments.strength <= 1.0:
-        raise HistocolorError(f"--strength must be between 0 and 1, got {arguments.strength}")
+    _check_strength(arguments.strength)
     output = _check_output(arguments.output, check_output_path, arguments.overwrite, arguments.image, arguments.lut)
     look = LutMap(read_cube(arguments.lut)).blended(arguments.strength)
     image = read_image(arguments.image)
@@ -446,11 +450,9 @@ def _apply_lut(arguments) -> int:
 
 def _video(arguments) -> int:
     from histocolor.imageio import read_image
-    from histocolor.transfer import ColorTransfer
     from histocolor.video import check_video_output, recolour_video
 
-    if not 0.0 <= arguments.strength <= 1.0:
-        raise HistocolorError(f"--strength must be between 0 and 1, got {arguments.strength}")
+    _check_strength(arguments.strength)
     if arguments.sample_frames < 1:
         raise HistocolorError(f"--sample-frames must be at least 1, got {arguments.sample_frames}")
     output = _check_output(arguments.output, check_video_output, arguments.overwrite, arguments.video,
@@ -460,8 +462,7 @@ def _video(arguments) -> int:
             raise HistocolorError("--save-lut saves a shot's one look: it needs --temporal shot")
         _check_lut_path(arguments.save_lut, arguments.overwrite, False, arguments.video, arguments.reference, output)
     reference = read_image(arguments.reference)
-    engine = ColorTransfer(arguments.method, weights=arguments.weights, device=arguments.device,
-                           max_side=arguments.max_side, lut_size=arguments.lut_size)
+    engine = _engine(arguments)
     look = recolour_video(arguments.video, reference, output, engine, strength=arguments.strength,
                           temporal=arguments.temporal, sample_frames=arguments.sample_frames, progress=True)
     if arguments.save_lut:
