@@ -357,8 +357,14 @@ def test_compare_widget_fills_metrics_and_histograms(viewer, dock, qtbot, notice
     assert len(widget.figure.axes) == 4  # the L curves and one (a, b) density per layer
     assert len(widget.figure.axes[0].lines) == 3
     assert not any(table.isColumnHidden(column) for column in range(4))
-    legend = widget.figure.axes[0].get_legend()
-    assert legend.get_bbox_to_anchor().x0 >= widget.figure.axes[0].get_position().x1 * widget.figure.bbox.width - 1
+    curves = widget.figure.axes[0]
+    widget.canvas.draw()
+    legend = curves.get_legend().get_window_extent()
+    assert legend.y1 <= curves.get_window_extent().y0  # under the curves, not over them
+    densities = widget.figure.axes[1:]
+    assert all(axes.get_shared_x_axes().joined(densities[0], axes) for axes in densities)  # shared axes
+    assert len({round(axes.get_position().x0, 2) for axes in densities}) == 2  # two a row, not thumbnails
+    assert widget.canvas.minimumHeight() >= 600  # a row of densities ~190 px high each (the dock scrolls)
     widget.grid_button.native.click()
     assert viewer_grid(viewer).enabled and not reference.visible and not truth.visible
     assert all(layer.visible for layer in compared)
@@ -505,7 +511,7 @@ def test_regions_painted_by_hand_take_their_matched_reference_colours(viewer, do
     _paint_block(reference_labels, 10, 10, 60, label=2)  # the reference's dark blue sky, top left
     _paint_block(reference_labels, reference.data.shape[0] - 70, reference.data.shape[1] // 2 - 30, 60, label=1)
     widget.refresh_button.native.click()
-    assert widget.table.rowCount() == 1 and widget.table.item(0, 2).text() == "1"  # same label by default
+    assert widget.table.rowCount() == 1 and widget.target_choices(1).currentText() == "1"  # same label by default
     widget.set_targets(1, [2])  # edit the table: source region 1 takes the sky's colours
     assert widget.region_map() == {0: [], 1: [2]}
     widget.method.value = method
@@ -648,3 +654,212 @@ def test_fine_tune_progress_reads_as_steps_and_time_left():
     assert progress_text(4, 40, 60.0) == "step 4 of 40, ~9 min left"
     assert progress_text(40, 40, 200.0) == "step 40 of 40"
     assert DEFAULT_STEPS * 5 <= 240  # the default run takes minutes, not a quarter of an hour (5 s a step)
+
+
+# ---------------------------------------------------------------------- issue 16: the workflow
+
+
+def _click_layer(qtbot, viewer, layer, control=False):
+    """Click ``layer``'s row in napari's layer list (with Ctrl: add it to the selection)."""
+    from napari._qt.containers._base_item_view import index_of
+    from qtpy.QtCore import Qt
+
+    view = viewer.window._qt_viewer.layers
+    rect = view.visualRect(index_of(view.model(), layer))
+    modifier = Qt.KeyboardModifier.ControlModifier if control else Qt.KeyboardModifier.NoModifier
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, modifier, rect.center())
+
+
+def test_pickers_follow_the_layer_selection(make_napari_viewer, dock, qtbot):
+    viewer = make_napari_viewer(show=True)  # a layer list to click in
+    viewer.open_sample(PLUGIN, "source-and-reference")
+    transfer, regions = dock(viewer, "Color transfer"), dock(viewer, "Regions")
+    source, reference = viewer.layers["source"], viewer.layers["reference"]
+    third = viewer.add_image(np.ascontiguousarray(reference.data[:, ::-1]), name="third")
+    widgets = (transfer, regions)
+    pairs = lambda: [(widget.source.value, widget.reference.value) for widget in widgets]  # noqa: E731
+    assert pairs() == [(source, reference)] * 2  # napari selects a layer it adds: that is not a choice
+    _click_layer(qtbot, viewer, source)
+    assert pairs() == [(source, reference)] * 2
+    _click_layer(qtbot, viewer, third)
+    assert pairs() == [(third, reference)] * 2  # one image clicked: the source
+    _click_layer(qtbot, viewer, reference)
+    assert pairs() == [(reference, third)] * 2  # the reference clicked: the two swap
+    _click_layer(qtbot, viewer, source)
+    _click_layer(qtbot, viewer, third, control=True)
+    assert pairs() == [(source, third)] * 2  # two selected: the one clicked last is the reference
+    # Results are not picked by a click (looking at a result does not make it the next source).
+    transfer.method.value = "mkl"
+    transfer.run_button.native.click()
+    _wait_idle(qtbot, transfer)
+    result = viewer.layers["source ← third (mkl)"]
+    _click_layer(qtbot, viewer, result)
+    assert pairs() == [(source, third)] * 2
+
+
+def test_compare_starts_with_the_source_reference_and_results_and_shows_progress(viewer, dock, qtbot, notices):
+    source, reference = viewer.layers["source"], viewer.layers["reference"]
+    compare = dock(viewer, "Compare")
+    assert list(compare.layers.value) == [source, reference]  # before any result: the first two images
+    assert (compare.source.value, compare.reference.value, compare.truth.value) == (source, reference, None)
+    transfer = dock(viewer, "Color transfer")
+    for method in ("mkl", "reinhard"):
+        transfer.method.value = method
+        transfer.run_button.native.click()
+        _wait_idle(qtbot, transfer)
+    results = [viewer.layers["source ← reference (mkl)"], viewer.layers["source ← reference (reinhard)"]]
+    assert list(compare.layers.value) == [source, reference, *results]  # filled in as results come
+    compare.compare_button.native.click()
+    worker = compare.worker
+    assert worker.pbar.total == 4  # determinate: one step per layer
+    _wait_idle(qtbot, compare)
+    assert worker.pbar.n == 4
+    assert compare.table.rowCount() == 4 and not any("rror" in message for _, message in notices())
+    # No ground truth: no empty PSNR / ΔE2000 columns; one (a, b) density per layer.
+    assert [compare.table.isColumnHidden(column) for column in range(4)] == [False, False, True, True]
+    assert len(compare.figure.axes) == 5
+
+
+def test_apply_to_all_open_images_with_progress_and_cancel(viewer, dock, qtbot, notices):
+    source, reference = viewer.layers["source"], viewer.layers["reference"]
+    second = viewer.add_image(np.ascontiguousarray(source.data[::-1]), name="second")
+    third = viewer.add_image(np.ascontiguousarray(source.data[:, ::-1]), name="third")
+    widget = dock(viewer, "Color transfer")
+    widget.batch_button.native.click()
+    worker = widget.worker
+    assert worker.pbar.total == 3 and widget.cancel_button.enabled
+    _wait_idle(qtbot, widget)
+    assert worker.pbar.n == 3 and not widget.cancel_button.enabled
+    for layer in (source, second, third):  # every image but the reference, each moved toward it
+        result = viewer.layers[f"{layer.name} ← reference (analogy)"]
+        assert result.data.shape == layer.data.shape
+        assert sliced_wasserstein(result.data, reference.data) < 0.5 * sliced_wasserstein(layer.data, reference.data)
+    # Again: the results are not sources, the three are replaced in place; Cancel stops it early.
+    widget.batch_button.native.click()
+    widget.worker.yielded.connect(lambda _: widget.cancel_button.native.click())
+    _wait_idle(qtbot, widget)
+    assert len(viewer.layers) == 7
+    assert any("cancelled" in message for _, message in notices())
+    assert not widget.cancel_button.enabled and widget.batch_button.enabled
+
+
+def _colour_mask(shape, split, top, bottom):
+    """A colour-coded mask: ``top`` above row ``split``, ``bottom`` below, with an antialiased seam."""
+    mask = np.empty((*shape, 3), np.uint8)
+    mask[:split], mask[split:] = top, bottom
+    mask[split] = (np.asarray(top, float) + bottom) / 2  # a seam colour no region has
+    return mask
+
+
+def test_colour_coded_masks_load_as_2d_labels_with_named_classes(viewer, dock, qtbot, tmp_path, monkeypatch, notices):
+    from PIL import Image as PILImage
+    from qtpy.QtWidgets import QFileDialog
+
+    source, reference = viewer.layers["source"], viewer.layers["reference"]
+    blue, green, orange = (0, 0, 255), (0, 255, 0), (250, 140, 20)
+    files = {"source": tmp_path / "source-mask.png", "reference": tmp_path / "reference-mask.png"}
+    PILImage.fromarray(_colour_mask(source.data.shape[:2], 150, blue, orange)).save(files["source"])
+    PILImage.fromarray(_colour_mask(reference.data.shape[:2], 100, blue, green)).save(files["reference"])
+    widget = dock(viewer, "Regions")
+    for role, button in (("source", widget.load_source_button), ("reference", widget.load_reference_button)):
+        monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, role=role, **k: (str(files[role]), ""))
+        button.native.click()
+    source_labels, reference_labels = viewer.layers["source regions"], viewer.layers["reference regions"]
+    for labels, image in ((source_labels, source), (reference_labels, reference)):
+        assert labels.ndim == 2 and labels.data.shape == image.data.shape[:2] and labels.data.dtype == np.int32
+    # The palette's blue is one label in both (1, off napari's background 0), the seam joins a region.
+    assert set(np.unique(source_labels.data)) == {1, 10} and set(np.unique(reference_labels.data)) == {1, 2}
+    assert (source_labels.data[:150] == 1).all() and (reference_labels.data[:100] == 1).all()
+    assert widget.class_names[1] == "blue" and widget.class_names[2] == "green"
+    assert widget.class_names[10] == "#fa8c14"
+    assert [widget.table.item(row, 1).text() for row in range(2)] == ["blue", "#fa8c14"]
+    choices = widget.target_choices(1)
+    assert [choices.itemText(i) for i in range(choices.count())] == ["", "1 blue", "2 green"]
+    assert not choices.itemIcon(1).isNull()  # each class shows its colour
+    assert choices.currentText() == "1 blue" and widget.target_choices(10).currentText() == ""
+    widget.target_choices(10).setCurrentIndex(2)  # the orange ground takes the reference's green
+    assert widget.region_map() == {0: [], 1: [1], 10: [2]}
+    # A mask of another size, and a file that is no mask, are notifications.
+    PILImage.fromarray(np.zeros((10, 30), np.uint8)).save(tmp_path / "small.png")
+    (tmp_path / "text.png").write_text("not an image")
+    assert widget.load_mask(tmp_path / "small.png", "source") is None
+    assert widget.load_mask(tmp_path / "text.png", "reference") is None
+    errors = [message for severity, message in notices() if severity == NotificationSeverity.ERROR]
+    assert "masks must match their image's size" in errors[0] and "cannot read mask" in errors[1]
+    assert set(np.unique(source_labels.data)) == {1, 10}  # nothing lost
+
+
+class _Mouse:
+    """A mouse event as napari's drag callbacks read it; later events replace what it wraps."""
+
+    def __init__(self, **fields):
+        from types import SimpleNamespace
+
+        self.__wrapped__ = SimpleNamespace(**fields)
+
+    def __getattr__(self, name):
+        return getattr(self.__wrapped__, name)
+
+
+def _brush_stroke(layer, world_points, label):
+    """Paint a stroke through ``world_points`` with the labels layer's brush, through napari's mouse bindings."""
+    from napari.utils.interactions import mouse_move_callbacks, mouse_press_callbacks, mouse_release_callbacks
+
+    layer.mode, layer.brush_size, layer.selected_label = "paint", 30, label
+    fields = dict(button=1, modifiers=[], view_direction=None, dims_displayed=[0, 1], handled=False)
+    mouse_press_callbacks(layer, _Mouse(type="mouse_press", position=world_points[0], is_dragging=False, **fields))
+    for point in world_points[1:]:
+        mouse_move_callbacks(layer, _Mouse(type="mouse_move", position=point, is_dragging=True, **fields))
+    mouse_release_callbacks(layer, _Mouse(type="mouse_release", position=world_points[-1], is_dragging=False, **fields))
+
+
+def test_side_by_side_regions_painted_on_both_images_then_transferred(viewer, dock, qtbot, notices):
+    from skimage.color import rgb2lab
+
+    source, reference = viewer.layers["source"], viewer.layers["reference"]
+    widget = dock(viewer, "Regions")
+    widget.empty_button.native.click()
+    source_labels, reference_labels = viewer.layers["source regions"], viewer.layers["reference regions"]
+    # The reference and its labels lie to the right of the source, apart: both can be painted at once.
+    source_right = source.extent.world[1][-1]
+    assert reference.extent.world[0][-1] > source_right and reference_labels.extent.world[0][-1] > source_right
+    assert tuple(reference_labels.translate) == tuple(reference.translate)
+    height, width = reference.data.shape[:2]
+    right = reference.translate[-1]
+    # One stroke on the source (its top-left block) and two on the reference, in world coordinates.
+    _brush_stroke(source_labels, [(y, x) for y in range(30, 120, 12) for x in (30, 75, 120)], label=1)
+    _brush_stroke(reference_labels, [(y, right + x) for y in range(15, 60, 12) for x in (15, 45, 75)], label=2)
+    _brush_stroke(reference_labels, [(y, right + x) for y in range(height - 60, height - 15, 12)
+                                     for x in (width // 2 - 20, width // 2 + 20)], label=1)
+    assert (source_labels.data[40:110, 40:110] == 1).all() and (reference_labels.data[20:50, 20:70] == 2).all()
+    assert not (source_labels.data == 2).any()  # the reference's strokes landed on the reference only
+    widget.refresh_button.native.click()
+    choices = widget.target_choices(1)
+    choices.setCurrentIndex(choices.findText("2"))  # source region 1 takes the reference's dark sky (2)
+    widget.run_button.native.click()
+    _wait_idle(qtbot, widget)
+    result = viewer.layers["source ← reference (analogy, regions)"]
+    assert tuple(result.translate) == tuple(source.translate)  # over the source, not the moved reference
+    lab_result, lab_reference = rgb2lab(result.data), rgb2lab(reference.data)
+    sky = lab_reference[reference_labels.data == 2].mean(0)
+    assert np.linalg.norm(lab_result[50:100, 50:100].mean((0, 1)) - sky) < 6
+    # Unticking the layout puts the reference back over the source.
+    widget.side_by_side.value = False
+    assert tuple(reference.translate) == tuple(source.translate) == tuple(reference_labels.translate)
+    assert not [message for severity, message in notices() if severity == NotificationSeverity.ERROR]
+
+
+def test_every_dock_fits_a_1280x800_screen(make_napari_viewer, dock, qtbot):
+    """All four docks open at once in a 1280x800 window: the window stays within the screen, the
+    docks scroll instead of growing it."""
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample(PLUGIN, "source-and-reference")
+    window = viewer.window._qt_window
+    widgets = [dock(viewer, title) for title in ("Color transfer", "Regions", "Compare", "Fine-tune")]
+    window.resize(1280, 800)
+    qtbot.waitUntil(lambda: window.height() <= 800, timeout=5_000)
+    qtbot.wait(100)
+    assert window.minimumSizeHint().height() <= 800 and window.height() <= 800 and window.width() <= 1280
+    scrolling = [widget.native.verticalScrollBar().maximum() > 0 for widget in widgets]
+    assert any(scrolling)  # a dock shorter than its contents scrolls
+    assert widgets[1].table.height() >= 150  # the Regions table keeps a few rows

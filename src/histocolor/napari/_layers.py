@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 import numpy as np
+from magicgui.widgets import Container
 from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
@@ -70,31 +71,119 @@ def check_layer(layer, role: str, stack: bool = False) -> LayerPixels:
 
 SAME_LAYER = "the source and the reference are the same layer, so the result would be a copy: pick another reference"
 
+# A result layer's metadata under this key: {"source": name, "reference": name, "method": ..., "strength": ...}.
+RESULT_KEY = "histocolor"
 
-def separate_pickers(source, reference, images_before: int = 0) -> int:
-    """Move the reference picker off the source's layer when a second image becomes available.
 
-    Pickers start on the first layer; with the source and reference on the same layer the
-    transfer would return a copy. Called whenever the layer lists change (``reset_choices``)
-    with the number of images the picker offered before: only the moment a second image
-    arrives moves it, so a user's later choice (even the same layer twice) is left alone.
-    Returns the number of images offered now.
+class DockContainer(Container):
+    """A widget container that scrolls when its dock is shorter than its contents (small screens).
+
+    napari docks a magicgui widget's ``native``, so here ``native`` is the scroll area; the
+    widgets that are not magicgui's (tables, plots) go in :attr:`body`.
     """
-    images = len(reference.choices)
-    if images_before < 2 <= images and reference.value is not None and reference.value is source.value:
-        reference.value = next(choice for choice in reference.choices if choice is not source.value)
-    return images
+
+    def __init__(self, **kwargs):
+        super().__init__(scrollable=True, **kwargs)
+
+    @property
+    def native(self):
+        return self.root_native_widget
+
+    @property
+    def body(self):
+        """The widget inside the scroll area, with the layout."""
+        return self._widget._mgui_get_native_widget()
+
+
+def unwrap(thing):
+    """The object itself, not the proxy napari hands plugins (a new proxy each time: ``is`` fails)."""
+    return getattr(thing, "__wrapped__", thing)
+
+
+def is_result(layer) -> bool:
+    """Whether ``layer`` is a result the plugin made (its metadata says of which pair)."""
+    return RESULT_KEY in getattr(layer, "metadata", {})
+
+
+class PairPickers:
+    """A widget's source and reference pickers, kept apart and following the layer selection.
+
+    - Pickers start on the first layer; the moment a second image is offered, the reference
+      moves off the source's layer (the transfer would return a copy). A user's later choice,
+      even the same layer twice, is left alone.
+    - Selecting one image in the layer list makes it the source (selecting the reference
+      swaps the two); selecting two, the last one clicked is the reference. Layers that the
+      viewer selects itself as they are added, and results, are not choices.
+    """
+
+    def __init__(self, viewer, source, reference):
+        self._viewer, self.source, self.reference = viewer, source, reference
+        self._images = 0
+        self._added = None  # the layer added last: napari selects it, the user did not
+        self.choices_changed()
+        viewer.layers.events.inserted.connect(self._inserted)
+        viewer.layers.selection.events.changed.connect(self._selected)
+        source.native.destroyed.connect(self.disconnect)
+
+    def disconnect(self, *_) -> None:
+        """The widget is gone: stop following the viewer."""
+        self._viewer.layers.events.inserted.disconnect(self._inserted)
+        self._viewer.layers.selection.events.changed.disconnect(self._selected)
+
+    def choices_changed(self) -> None:
+        """Call after the pickers' choices were refreshed (``reset_choices``)."""
+        source, reference = self.source, self.reference
+        images = len(reference.choices)
+        if self._images < 2 <= images and reference.value is not None and reference.value is source.value:
+            reference.value = self._other_than(source.value)
+        self._images = images
+
+    def _other_than(self, layer):
+        return next((choice for choice in self.reference.choices if choice is not layer), None)
+
+    def _inserted(self, event) -> None:
+        self._added = unwrap(event.value)
+
+    def _selected(self, event=None) -> None:
+        selection = self._viewer.layers.selection
+        active = unwrap(selection.active)
+        if active is None or active is self._added:
+            return  # between two states, or the viewer selecting a layer it just added
+        self._added = None
+        choices = self.source.choices
+        picked = [unwrap(layer) for layer in self._viewer.layers
+                  if layer in selection and layer in choices and not is_result(layer)]
+        if len(picked) == 1:
+            self.pick_source(picked[0])
+        elif len(picked) == 2:
+            reference = active if any(layer is active for layer in picked) else picked[1]
+            self.source.value = next(layer for layer in picked if layer is not reference)
+            self.reference.value = reference
+
+    def pick_source(self, layer) -> None:
+        """``layer`` becomes the source; if it was the reference, the old source becomes the reference."""
+        old = self.source.value
+        if layer is old:
+            return
+        self.source.value = layer
+        if self.reference.value is layer or self.reference.value is None:
+            self.reference.value = old if old is not None else self._other_than(layer)
 
 
 def result_name(source_layer, reference_layer, method: str) -> str:
     return f"{source_layer.name} ← {reference_layer.name} ({method})"
 
 
-def add_result(viewer, data: np.ndarray, name: str, source_layer, replace: bool):
-    """Add ``data`` as an Image layer placed exactly over ``source_layer``, or update the earlier one."""
+def add_result(viewer, data: np.ndarray, name: str, source_layer, replace: bool, about: dict | None = None):
+    """Add ``data`` as an Image layer placed exactly over ``source_layer``, or update the earlier one.
+
+    ``about`` (the pair, method and strength) goes in the layer's metadata (see :func:`is_result`).
+    """
+    about = {"source": source_layer.name, **(about or {})}
     if replace and name in viewer.layers and isinstance(viewer.layers[name], Image):
         layer = viewer.layers[name]
         layer.data = data
+        layer.metadata = {**layer.metadata, RESULT_KEY: about}
         return layer
     return viewer.add_image(
         data,
@@ -105,6 +194,7 @@ def add_result(viewer, data: np.ndarray, name: str, source_layer, replace: bool)
         rotate=source_layer.rotate,
         shear=source_layer.shear,
         affine=source_layer.affine.affine_matrix,
+        metadata={RESULT_KEY: about},
     )
 
 
@@ -122,26 +212,33 @@ def notify_error(error: BaseException | str) -> None:
     show_error(error if isinstance(error, str) else describe(error))
 
 
-def start_worker(owner, button, function, *args, returned, description: str | None, finished=None, **kwargs):
+def start_worker(owner, button, function, *args, returned, description: str | None, finished=None,
+                 total: int = 0, yielded=None, **kwargs):
     """Run ``function(*args, **kwargs)`` in a napari worker thread and return the worker.
 
     ``owner.worker`` holds it while it runs and ``button`` is disabled meanwhile; the result goes
-    to ``returned`` and any error becomes a notification. ``description`` labels napari's busy
-    indicator (None: none, for work that reports its own progress).
+    to ``returned`` and any error becomes a notification. ``description`` labels napari's
+    activity indicator (None: none, for work that reports its own progress). A generator
+    ``function`` shows determinate progress: ``total`` steps, one per value it yields, each
+    value going to ``yielded``.
     """
     worker = create_worker(
-        function, *args, _progress=None if description is None else {"total": 0, "desc": description},
+        function, *args, _progress=None if description is None else {"total": total, "desc": description},
         _ignore_errors=True, **kwargs,
     )
 
-    def deliver(result):
-        # On the UI thread: the viewer may have changed (layers removed, window closed) meanwhile.
-        try:
-            returned(result)
-        except Exception as error:  # noqa: BLE001 - shown to the user, never raised into Qt
-            notify_error(error)
+    def deliver(callback):
+        def call(result):
+            # On the UI thread: the viewer may have changed (layers removed, window closed) meanwhile.
+            try:
+                callback(result)
+            except Exception as error:  # noqa: BLE001 - shown to the user, never raised into Qt
+                notify_error(error)
+        return call
 
-    worker.returned.connect(deliver)
+    worker.returned.connect(deliver(returned))
+    if yielded is not None:
+        worker.yielded.connect(deliver(yielded))
     worker.errored.connect(notify_error)
 
     def done():

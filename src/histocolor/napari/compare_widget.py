@@ -1,7 +1,13 @@
-"""The "Compare" dock widget: Lab histograms and metrics of any set of Image layers."""
+"""The "Compare" dock widget: Lab histograms and metrics of any set of Image layers.
+
+It starts filled in with the newest result's source and reference and every result of that
+pair (or the first two images, before any result), and fills itself in again as results come.
+"""
+
+import math
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, PushButton, Select, create_widget
+from magicgui.widgets import PushButton, Select, create_widget
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.layers import Image
@@ -10,7 +16,9 @@ from qtpy.QtWidgets import QTableWidget, QTableWidgetItem
 
 from histocolor.errors import HistocolorError
 from histocolor.metrics import AB_RANGE, L_RANGE, ciede2000, gradient_ssim, lab_histograms, psnr, sliced_wasserstein
-from histocolor.napari._layers import check_layer, notify_error, start_worker
+from histocolor.napari._layers import (
+    RESULT_KEY, DockContainer, check_layer, is_result, notify_error, start_worker, unwrap,
+)
 from histocolor.imageio import as_image
 
 METRICS = ("SWD to ref. ↓", "grad. SSIM ↑", "PSNR (dB) ↑", "ΔE2000 ↓")
@@ -32,11 +40,12 @@ def _same_size(image: np.ndarray, other) -> bool:
     return other is not None and other.shape[:2] == image.shape[:2]
 
 
-def compare(layers: dict, source, reference, truth=None) -> dict:
-    """Histograms and metrics of named layers (:class:`LayerPixels`; runs in the worker thread).
+def compare(layers: dict, source, reference, truth=None):
+    """Histograms and metrics of named layers (:class:`LayerPixels`), a generator for a worker thread.
 
-    Returns ``{name: {"histograms": (l, ab), "metrics": [4 values or None]}}``. A metric
-    between images of different sizes (other than SWD) is None.
+    Yields each layer's name once it is done (progress) and returns
+    ``{name: {"histograms": (l, ab), "metrics": [4 values or None]}}``. A metric between images
+    of different sizes (other than SWD) is None.
     """
     source, reference, truth = (None if pixels is None else as_image(pixels.read()).rgb for pixels in (source, reference, truth))
     results = {}
@@ -46,9 +55,12 @@ def compare(layers: dict, source, reference, truth=None) -> dict:
         values.append(gradient_ssim(image, source) if _same_size(image, source) else None)
         values += [psnr(image, truth), ciede2000(image, truth)] if _same_size(image, truth) else [None, None]
         results[name] = {"histograms": lab_histograms(image), "metrics": values}
+        yield name
     return results
 
 
+DENSITY_COLUMNS = 2  # (a, b) densities per row
+CURVES_HEIGHT, DENSITY_HEIGHT = 260, 190  # pixels: the L curves (with their legend), a row of densities
 PLACEHOLDER = ("Pick the layers to compare (the source and the results, say), the source and the reference "
                "they refer to, and press Compare: their L histograms and (a, b) densities appear here.")
 
@@ -58,12 +70,12 @@ def _short(name: str, limit: int = 18) -> str:
     return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
-class CompareWidget(Container):
+class CompareWidget(DockContainer):
     """Pick layers to compare, plus the source, reference and (optional) ground truth they refer to."""
 
     def __init__(self, viewer: "napari.viewer.Viewer"):
         super().__init__()
-        self._viewer = viewer
+        self._viewer = viewer = unwrap(viewer)  # the viewer itself: napari hands plugins a proxy
         self.layers = Select(choices=self._image_layers, label="layers to compare")
         self.source = create_widget(annotation=Image, label="source", options={"nullable": True})
         self.reference = create_widget(annotation=Image, label="reference", options={"nullable": True})
@@ -80,10 +92,37 @@ class CompareWidget(Container):
         self.table.setHorizontalHeaderLabels(METRICS)
         for column, tip in enumerate(METRIC_TIPS):
             self.table.horizontalHeaderItem(column).setToolTip(tip)
-        self.native.layout().addWidget(self.canvas)
-        self.native.layout().addWidget(self.table)
+        self.body.layout().addWidget(self.canvas)
+        self.body.layout().addWidget(self.table)
         self.worker = None
         self._placeholder()
+        self.prefill()
+        viewer.layers.events.inserted.connect(self._inserted)
+        self.native.destroyed.connect(lambda *_: viewer.layers.events.inserted.disconnect(self._inserted))
+
+    def _inserted(self, event) -> None:
+        if is_result(event.value):
+            self.prefill()
+
+    def prefill(self) -> None:
+        """The newest result's source and reference, and every result of that pair; before any
+        result, the first two images."""
+        self.reset_choices()
+        images = [layer for _, layer in self._image_layers()]
+        results = [layer for layer in images if is_result(layer)]
+        by_name = {layer.name: layer for layer in images}
+        if results:
+            about = results[-1].metadata[RESULT_KEY]
+            source, reference = by_name.get(about.get("source")), by_name.get(about.get("reference"))
+            pair = [layer for layer in results if (layer.metadata[RESULT_KEY].get("source"),
+                                                  layer.metadata[RESULT_KEY].get("reference"))
+                    == (about.get("source"), about.get("reference"))]
+        else:
+            originals = [layer for layer in images if not is_result(layer)]
+            source, reference = (originals + [None, None])[:2]
+            pair = []
+        self.source.value, self.reference.value = source, reference
+        self.layers.value = [layer for layer in (source, reference, *pair) if layer is not None]
 
     def _placeholder(self) -> None:
         """What the plot area says before the first comparison (not a blank box)."""
@@ -116,7 +155,8 @@ class CompareWidget(Container):
         except HistocolorError as error:
             notify_error(error)
             return None
-        return start_worker(self, self.compare_button, compare, images, *anchors, returned=self.show, description="Compare")
+        return start_worker(self, self.compare_button, compare, images, *anchors, returned=self.show,
+                            description=f"Compare {len(images)} layers", total=len(images))
 
     def show(self, results: dict) -> None:
         """Fill the table and draw the L curves and one (a, b) density per layer."""
@@ -129,20 +169,31 @@ class CompareWidget(Container):
             self.table.setColumnHidden(column, all(r["metrics"][column] is None for r in results.values()))
         self.table.resizeColumnsToContents()
         self.figure.clear()
-        grid = self.figure.add_gridspec(2, len(results), height_ratios=(1, 1.4))
+        columns = min(len(results), DENSITY_COLUMNS)
+        rows = math.ceil(len(results) / columns)
+        # A fixed height per row of densities (the dock scrolls): they stay readable with many layers.
+        self.canvas.setMinimumHeight(int(CURVES_HEIGHT + rows * DENSITY_HEIGHT))
+        grid = self.figure.add_gridspec(1 + rows, columns, height_ratios=(0.9, *[1.0] * rows))
         curves = self.figure.add_subplot(grid[0, :])
+        first = None
         for index, (name, result) in enumerate(results.items()):
             lightness, chroma = result["histograms"]
             centres = np.linspace(*L_RANGE, len(lightness) + 1)
             curves.plot((centres[1:] + centres[:-1]) / 2, lightness, label=name)
-            density = self.figure.add_subplot(grid[1, index])
+            row, column = divmod(index, columns)
+            density = self.figure.add_subplot(grid[1 + row, column], sharex=first, sharey=first)
+            first = first or density
             density.imshow(np.log1p(chroma.T * 1e4), origin="lower", extent=(*AB_RANGE, *AB_RANGE), cmap="magma")
-            density.set_title(_short(name), fontsize=7)
+            density.set_title(_short(name, 24), fontsize=7)
+            density.tick_params(labelsize=6, labelleft=column == 0)
+            if column == 0:
+                density.set_ylabel("b", fontsize=7)
             density.set_xlabel("a", fontsize=7)
-            density.tick_params(labelsize=6)
         curves.set_xlabel("L", fontsize=8)
         curves.tick_params(labelsize=7)
-        curves.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # off the curves
+        # The legend under the curves, off them, one column per two layers at most.
+        curves.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=min(len(results), 2),
+                      frameon=False)
         self.canvas.draw_idle()
 
     def side_by_side(self, *_) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 from magicgui.widgets import (
-    Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton, Select, SpinBox,
+    FileEdit, FloatSpinBox, Label, ProgressBar, PushButton, Select, SpinBox,
 )
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
@@ -17,7 +17,7 @@ from qtpy.QtCore import QObject, Signal
 
 from histocolor.data.photos import PhotoFolderDataset, list_photos
 from histocolor.errors import HistocolorError
-from histocolor.napari._layers import check_layer, notify_error, start_worker
+from histocolor.napari._layers import DockContainer, check_layer, notify_error, start_worker, unwrap
 from histocolor.train import TrainConfig, train
 from histocolor.imageio import as_image
 from histocolor.model.io import DEFAULT_WEIGHTS
@@ -64,12 +64,12 @@ class _Relay(QObject):
     stepped = Signal(object)
 
 
-class FineTuneWidget(Container):
+class FineTuneWidget(DockContainer):
     """Photos (a folder and/or open layers), starting weights, steps, learning rate, output folder."""
 
     def __init__(self, viewer: "napari.viewer.Viewer"):
         super().__init__()
-        self._viewer = viewer
+        self._viewer = viewer = unwrap(viewer)  # the viewer itself: napari hands plugins a proxy
         self.folder = FileEdit(mode="d", value="", label="photo folder")
         self.layers = Select(choices=self._image_layers, label="open layers")
         self.weights = FileEdit(mode="d", value=DEFAULT_WEIGHTS, label="starting weights")
@@ -95,7 +95,7 @@ class FineTuneWidget(Container):
         self.figure = Figure(figsize=(4, 2.2), tight_layout=True)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(180)
-        self.native.layout().addWidget(self.canvas)
+        self.body.layout().addWidget(self.canvas)
         self.relay = _Relay(self.native)
         self.relay.stepped.connect(self._stepped)
         # Closing the widget ends a run after its current step (the weights are kept).

@@ -1,21 +1,30 @@
-"""The "Regions" dock widget: segment both images, correct the labels by hand, transfer by region."""
+"""The "Regions" dock widget: segment both images (or load masks, or paint from scratch),
+correct the labels by hand with the reference laid out next to the source, pick each source
+region's reference class from a drop-down, transfer by region."""
+
+import re
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSlider, LineEdit, PushButton, create_widget
+from magicgui.widgets import CheckBox, ComboBox, FloatSlider, LineEdit, PushButton, create_widget
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_info
-from qtpy.QtGui import QColor
-from qtpy.QtWidgets import QTableWidget, QTableWidgetItem
+from qtpy.QtGui import QColor, QIcon, QPixmap
+from qtpy.QtWidgets import QComboBox, QHeaderView, QTableWidget, QTableWidgetItem
 
 from histocolor.errors import HistocolorError
-from histocolor.napari._layers import SAME_LAYER, add_result, check_layer, notify_error, separate_pickers, start_worker
-from histocolor.regions import parse_region_map
+from histocolor.napari._layers import (
+    SAME_LAYER, DockContainer, PairPickers, add_result, check_layer, notify_error, start_worker, unwrap,
+)
+from histocolor.regions import DPST_PALETTE, check_labels, label_maps, parse_region_map, read_mask
 from histocolor.segment import get_segmenter
 from histocolor.transfer import METHODS, ColorTransfer
 
 # The model-backed ones need their files in $HISTOCOLOR_HOME/models (see the README).
 SEGMENTERS = ("slic", "ade20k", "voc", "onnx:efficientvit_seg_b0_cityscapes.onnx")
-COLUMNS = ("source region", "class", "reference label(s)")
+COLUMNS = ("source region", "class", "takes the colours of")
+# The deep-photo-styletransfer palette's colours, by label (as colour-coded masks are read).
+PALETTE_NAMES = ("blue", "green", "black", "white", "red", "yellow", "grey", "light blue", "purple")
+GAP = 0.05  # between the source and the reference laid out next to it, as a share of the source's width
 
 
 def regions_name(image_layer) -> str:
@@ -23,20 +32,43 @@ def regions_name(image_layer) -> str:
 
 
 def parse_targets(text: str) -> list[int]:
-    """ "3" or "3, 5" -> [3, 5]; blank -> [] (the region follows the global transfer)."""
+    """ "3" or "3, 5" -> [3, 5]; "3 sky" (a drop-down entry) -> [3]; blank -> [] (the region
+    follows the global transfer)."""
     cells = [cell.strip() for cell in text.replace(";", ",").split(",") if cell.strip()]
-    try:
-        return [int(cell) for cell in cells]
-    except ValueError:
-        raise HistocolorError(f"reference labels must be integers separated by commas, got {text!r}") from None
+    labels = [re.match(r"-?\d+(?!\S)", cell) for cell in cells]
+    if not all(labels):
+        raise HistocolorError(f"reference labels must be integers separated by commas, got {text!r}")
+    return [int(label.group()) for label in labels]
 
 
-class RegionsWidget(Container):
+def mask_labels(masks: list[np.ndarray]) -> tuple[list[np.ndarray], dict[int, str]]:
+    """Napari label maps of masks from :func:`read_mask` (read together, as the CLI does) and class names.
+
+    Integer masks keep their labels (0, napari's background, follows the global transfer).
+    Colour-coded masks have a region for every colour, so they are shifted by one, off the
+    background; a class is named by its palette colour or its RGB code.
+    """
+    labels = label_maps(*masks)
+    names = {}
+    for mask, label_map in zip(masks, labels):
+        if mask.ndim != 3:
+            continue
+        label_map += 1
+        for label in np.unique(label_map).tolist():
+            if label - 1 < len(PALETTE_NAMES):
+                names[label] = PALETTE_NAMES[label - 1]
+            else:
+                red, green, blue = np.median(mask[label_map == label], axis=0).astype(int)
+                names[label] = f"#{red:02x}{green:02x}{blue:02x}"
+    return labels, names
+
+
+class RegionsWidget(DockContainer):
     """Segment, correct with napari's label tools, match regions in the table, transfer."""
 
     def __init__(self, viewer: "napari.viewer.Viewer"):
         super().__init__()
-        self._viewer = viewer
+        self._viewer = viewer = unwrap(viewer)  # the viewer itself: napari hands plugins a proxy
         self.source = create_widget(annotation=Image, label="source")
         self.reference = create_widget(annotation=Image, label="reference")
         self.segmenter = ComboBox(choices=SEGMENTERS, value="slic", label="segmenter")
@@ -46,6 +78,12 @@ class RegionsWidget(Container):
         )
         self.segment_button = PushButton(text="Segment both")
         self.empty_button = PushButton(text="Empty labels to paint")
+        self.load_source_button = PushButton(text="Load source mask…")
+        self.load_reference_button = PushButton(text="Load reference mask…")
+        for button in (self.load_source_button, self.load_reference_button):
+            button.tooltip = "an integer label map or a colour-coded mask (PNG, TIFF), as the command line reads them"
+        self.side_by_side = CheckBox(value=True, text="lay the reference out next to the source")
+        self.side_by_side.tooltip = "both images and their labels side by side, to paint both at once"
         self.source_labels = create_widget(annotation=Labels, label="source labels", options={"nullable": True})
         self.reference_labels = create_widget(annotation=Labels, label="reference labels", options={"nullable": True})
         self.refresh_button = PushButton(text="Refresh table")
@@ -54,24 +92,35 @@ class RegionsWidget(Container):
         self.run_button = PushButton(text="Transfer by regions")
         self.segment_button.changed.connect(self.segment)
         self.empty_button.changed.connect(self.empty_labels)
+        self.load_source_button.changed.connect(lambda *_: self._load_clicked("source"))
+        self.load_reference_button.changed.connect(lambda *_: self._load_clicked("reference"))
+        self.side_by_side.changed.connect(lambda *_: self.lay_out())
         self.refresh_button.changed.connect(self.refresh_table)
         self.run_button.changed.connect(self._clicked)
         self.extend(
             [self.source, self.reference, self.segmenter, self.other_segmenter, self.segment_button, self.empty_button,
-             self.source_labels, self.reference_labels, self.refresh_button, self.method, self.strength, self.run_button]
+             self.load_source_button, self.load_reference_button, self.side_by_side, self.source_labels,
+             self.reference_labels, self.refresh_button, self.method, self.strength, self.run_button]
         )
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.native.layout().addWidget(self.table)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.table.setMinimumHeight(150)  # a few rows, even in a short dock (the dock scrolls)
+        self.body.layout().addWidget(self.table)
         self.class_names: dict[int, str] = {}
         self.worker = None
         self._engine = None
-        self._images = separate_pickers(self.source, self.reference)
+        self._masks: dict = {}  # role -> (mask as read, labels as loaded), for reading a pair together
+        self._home: dict = {}  # layer -> its translate before it was laid out next to the source
+        self.pickers = PairPickers(viewer, self.source, self.reference)
 
     def reset_choices(self, *args) -> None:
         """The layer lists changed (napari calls this): refresh the pickers, keep the images apart."""
         super().reset_choices(*args)
-        self._images = separate_pickers(self.source, self.reference, getattr(self, "_images", 0))
+        if hasattr(self, "pickers"):
+            self.pickers.choices_changed()
 
     # ----------------------------------------------------------------------- labels layers
 
@@ -86,13 +135,76 @@ class RegionsWidget(Container):
             labels, name=name, scale=image_layer.scale, translate=image_layer.translate, opacity=0.5
         )
 
-    def _use_labels(self, source_labels: np.ndarray, reference_labels: np.ndarray) -> None:
-        source_layer, reference_layer = self.source.value, self.reference.value
+    def _use_labels(self, source_labels: np.ndarray | None, reference_labels: np.ndarray | None) -> None:
+        """New labels for the source and/or the reference (None: that one is left as it is)."""
+        layers = {"source": self.source.value, "reference": self.reference.value}
+        made = {}
+        for role, labels in (("source", source_labels), ("reference", reference_labels)):
+            if labels is not None:
+                made[role] = self._labels_layer(layers[role], labels)
         self.reset_choices()
-        self.source_labels.value = self._labels_layer(source_layer, source_labels)
-        self.reference_labels.value = self._labels_layer(reference_layer, reference_labels)
-        self.reset_choices()
+        for role, layer in made.items():
+            (self.source_labels if role == "source" else self.reference_labels).value = layer
+        self.lay_out()
         self.refresh_table()
+
+    def lay_out(self) -> None:
+        """Lay the reference (and its labels) out to the right of the source, or back where it was."""
+        source, reference = self.source.value, self.reference.value
+        if source is None or reference is None or source is reference or source.ndim != 2 or reference.ndim != 2:
+            return
+        moving = [reference] + [layer for layer in (self.reference_labels.value,) if layer is not None]
+        if not self.side_by_side.value:
+            for layer in moving:
+                if layer in self._home:
+                    layer.translate = self._home.pop(layer)
+            return
+        low, high = source.extent.world
+        width = high[-1] - low[-1]
+        place = np.array(source.translate, float)
+        place[-1] = high[-1] + GAP * width
+        for layer in moving:
+            self._home.setdefault(layer, np.array(layer.translate))
+            layer.translate = place
+        self._viewer.reset_view()
+
+    def _load_clicked(self, role: str) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(self.native, f"Load the {role}'s mask", "",
+                                              "Masks (*.png *.tif *.tiff *.bmp *.gif);;All files (*)")
+        if path:
+            self.load_mask(path, role)
+
+    def load_mask(self, path, role: str):
+        """Read a mask file (integer labels or colour-coded) into ``<image> regions``, a 2-D Labels layer.
+
+        A colour-coded mask is read together with the other image's colour-coded mask (if one was
+        loaded and is not painted over since), so that a colour is one label in both.
+        Returns the Labels layer (None when refused, with a notification).
+        """
+        layers = {"source": self.source.value, "reference": self.reference.value}
+        pickers = {"source": self.source_labels, "reference": self.reference_labels}
+        other = "reference" if role == "source" else "source"
+        try:
+            check_layer(layers[role], role)
+            mask = read_mask(path)
+            together = {role: mask}
+            earlier = self._masks.get(other)
+            if (mask.ndim == 3 and earlier is not None and earlier[0].ndim == 3 and pickers[other].value is not None
+                    and np.array_equal(np.asarray(pickers[other].value.data), earlier[1])):
+                together[other] = earlier[0]
+            arrays, names = mask_labels(list(together.values()))
+            labels = {name: check_labels(array, check_layer(layers[name], name).data.shape[:2], name)
+                      for name, array in zip(together, arrays)}
+        except HistocolorError as error:
+            notify_error(error)
+            return None
+        for name, array in labels.items():
+            self._masks[name] = (together[name], array.copy())
+        self.class_names = {**self.class_names, **names}
+        self._use_labels(labels.get("source"), labels.get("reference"))
+        return pickers[role].value
 
     def empty_labels(self, *_) -> None:
         """Blank Labels layers the size of each image, to paint regions from scratch."""
@@ -134,45 +246,59 @@ class RegionsWidget(Container):
 
     def refresh_table(self, *_) -> None:
         """One row per painted source region (label 0 is background): its label, class and colour,
-        and the reference label(s) it takes (by default the same label, when the reference has it)."""
+        and a drop-down of the reference's classes (name and colour) it takes its colours from: by
+        default the same label when the reference has it, blank (the global transfer) otherwise.
+        The drop-down is editable: "3, 5" takes two reference regions."""
         source_layer, reference_layer = self.source_labels.value, self.reference_labels.value
         if source_layer is None or reference_layer is None:
             self.table.setRowCount(0)
             return
         previous = self.region_map(strict=False)
-        present = set(np.unique(np.asarray(reference_layer.data)).tolist()) - {0}
+        present = [label for label in np.unique(np.asarray(reference_layer.data)).tolist() if label != 0]
         labels = [label for label in np.unique(np.asarray(source_layer.data)).tolist() if label != 0]
         self.table.setRowCount(len(labels))
         for row, label in enumerate(labels):
             item = QTableWidgetItem(str(label))
             item.setFlags(item.flags() & ~_editable())
-            red, green, blue = (np.asarray(source_layer.get_color(label))[:3] * 255).astype(int)
-            item.setBackground(QColor(int(red), int(green), int(blue)))
+            item.setBackground(_colour(source_layer, label))
             self.table.setItem(row, 0, item)
             name = QTableWidgetItem(self.class_names.get(label, ""))
             name.setFlags(name.flags() & ~_editable())
             self.table.setItem(row, 1, name)
+            choices = QComboBox()
+            choices.setEditable(True)
+            choices.addItem("")  # blank: the global transfer
+            choices.setItemData(0, "the global transfer", _tooltip_role())
+            for target in present:
+                choices.addItem(_swatch(_colour(reference_layer, target)), self._entry(target))
             targets = previous.get(label, [label] if label in present else [])
-            self.table.setItem(row, 2, QTableWidgetItem(", ".join(str(t) for t in targets)))
-        self.table.resizeColumnsToContents()
+            choices.setCurrentText(", ".join(self._entry(target) for target in targets))
+            self.table.setCellWidget(row, 2, choices)
+
+    def _entry(self, label: int) -> str:
+        """A reference class as the drop-down lists it: "3 sky" (the label, then its name if known)."""
+        return f"{label} {self.class_names[label]}" if label in self.class_names else str(label)
+
+    def target_choices(self, source_label: int) -> QComboBox:
+        """The drop-down of ``source_label``'s row."""
+        for row in range(self.table.rowCount()):
+            if self.table.item(row, 0).text() == str(source_label):
+                return self.table.cellWidget(row, 2)
+        raise HistocolorError(f"the source labels have no region {source_label}: refresh the table")
 
     def set_targets(self, source_label: int, targets: list[int]) -> None:
         """Edit the table: the reference labels that ``source_label`` takes its colours from."""
-        for row in range(self.table.rowCount()):
-            if self.table.item(row, 0).text() == str(source_label):
-                self.table.item(row, 2).setText(", ".join(str(t) for t in targets))
-                return
-        raise HistocolorError(f"the source labels have no region {source_label}: refresh the table")
+        self.target_choices(source_label).setCurrentText(", ".join(self._entry(target) for target in targets))
 
     def region_map(self, strict: bool = True) -> dict[int, list[int]]:
         """The table as a region map; a blank cell, and label 0 (unpainted), follow the global transfer."""
         mapping = {0: []}
         for row in range(self.table.rowCount()):
-            source_item, target_item = self.table.item(row, 0), self.table.item(row, 2)
-            if source_item is None or target_item is None:
+            source_item, choices = self.table.item(row, 0), self.table.cellWidget(row, 2)
+            if source_item is None or choices is None:
                 continue
             try:
-                mapping[int(source_item.text())] = parse_targets(target_item.text())
+                mapping[int(source_item.text())] = parse_targets(choices.currentText())
             except HistocolorError:
                 if strict:
                     raise
@@ -217,7 +343,9 @@ class RegionsWidget(Container):
             return source.restore(result.image)
 
         return start_worker(
-            self, self.run_button, run, returned=lambda image: add_result(self._viewer, image, name, source_layer, True),
+            self, self.run_button, run,
+            returned=lambda image: add_result(self._viewer, image, name, source_layer, True, about={
+                "reference": reference_layer.name, "method": method, "strength": strength, "regions": True}),
             description=f"Transfer by regions ({method})",
         )
 
@@ -232,3 +360,21 @@ def _editable():
     from qtpy.QtCore import Qt
 
     return Qt.ItemFlag.ItemIsEditable
+
+
+def _tooltip_role():
+    from qtpy.QtCore import Qt
+
+    return Qt.ItemDataRole.ToolTipRole
+
+
+def _colour(labels_layer, label: int) -> QColor:
+    red, green, blue = (np.asarray(labels_layer.get_color(label))[:3] * 255).astype(int)
+    return QColor(int(red), int(green), int(blue))
+
+
+def _swatch(colour: QColor) -> QIcon:
+    """A small square of ``colour`` for a drop-down entry."""
+    pixmap = QPixmap(12, 12)
+    pixmap.fill(colour)
+    return QIcon(pixmap)

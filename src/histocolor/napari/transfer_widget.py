@@ -7,7 +7,8 @@ look as .cube file(s).
 The strength slider previews live: the fitted look is re-applied (cheap, no network), and
 the result layer's name carries the method and the strength. "Before/after" (Shift-B) hides
 and shows the result over the source; "Undo" brings back what a replaced result showed;
-Shift-T transfers.
+Shift-T transfers. "Apply to all open images" gives every other open image the reference's
+colours, one result each, with progress and Cancel.
 """
 
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSlider, PushButton, SpinBox, create_widget
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSlider, PushButton, SpinBox, create_widget
+from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info
 
@@ -23,7 +25,8 @@ from histocolor.cube import save_look
 
 from histocolor.errors import HistocolorError
 from histocolor.napari._layers import (
-    SAME_LAYER, add_result, check_layer, notify_error, result_name, separate_pickers, start_worker,
+    RESULT_KEY, SAME_LAYER, DockContainer, PairPickers, add_result, check_layer, is_result, notify_error, result_name,
+    start_worker, unwrap,
 )
 from histocolor.device import DEVICES
 from histocolor.model.io import DEFAULT_WEIGHTS
@@ -57,12 +60,12 @@ def apply_look(look, source, strength: float):
     return source.restore(done if pixels.ndim == 4 else done[0])
 
 
-class TransferWidget(Container):
+class TransferWidget(DockContainer):
     """Pick a source and a reference Image layer, a method and its settings; "Transfer"."""
 
     def __init__(self, viewer: "napari.viewer.Viewer"):
         super().__init__()
-        self._viewer = viewer
+        self._viewer = viewer = unwrap(viewer)  # the viewer itself: napari hands plugins a proxy
         self.source = create_widget(annotation="napari.layers.Image", label="source")
         self.reference = create_widget(annotation="napari.layers.Image", label="reference")
         self.method = ComboBox(choices=METHODS, value="analogy", label="method")
@@ -79,12 +82,17 @@ class TransferWidget(Container):
         self.before_after_button.changed.connect(self.toggle_before_after)
         self.undo_button = PushButton(text="Undo", enabled=False)
         self.undo_button.changed.connect(self.undo)
+        self.batch_button = PushButton(text="Apply to all open images")
+        self.batch_button.tooltip = "every open image other than the reference, and other than results, gets a result"
+        self.batch_button.changed.connect(self._batch_clicked)
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.cancel_button.changed.connect(self.cancel)
         self.strength.changed.connect(self.preview)
         self.method.changed.connect(self._method_changed)
         self.extend(
             [self.source, self.reference, self.method, self.strength, self.working_size, self.weights,
              self.device, self.replace, self.run_button, self.export_button, self.before_after_button,
-             self.undo_button]
+             self.undo_button, self.batch_button, self.cancel_button]
         )
         self.worker = self.preview_worker = None
         self.last_look = None
@@ -96,12 +104,13 @@ class TransferWidget(Container):
         viewer.bind_key("Shift-B", lambda _viewer: self.toggle_before_after(), overwrite=True)
         self._engine_key = self._engine = None
         self._method_changed(self.method.value)
-        self._images = separate_pickers(self.source, self.reference)
+        self.pickers = PairPickers(viewer, self.source, self.reference)
 
     def reset_choices(self, *args) -> None:
         """The layer lists changed (napari calls this): refresh the pickers, keep them apart."""
         super().reset_choices(*args)
-        self._images = separate_pickers(self.source, self.reference, getattr(self, "_images", 0))
+        if hasattr(self, "pickers"):
+            self.pickers.choices_changed()
 
     def _method_changed(self, method: str) -> None:
         network = method == "analogy"
@@ -129,28 +138,74 @@ class TransferWidget(Container):
         except HistocolorError as error:
             notify_error(error)
             return None
-        method = self.method.value
-        name = result_name(source_layer, reference_layer, method)
+        settings, strength = self._settings(), float(self.strength.value)
+        return start_worker(
+            self, self.run_button, self._compute, source, reference, settings, strength,
+            returned=lambda made: self._show(made, source_layer, reference_layer, source, strength, settings[0]),
+            description=f"Color transfer ({settings[0]})",
+        )
+
+    def _settings(self) -> tuple:
+        """What the engine is built from (a new one when it changes)."""
         weights = Path(self.weights.value)
         # The weights file's time is in the key: a fine-tune run may rewrite the same folder.
         stamp = (weights / "model.safetensors").stat().st_mtime if (weights / "model.safetensors").is_file() else None
-        settings = (method, str(weights), stamp, self.device.value, int(self.working_size.value))
-        strength = float(self.strength.value)
+        return self.method.value, str(weights), stamp, self.device.value, int(self.working_size.value)
+
+    def _batch_clicked(self, *_) -> None:
+        self.transfer_all(self.reference.value)
+
+    def transfer_all(self, reference_layer):
+        """Give every open image but the reference (and results) the reference's colours, in a
+        worker with progress; each result appears as it is done. Returns the worker (None when refused)."""
+        if self.worker is not None:
+            show_info("a transfer is already running: wait for it to finish")
+            return None
+        try:
+            reference = check_layer(reference_layer, "reference")
+            sources = [(layer, check_layer(layer, "source", stack=True)) for layer in self._viewer.layers
+                       if isinstance(layer, Image) and layer is not reference_layer and not is_result(layer)]
+            if not sources:
+                raise HistocolorError("no other open image to apply the reference to")
+        except HistocolorError as error:
+            notify_error(error)
+            return None
+        settings, strength = self._settings(), float(self.strength.value)
+
+        def run():
+            for layer, source in sources:
+                yield layer, source, self._compute(source, reference, settings, strength)
+
+        def show(done):
+            layer, source, made = done
+            if layer in self._viewer.layers:
+                self._show(made, layer, reference_layer, source, strength, settings[0])
+
+        self.cancel_button.enabled = True
         return start_worker(
-            self, self.run_button, self._compute, source, reference, settings, strength,
-            returned=lambda made: self._show(made, name, source_layer, source, strength),
-            description=f"Color transfer ({method})",
+            self, self.batch_button, run, returned=lambda _: None, yielded=show, total=len(sources),
+            description=f"Color transfer ({settings[0]}) of {len(sources)} images",
+            finished=lambda: setattr(self.cancel_button, "enabled", False),
         )
 
-    def _show(self, made, name, source_layer, source, strength) -> None:
+    def cancel(self, *_) -> None:
+        """Stop "Apply to all open images" after the image in progress (the results so far stay)."""
+        if self.worker is not None and hasattr(self.worker, "quit"):
+            self.worker.quit()
+            show_info("cancelled: the images done so far keep their results")
+
+    def _show(self, made, source_layer, reference_layer, source, strength, method) -> None:
         image, look = made
+        name = result_name(source_layer, reference_layer, method)
+        about = {"reference": reference_layer.name, "method": method, "strength": strength}
         earlier = self._results.get(name)
         if self.replace.value and earlier is not None and earlier in self._viewer.layers:
             self._remember(earlier)
             earlier.data, earlier.name = image, named(name, strength)
+            earlier.metadata = {**earlier.metadata, RESULT_KEY: {"source": source_layer.name, **about}}
             layer = earlier
         else:
-            layer = add_result(self._viewer, image, named(name, strength), source_layer, replace=False)
+            layer = add_result(self._viewer, image, named(name, strength), source_layer, replace=False, about=about)
         self._results[name] = layer
         self._shown = _Shown(layer, look, source, name)
         self.last_look = look.blended(strength)
@@ -168,6 +223,9 @@ class TransferWidget(Container):
 
         def show(image, strength=float(strength)):
             shown.layer.data, shown.layer.name = image, named(shown.base_name, strength)
+            about = shown.layer.metadata.get(RESULT_KEY)
+            if about is not None:
+                shown.layer.metadata = {**shown.layer.metadata, RESULT_KEY: {**about, "strength": strength}}
             self.last_look = shown.look.blended(strength)
 
         def finished():
