@@ -120,6 +120,7 @@ class PairPickers:
         self._viewer, self.source, self.reference = viewer, source, reference
         self._images = 0
         self._added = None  # the layer added last: napari selects it, the user did not
+        self._seen = self._selection()  # what was selected at the last change
         self.choices_changed()
         viewer.layers.events.inserted.connect(self._inserted)
         viewer.layers.selection.events.changed.connect(self._selected)
@@ -144,11 +145,16 @@ class PairPickers:
     def _inserted(self, event) -> None:
         self._added = unwrap(event.value)
 
+    def _selection(self) -> set[int]:
+        return {id(unwrap(layer)) for layer in self._viewer.layers.selection}
+
     def _selected(self, event=None) -> None:
         selection = self._viewer.layers.selection
         active = unwrap(selection.active)
-        if active is None or active is self._added:
-            return  # between two states, or the viewer selecting a layer it just added
+        now = self._selection()
+        seen, self._seen = self._seen, now
+        if now == seen or active is None or active is self._added:
+            return  # the same layers again (the layer list syncing), a transition, or a layer just added
         self._added = None
         choices = self.source.choices
         picked = [unwrap(layer) for layer in self._viewer.layers

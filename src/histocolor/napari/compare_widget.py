@@ -12,7 +12,7 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.layers import Image
 from napari.utils.notifications import show_info
-from qtpy.QtWidgets import QTableWidget, QTableWidgetItem
+from qtpy.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
 
 from histocolor.errors import HistocolorError
 from histocolor.metrics import AB_RANGE, L_RANGE, ciede2000, gradient_ssim, lab_histograms, psnr, sliced_wasserstein
@@ -92,8 +92,11 @@ class CompareWidget(DockContainer):
         self.table.setHorizontalHeaderLabels(METRICS)
         for column, tip in enumerate(METRIC_TIPS):
             self.table.horizontalHeaderItem(column).setToolTip(tip)
+        # The metric columns share the dock's width: no horizontal scrolling.
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setVisible(False)  # until the first comparison (the placeholder says what to do)
+        self.body.layout().addWidget(self.table)  # the numbers first, then the plots (the dock scrolls)
         self.body.layout().addWidget(self.canvas)
-        self.body.layout().addWidget(self.table)
         self.worker = None
         self._placeholder()
         self.prefill()
@@ -167,7 +170,11 @@ class CompareWidget(DockContainer):
                 self.table.setItem(row, column, QTableWidgetItem("-" if value is None else f"{value:.4g}"))
         for column in range(len(METRICS)):  # no empty columns (PSNR and ΔE need a ground truth)
             self.table.setColumnHidden(column, all(r["metrics"][column] is None for r in results.values()))
-        self.table.resizeColumnsToContents()
+        self.table.setVisible(True)
+        # As tall as its rows: the dock scrolls, not the table.
+        self.table.setFixedHeight(self.table.horizontalHeader().sizeHint().height() + 2 * self.table.frameWidth()
+                                  + sum(self.table.rowHeight(row) for row in range(self.table.rowCount()))
+                                  + self.table.horizontalScrollBar().sizeHint().height())
         self.figure.clear()
         columns = min(len(results), DENSITY_COLUMNS)
         rows = math.ceil(len(results) / columns)

@@ -96,6 +96,7 @@ class FineTuneWidget(DockContainer):
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(180)
         self.body.layout().addWidget(self.canvas)
+        self.body.layout().addStretch(1)  # the controls stay together at the top of a tall dock
         self.relay = _Relay(self.native)
         self.relay.stepped.connect(self._stepped)
         # Closing the widget ends a run after its current step (the weights are kept).

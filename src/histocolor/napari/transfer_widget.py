@@ -105,6 +105,7 @@ class TransferWidget(DockContainer):
         self._engine_key = self._engine = None
         self._method_changed(self.method.value)
         self.pickers = PairPickers(viewer, self.source, self.reference)
+        self.body.layout().addStretch(1)  # the controls stay together at the top of a tall dock
 
     def reset_choices(self, *args) -> None:
         """The layer lists changed (napari calls this): refresh the pickers, keep them apart."""
