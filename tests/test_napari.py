@@ -724,22 +724,30 @@ def test_apply_to_all_open_images_with_progress_and_cancel(viewer, dock, qtbot, 
     source, reference = viewer.layers["source"], viewer.layers["reference"]
     second = viewer.add_image(np.ascontiguousarray(source.data[::-1]), name="second")
     third = viewer.add_image(np.ascontiguousarray(source.data[:, ::-1]), name="third")
+    viewer.add_image(np.zeros((3, 16, 16), np.float32), name="volume")  # a grey 3-D stack: skipped, said so
     widget = dock(viewer, "Color transfer")
     widget.batch_button.native.click()
     worker = widget.worker
     assert worker.pbar.total == 3 and widget.cancel_button.enabled
+    assert not widget.run_button.enabled  # one run at a time
     _wait_idle(qtbot, widget)
-    assert worker.pbar.n == 3 and not widget.cancel_button.enabled
+    assert worker.pbar.n == 3 and not widget.cancel_button.enabled and widget.run_button.enabled
+    assert any("skipped" in message and "volume" in message for _, message in notices())
     for layer in (source, second, third):  # every image but the reference, each moved toward it
         result = viewer.layers[f"{layer.name} ← reference (analogy)"]
         assert result.data.shape == layer.data.shape
         assert sliced_wasserstein(result.data, reference.data) < 0.5 * sliced_wasserstein(layer.data, reference.data)
-    # Again: the results are not sources, the three are replaced in place; Cancel stops it early.
+    # Again, adding layers this time: the results are not sources; Cancel after the first image stops it early.
+    widget.replace.value = False
+    compute = widget._compute  # each image takes a second longer, so that Cancel lands while one runs
+    widget._compute = lambda *args: time.sleep(1.0) or compute(*args)
     widget.batch_button.native.click()
-    widget.worker.yielded.connect(lambda _: widget.cancel_button.native.click())
+    worker = widget.worker
+    worker.yielded.connect(lambda _: widget.cancel_button.native.click())
     _wait_idle(qtbot, widget)
-    assert len(viewer.layers) == 7
-    assert any("cancelled" in message for _, message in notices())
+    added = len(viewer.layers) - 8  # 5 images and 3 results before
+    assert 1 <= added < 3 and worker.pbar.n == added
+    assert any(f"cancelled: {added} of 3 images done" in message for _, message in notices())
     assert not widget.cancel_button.enabled and widget.batch_button.enabled
 
 
@@ -863,3 +871,50 @@ def test_every_dock_fits_a_1280x800_screen(make_napari_viewer, dock, qtbot):
     scrolling = [widget.native.verticalScrollBar().maximum() > 0 for widget in widgets]
     assert any(scrolling)  # a dock shorter than its contents scrolls
     assert widgets[1].table.height() >= 150  # the Regions table keeps a few rows
+
+
+def test_a_colour_mask_opened_as_labels_is_refused_with_the_way_to_load_it(viewer, dock, qtbot, notices):
+    """File > Open of a colour-coded mask as labels gives a (H, W, 3) Labels layer: not 255 regions."""
+    widget = dock(viewer, "Regions")
+    widget.empty_button.native.click()
+    _paint_block(viewer.layers["source regions"], 20, 20, 60, label=1)
+    widget.refresh_button.native.click()
+    assert widget.table.rowCount() == 1
+    source = viewer.layers["source"]
+    opened = viewer.add_labels(_colour_mask(source.data.shape[:2], 150, (0, 0, 255), (0, 255, 0)), name="mask.png")
+    widget.reset_choices()
+    widget.source_labels.value = opened
+    widget.refresh_button.native.click()
+    widget.run_button.native.click()
+    errors = [message for severity, message in notices() if severity == NotificationSeverity.ERROR]
+    assert len(errors) == 2 and all("not a 2-D label map" in error and "Load source mask" in error for error in errors)
+    assert widget.table.rowCount() == 1 and widget.worker is None  # not 255 meaningless regions
+
+
+def test_selection_swaps_regions_labels_with_their_images_and_compare_keeps_hand_choices(
+        make_napari_viewer, dock, qtbot):
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample(PLUGIN, "source-and-reference")
+    source, reference = viewer.layers["source"], viewer.layers["reference"]
+    regions = dock(viewer, "Regions")
+    regions.empty_button.native.click()
+    source_labels, reference_labels = viewer.layers["source regions"], viewer.layers["reference regions"]
+    home = tuple(source.translate)
+    _click_layer(qtbot, viewer, source)
+    _click_layer(qtbot, viewer, reference)  # the reference becomes the source: its labels follow it
+    assert (regions.source.value, regions.reference.value) == (reference, source)
+    assert (regions.source_labels.value, regions.reference_labels.value) == (reference_labels, source_labels)
+    # The new reference (and its labels) moved to the right of the new source, which is back home.
+    assert tuple(reference.translate) == home and tuple(reference_labels.translate) == home
+    assert source.extent.world[0][-1] > reference.extent.world[1][-1]
+    assert tuple(source_labels.translate) == tuple(source.translate)
+    regions.side_by_side.value = False
+    assert all(tuple(layer.translate) == home for layer in (source, reference, source_labels, reference_labels))
+    # Compare keeps a choice made by hand when a new result comes.
+    compare = dock(viewer, "Compare")
+    compare.layers.value = [source]
+    transfer = dock(viewer, "Color transfer")
+    transfer.method.value = "mkl"
+    transfer.run_button.native.click()
+    _wait_idle(qtbot, transfer)
+    assert list(compare.layers.value) == [source]

@@ -1,5 +1,6 @@
 """Between napari layers and the core's arrays: checks, conversion, result layers, notices."""
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,6 +101,29 @@ def unwrap(thing):
     return getattr(thing, "__wrapped__", thing)
 
 
+def in_dock(native) -> bool:
+    """Whether a Qt widget sits in a dock (napari only unparents a dock widget it closes)."""
+    from qtpy.QtWidgets import QDockWidget
+
+    parent = native.parent()
+    while parent is not None and not isinstance(parent, QDockWidget):
+        parent = parent.parent()
+    return parent is not None
+
+
+def bind_shortcut(viewer, key: str, widget, action) -> None:
+    """Bind ``key`` in the viewer to ``action(widget)`` while the widget is docked; the binding
+    holds the widget weakly (a closed widget can go)."""
+    owner = weakref.ref(widget)
+
+    def pressed(_viewer):
+        found = owner()
+        if found is not None and in_dock(found.native):
+            action(found)
+
+    viewer.bind_key(key, pressed, overwrite=True)
+
+
 def is_result(layer) -> bool:
     """Whether ``layer`` is a result the plugin made (its metadata says of which pair)."""
     return RESULT_KEY in getattr(layer, "metadata", {})
@@ -116,8 +140,9 @@ class PairPickers:
       viewer selects itself as they are added, and results, are not choices.
     """
 
-    def __init__(self, viewer, source, reference):
+    def __init__(self, viewer, source, reference, swapped=None):
         self._viewer, self.source, self.reference = viewer, source, reference
+        self._swapped = swapped  # called when the two images trade places
         self._images = 0
         self._added = None  # the layer added last: napari selects it, the user did not
         self._seen = self._selection()  # what was selected at the last change
@@ -153,8 +178,9 @@ class PairPickers:
         active = unwrap(selection.active)
         now = self._selection()
         seen, self._seen = self._seen, now
-        if now == seen or active is None or active is self._added:
-            return  # the same layers again (the layer list syncing), a transition, or a layer just added
+        if now == seen or active is None or active is self._added or not in_dock(self.source.native):
+            # the same layers again (the layer list syncing), a transition, a layer just added, a closed widget
+            return
         self._added = None
         choices = self.source.choices
         picked = [unwrap(layer) for layer in self._viewer.layers
@@ -163,17 +189,22 @@ class PairPickers:
             self.pick_source(picked[0])
         elif len(picked) == 2:
             reference = active if any(layer is active for layer in picked) else picked[1]
-            self.source.value = next(layer for layer in picked if layer is not reference)
-            self.reference.value = reference
+            self._pick(next(layer for layer in picked if layer is not reference), reference)
 
     def pick_source(self, layer) -> None:
         """``layer`` becomes the source; if it was the reference, the old source becomes the reference."""
-        old = self.source.value
-        if layer is old:
+        old, reference = self.source.value, self.reference.value
+        if reference is layer or reference is None:
+            reference = old if old is not None else self._other_than(layer)
+        self._pick(layer, reference)
+
+    def _pick(self, source, reference) -> None:
+        old = (self.source.value, self.reference.value)
+        if (source, reference) == old:
             return
-        self.source.value = layer
-        if self.reference.value is layer or self.reference.value is None:
-            self.reference.value = old if old is not None else self._other_than(layer)
+        self.source.value, self.reference.value = source, reference
+        if (reference, source) == old and self._swapped is not None:
+            self._swapped()
 
 
 def result_name(source_layer, reference_layer, method: str) -> str:
@@ -222,7 +253,7 @@ def start_worker(owner, button, function, *args, returned, description: str | No
                  total: int = 0, yielded=None, **kwargs):
     """Run ``function(*args, **kwargs)`` in a napari worker thread and return the worker.
 
-    ``owner.worker`` holds it while it runs and ``button`` is disabled meanwhile; the result goes
+    ``owner.worker`` holds it while it runs and ``button`` (or a tuple of them) is disabled meanwhile; the result goes
     to ``returned`` and any error becomes a notification. ``description`` labels napari's
     activity indicator (None: none, for work that reports its own progress). A generator
     ``function`` shows determinate progress: ``total`` steps, one per value it yields, each
@@ -247,10 +278,13 @@ def start_worker(owner, button, function, *args, returned, description: str | No
         worker.yielded.connect(deliver(yielded))
     worker.errored.connect(notify_error)
 
+    buttons = button if isinstance(button, tuple) else (button,)
+
     def done():
         owner.worker = None
         try:
-            button.enabled = True
+            for each in buttons:
+                each.enabled = True
             if finished is not None:
                 finished()
         except RuntimeError:  # the widget was closed while the worker ran
@@ -258,6 +292,7 @@ def start_worker(owner, button, function, *args, returned, description: str | No
 
     worker.finished.connect(done)
     owner.worker = worker
-    button.enabled = False
+    for each in buttons:
+        each.enabled = False
     worker.start()
     return worker

@@ -1,7 +1,8 @@
 """The "Compare" dock widget: Lab histograms and metrics of any set of Image layers.
 
 It starts filled in with the newest result's source and reference and every result of that
-pair (or the first two images, before any result), and fills itself in again as results come.
+pair (or the first two images, before any result), and fills itself in again as results come,
+unless its choices were changed by hand since.
 """
 
 import math
@@ -103,8 +104,12 @@ class CompareWidget(DockContainer):
         viewer.layers.events.inserted.connect(self._inserted)
         self.native.destroyed.connect(lambda *_: viewer.layers.events.inserted.disconnect(self._inserted))
 
+    def _choices(self) -> tuple:
+        return frozenset(id(layer) for layer in self.layers.value), id(self.source.value), id(self.reference.value)
+
     def _inserted(self, event) -> None:
-        if is_result(event.value):
+        # A new result: fill in again, unless the user changed what the last filling-in chose.
+        if is_result(event.value) and self._choices() == self._prefilled:
             self.prefill()
 
     def prefill(self) -> None:
@@ -126,6 +131,7 @@ class CompareWidget(DockContainer):
             pair = []
         self.source.value, self.reference.value = source, reference
         self.layers.value = [layer for layer in (source, reference, *pair) if layer is not None]
+        self._prefilled = self._choices()
 
     def _placeholder(self) -> None:
         """What the plot area says before the first comparison (not a blank box)."""

@@ -112,9 +112,9 @@ class RegionsWidget(DockContainer):
         self.class_names: dict[int, str] = {}
         self.worker = None
         self._engine = None
-        self._masks: dict = {}  # role -> (mask as read, labels as loaded), for reading a pair together
+        self._masks: dict = {}  # image layer -> (mask as read, labels as loaded), for reading a pair together
         self._home: dict = {}  # layer -> its translate before it was laid out next to the source
-        self.pickers = PairPickers(viewer, self.source, self.reference)
+        self.pickers = PairPickers(viewer, self.source, self.reference, swapped=self._swapped)
 
     def reset_choices(self, *args) -> None:
         """The layer lists changed (napari calls this): refresh the pickers, keep the images apart."""
@@ -149,24 +149,34 @@ class RegionsWidget(DockContainer):
         self.refresh_table()
 
     def lay_out(self) -> None:
-        """Lay the reference (and its labels) out to the right of the source, or back where it was."""
+        """Lay the reference (and its labels) out to the right of the source; every other layer
+        moved earlier goes back where it was (all of them, with the box unticked)."""
         source, reference = self.source.value, self.reference.value
-        if source is None or reference is None or source is reference or source.ndim != 2 or reference.ndim != 2:
+        valid = source is not None and reference is not None and source is not reference
+        keep = [reference, *(layer for layer in (self.reference_labels.value,) if layer is not None)] if (
+            valid and self.side_by_side.value and source.ndim == reference.ndim == 2) else []
+        for layer in list(self._home):
+            if not any(layer is kept for kept in keep):
+                layer.translate = self._home.pop(layer)
+        if not keep:
             return
-        moving = [reference] + [layer for layer in (self.reference_labels.value,) if layer is not None]
-        if not self.side_by_side.value:
-            for layer in moving:
-                if layer in self._home:
-                    layer.translate = self._home.pop(layer)
-            return
+        home = self._home.setdefault(reference, np.array(reference.translate, float))
         low, high = source.extent.world
-        width = high[-1] - low[-1]
         place = np.array(source.translate, float)
-        place[-1] = high[-1] + GAP * width
-        for layer in moving:
-            self._home.setdefault(layer, np.array(layer.translate))
+        place[-1] = high[-1] + GAP * (high[-1] - low[-1])
+        moved = False
+        for layer in keep:
+            self._home.setdefault(layer, home.copy())  # labels made over a moved reference belong to its home
+            moved |= not np.allclose(layer.translate, place)
             layer.translate = place
-        self._viewer.reset_view()
+        if moved:
+            self._viewer.reset_view()
+
+    def _swapped(self) -> None:
+        """The source and reference images traded places (a click in the layer list): so do their labels."""
+        self.source_labels.value, self.reference_labels.value = self.reference_labels.value, self.source_labels.value
+        self.lay_out()
+        self.refresh_table()
 
     def _load_clicked(self, role: str) -> None:
         from qtpy.QtWidgets import QFileDialog
@@ -190,7 +200,7 @@ class RegionsWidget(DockContainer):
             check_layer(layers[role], role)
             mask = read_mask(path)
             together = {role: mask}
-            earlier = self._masks.get(other)
+            earlier = self._masks.get(layers[other])
             if (mask.ndim == 3 and earlier is not None and earlier[0].ndim == 3 and pickers[other].value is not None
                     and np.array_equal(np.asarray(pickers[other].value.data), earlier[1])):
                 together[other] = earlier[0]
@@ -201,7 +211,10 @@ class RegionsWidget(DockContainer):
             notify_error(error)
             return None
         for name, array in labels.items():
-            self._masks[name] = (together[name], array.copy())
+            self._masks[layers[name]] = (together[name], array.copy())
+            if together[name].ndim == 2:  # integer labels have no names: forget earlier ones
+                for label in np.unique(array).tolist():
+                    self.class_names.pop(label, None)
         self.class_names = {**self.class_names, **names}
         self._use_labels(labels.get("source"), labels.get("reference"))
         return pickers[role].value
@@ -253,6 +266,12 @@ class RegionsWidget(DockContainer):
         if source_layer is None or reference_layer is None:
             self.table.setRowCount(0)
             return
+        try:
+            for layer, role in ((source_layer, "source"), (reference_layer, "reference")):
+                check_labels_layer(layer, role)
+        except HistocolorError as error:
+            notify_error(error)
+            return
         previous = self.region_map(strict=False)
         present = [label for label in np.unique(np.asarray(reference_layer.data)).tolist() if label != 0]
         labels = [label for label in np.unique(np.asarray(source_layer.data)).tolist() if label != 0]
@@ -277,7 +296,10 @@ class RegionsWidget(DockContainer):
 
     def _entry(self, label: int) -> str:
         """A reference class as the drop-down lists it: "3 sky" (the label, then its name if known)."""
-        return f"{label} {self.class_names[label]}" if label in self.class_names else str(label)
+        if label not in self.class_names:
+            return str(label)
+        name = self.class_names[label].replace(",", " /").replace(";", " /")  # "building, edifice": one entry
+        return f"{label} {name}"
 
     def target_choices(self, source_label: int) -> QComboBox:
         """The drop-down of ``source_label``'s row."""
@@ -321,6 +343,7 @@ class RegionsWidget(DockContainer):
             for layer, role in ((self.source_labels.value, "source"), (self.reference_labels.value, "reference")):
                 if layer is None:
                     raise HistocolorError(f"pick or create the {role} labels (Segment both, or Empty labels to paint)")
+                check_labels_layer(layer, role)
                 labels.append(np.array(layer.data, dtype=np.int32))  # a copy: painting may go on meanwhile
             region_map = self.region_map()
             # The same image can lend one region's colours to another; each label to itself
@@ -347,6 +370,16 @@ class RegionsWidget(DockContainer):
             returned=lambda image: add_result(self._viewer, image, name, source_layer, True, about={
                 "reference": reference_layer.name, "method": method, "strength": strength, "regions": True}),
             description=f"Transfer by regions ({method})",
+        )
+
+
+def check_labels_layer(layer, role: str) -> None:
+    """A label map is 2-D: a colour-coded mask opened as labels is (H, W, 3), and not one."""
+    if layer.ndim != 2:
+        shape = "x".join(str(side) for side in np.shape(layer.data))
+        raise HistocolorError(
+            f"the {role} labels '{layer.name}' are {shape}, not a 2-D label map (a colour-coded mask opened "
+            f"as labels?): use Load {role} mask… to read a mask file as regions"
         )
 
 

@@ -26,7 +26,7 @@ from histocolor.cube import save_look
 from histocolor.errors import HistocolorError
 from histocolor.napari._layers import (
     RESULT_KEY, SAME_LAYER, DockContainer, PairPickers, add_result, check_layer, is_result, notify_error, result_name,
-    start_worker, unwrap,
+    bind_shortcut, start_worker, unwrap,
 )
 from histocolor.device import DEVICES
 from histocolor.model.io import DEFAULT_WEIGHTS
@@ -100,8 +100,8 @@ class TransferWidget(DockContainer):
         self._results: dict = {}  # result layers by "source ← reference (method)", for "replace"
         self._pending_strength = None
         self._undo: list = []  # (layer, data, name) of results replaced, newest last
-        viewer.bind_key("Shift-T", lambda _viewer: self._clicked(), overwrite=True)
-        viewer.bind_key("Shift-B", lambda _viewer: self.toggle_before_after(), overwrite=True)
+        bind_shortcut(viewer, "Shift-T", self, TransferWidget._clicked)
+        bind_shortcut(viewer, "Shift-B", self, TransferWidget.toggle_before_after)
         self._engine_key = self._engine = None
         self._method_changed(self.method.value)
         self.pickers = PairPickers(viewer, self.source, self.reference)
@@ -141,7 +141,7 @@ class TransferWidget(DockContainer):
             return None
         settings, strength = self._settings(), float(self.strength.value)
         return start_worker(
-            self, self.run_button, self._compute, source, reference, settings, strength,
+            self, (self.run_button, self.batch_button), self._compute, source, reference, settings, strength,
             returned=lambda made: self._show(made, source_layer, reference_layer, source, strength, settings[0]),
             description=f"Color transfer ({settings[0]})",
         )
@@ -158,42 +158,58 @@ class TransferWidget(DockContainer):
 
     def transfer_all(self, reference_layer):
         """Give every open image but the reference (and results) the reference's colours, in a
-        worker with progress; each result appears as it is done. Returns the worker (None when refused)."""
+        worker with progress; each result appears as it is done. Images that cannot be
+        transferred (a grey volume, say) are skipped with one notice. Returns the worker (None
+        when refused)."""
         if self.worker is not None:
             show_info("a transfer is already running: wait for it to finish")
             return None
+        sources, skipped = [], []
         try:
             reference = check_layer(reference_layer, "reference")
-            sources = [(layer, check_layer(layer, "source", stack=True)) for layer in self._viewer.layers
-                       if isinstance(layer, Image) and layer is not reference_layer and not is_result(layer)]
+            for layer in self._viewer.layers:
+                if isinstance(layer, Image) and layer is not reference_layer and not is_result(layer):
+                    try:
+                        sources.append((layer, check_layer(layer, "source", stack=True)))
+                    except HistocolorError:
+                        skipped.append(layer.name)
             if not sources:
-                raise HistocolorError("no other open image to apply the reference to")
+                raise HistocolorError("no other open image to apply the reference to"
+                                      + (f" ({', '.join(skipped)}: not 2-D images)" if skipped else ""))
         except HistocolorError as error:
             notify_error(error)
             return None
+        if skipped:
+            show_info(f"skipped, not 2-D images or RGB time stacks: {', '.join(skipped)}")
         settings, strength = self._settings(), float(self.strength.value)
 
         def run():
             for layer, source in sources:
                 yield layer, source, self._compute(source, reference, settings, strength)
 
-        def show(done):
-            layer, source, made = done
+        done = []
+
+        def show(made):
+            layer, source, made = made
+            done.append(layer)
             if layer in self._viewer.layers:
                 self._show(made, layer, reference_layer, source, strength, settings[0])
 
-        self.cancel_button.enabled = True
-        return start_worker(
-            self, self.batch_button, run, returned=lambda _: None, yielded=show, total=len(sources),
-            description=f"Color transfer ({settings[0]}) of {len(sources)} images",
+        worker = start_worker(
+            self, (self.batch_button, self.run_button), run, returned=lambda _: None, yielded=show,
+            total=len(sources), description=f"Color transfer ({settings[0]}) of {len(sources)} images",
             finished=lambda: setattr(self.cancel_button, "enabled", False),
         )
+        worker.aborted.connect(lambda: show_info(
+            f"cancelled: {len(done)} of {len(sources)} images done; their results stay"))
+        self.cancel_button.enabled = True
+        return worker
 
     def cancel(self, *_) -> None:
         """Stop "Apply to all open images" after the image in progress (the results so far stay)."""
-        if self.worker is not None and hasattr(self.worker, "quit"):
+        if self.worker is not None:
             self.worker.quit()
-            show_info("cancelled: the images done so far keep their results")
+            self.cancel_button.enabled = False
 
     def _show(self, made, source_layer, reference_layer, source, strength, method) -> None:
         image, look = made
