@@ -175,7 +175,10 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path, photo_folder):
     config.write_text(json.dumps({**_config(steps=100_000, checkpoint_every=100_000).__dict__, "log_every": 1}))
     command = [sys.executable, "-m", "histocolor", "train", "--data", str(photo_folder), "--config", str(config),
                "--out", str(tmp_path / "run")]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    # As from a terminal: Ctrl-C reaches it (a shell's background job, e.g. under nohup ... &, would
+    # hand it SIGINT ignored, and an ignored signal stays ignored by design).
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     log = tmp_path / "run" / "log.csv"
     deadline = time.monotonic() + 120
     while not (log.is_file() and len(log.read_text().splitlines()) >= 3) and time.monotonic() < deadline:
