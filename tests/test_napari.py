@@ -918,3 +918,39 @@ def test_selection_swaps_regions_labels_with_their_images_and_compare_keeps_hand
     transfer.run_button.native.click()
     _wait_idle(qtbot, transfer)
     assert list(compare.layers.value) == [source]
+
+
+def test_apply_to_folder_writes_every_photo_and_names_the_one_that_fails(viewer, dock, qtbot, tmp_path, monkeypatch,
+                                                                          notices):
+    from PIL import Image as PILImage
+    from qtpy.QtWidgets import QFileDialog
+
+    from histocolor.imageio import read_image
+
+    source, reference = viewer.layers["source"], viewer.layers["reference"]
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir(), out.mkdir()
+    for name, pixels in (("a.png", source.data), ("b.jpg", source.data[::-1]), ("c.png", source.data[:200, :300])):
+        PILImage.fromarray(np.ascontiguousarray(pixels)).save(photos / name)
+    (photos / "broken.png").write_bytes(b"not a png")
+    (photos / "notes.txt").write_text("not a photo")
+    widget = dock(viewer, "Color transfer")
+    folders = iter([str(photos), str(out)])
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: next(folders))
+    widget.folder_button.native.click()
+    worker = widget.worker
+    assert worker.pbar.total == 4 and not widget.run_button.enabled and widget.cancel_button.enabled
+    _wait_idle(qtbot, widget)
+    assert sorted(path.name for path in out.iterdir()) == ["a.png", "b.jpg", "c.png"]  # no temporary file left
+    for name in ("a.png", "b.jpg", "c.png"):
+        before, after = read_image(photos / name).rgb, read_image(out / name).rgb
+        assert after.shape == before.shape
+        assert sliced_wasserstein(after, reference.data) < 0.5 * sliced_wasserstein(before, reference.data)
+    errors = [message for severity, message in notices() if severity == NotificationSeverity.ERROR]
+    assert len(errors) == 1 and errors[0].startswith(f"3 of 4 photos written to {out}; failed: broken.png (")
+    # Again into the same folder: refused before any work, nothing overwritten.
+    written = (out / "a.png").stat().st_mtime_ns
+    assert widget.transfer_folder(photos, out, reference) is None and widget.worker is None
+    assert "already holds 3 of the results' names" in notices()[-1][1]
+    assert widget.transfer_folder(photos, photos, reference) is None  # over the inputs: refused too
+    assert (out / "a.png").stat().st_mtime_ns == written

@@ -22,6 +22,8 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info
 
 from histocolor.cube import save_look
+from histocolor.data.photos import PHOTO_EXTENSIONS, list_photos
+from histocolor.imageio import check_output_path, read_image, write_image
 
 from histocolor.errors import HistocolorError
 from histocolor.napari._layers import (
@@ -50,6 +52,15 @@ class _Shown:
 def named(base: str, strength: float) -> str:
     """``source ← reference (method)`` at full strength, ``(method, 60 %)`` below it."""
     return base if strength >= 1.0 else f"{base[:-1]}, {round(strength * 100)} %)"
+
+
+def recolour_file(engine, photo, reference, output, strength: float) -> None:
+    """Read ``photo``, give it ``reference``'s colours at ``strength`` and write ``output`` (atomically,
+    keeping its alpha and EXIF)."""
+    image = read_image(photo)
+    result = engine(image, reference, strength=strength).image
+    rgb, alpha = (result[..., :3], result[..., 3]) if result.shape[-1] == 4 else (result, None)
+    write_image(output, rgb, alpha, exif=image.exif)
 
 
 def apply_look(look, source, strength: float):
@@ -85,6 +96,9 @@ class TransferWidget(DockContainer):
         self.batch_button = PushButton(text="Apply to all open images")
         self.batch_button.tooltip = "every open image other than the reference, and other than results, gets a result"
         self.batch_button.changed.connect(self._batch_clicked)
+        self.folder_button = PushButton(text="Apply to folder…")
+        self.folder_button.tooltip = "the photos of a folder, written to another folder"
+        self.folder_button.changed.connect(self._folder_clicked)
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.cancel_button.changed.connect(self.cancel)
         self.strength.changed.connect(self.preview)
@@ -92,7 +106,7 @@ class TransferWidget(DockContainer):
         self.extend(
             [self.source, self.reference, self.method, self.strength, self.working_size, self.weights,
              self.device, self.replace, self.run_button, self.export_button, self.before_after_button,
-             self.undo_button, self.batch_button, self.cancel_button]
+             self.undo_button, self.batch_button, self.folder_button, self.cancel_button]
         )
         self.worker = self.preview_worker = None
         self.last_look = None
@@ -141,10 +155,14 @@ class TransferWidget(DockContainer):
             return None
         settings, strength = self._settings(), float(self.strength.value)
         return start_worker(
-            self, (self.run_button, self.batch_button), self._compute, source, reference, settings, strength,
+            self, self._run_buttons(), self._compute, source, reference, settings, strength,
             returned=lambda made: self._show(made, source_layer, reference_layer, source, strength, settings[0]),
             description=f"Color transfer ({settings[0]})",
         )
+
+    def _run_buttons(self) -> tuple:
+        """The buttons that start a run: one run at a time (they share the engine and ``worker``)."""
+        return self.run_button, self.batch_button, self.folder_button
 
     def _settings(self) -> tuple:
         """What the engine is built from (a new one when it changes)."""
@@ -196,7 +214,7 @@ class TransferWidget(DockContainer):
                 self._show(made, layer, reference_layer, source, strength, settings[0])
 
         worker = start_worker(
-            self, (self.batch_button, self.run_button), run, returned=lambda _: None, yielded=show,
+            self, self._run_buttons(), run, returned=lambda _: None, yielded=show,
             total=len(sources), description=f"Color transfer ({settings[0]}) of {len(sources)} images",
             finished=lambda: setattr(self.cancel_button, "enabled", False),
         )
@@ -277,18 +295,84 @@ class TransferWidget(DockContainer):
         del self._undo[:-_UNDO_DEPTH]
         self.undo_button.enabled = True
 
-    def _compute(self, source, reference, settings, strength):
-        # Runs in the worker thread; the engine (and its loaded model) is kept for the next run.
+    def _engine_for(self, settings) -> ColorTransfer:
+        # In the worker thread; the engine (and its loaded model) is kept for the next run.
         if self._engine_key != settings:
             method, weights, _, device, working_size = settings
             options = {"weights": weights, "device": device, "max_side": working_size} if method == "analogy" else {}
             self._engine, self._engine_key = ColorTransfer(method, **options), settings
+        return self._engine
+
+    def _compute(self, source, reference, settings, strength):
+        engine = self._engine_for(settings)
         pixels, reference_pixels = source.read(), reference.read()
         if pixels.ndim == 4:  # a time stack: one look for all its frames
-            look = shot_look(self._engine, iter(pixels[..., :3]), reference_pixels)
+            look = shot_look(engine, iter(pixels[..., :3]), reference_pixels)
         else:
-            look = self._engine.fit(pixels, reference_pixels)
+            look = engine.fit(pixels, reference_pixels)
         return apply_look(look, source, strength), look
+
+    def _folder_clicked(self, *_) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        folder = QFileDialog.getExistingDirectory(self.native, "Photos to give the reference's colours")
+        if not folder:
+            return
+        out = QFileDialog.getExistingDirectory(self.native, "An empty folder for the results", folder)
+        if out:
+            self.transfer_folder(folder, out, self.reference.value)
+
+    def transfer_folder(self, folder, out, reference_layer):
+        """Give the photos directly inside ``folder`` the reference's colours, written under the same
+        names into ``out`` (never over an input or an existing file), in a worker with progress and
+        Cancel. A photo that fails is reported at the end; the others are written. Returns the
+        worker (None when refused)."""
+        if self.worker is not None:
+            show_info("a transfer is already running: wait for it to finish")
+            return None
+        try:
+            reference = check_layer(reference_layer, "reference")
+            photos = list_photos([folder])
+            if not photos:
+                raise HistocolorError(f"no photos ({', '.join(PHOTO_EXTENSIONS)}) in '{folder}'")
+            outputs = [Path(out) / photo.name for photo in photos]
+            taken = [path.name for path in outputs if path.exists()]
+            if taken:
+                raise HistocolorError(f"'{out}' already holds {len(taken)} of the results' names "
+                                      f"({', '.join(taken[:3])}{', …' if len(taken) > 3 else ''}): pick an empty folder")
+            for path in outputs[:1]:
+                check_output_path(path)
+        except HistocolorError as error:
+            notify_error(error)
+            return None
+        settings, strength = self._settings(), float(self.strength.value)
+        failed: list[str] = []
+
+        def run():
+            engine, reference_pixels = self._engine_for(settings), reference.read()
+            for photo, output in zip(photos, outputs):
+                try:
+                    recolour_file(engine, photo, reference_pixels, output, strength)
+                except (HistocolorError, OSError) as error:
+                    failed.append(f"{photo.name} ({error})")
+                yield photo
+
+        def report(_=None):
+            written = len(photos) - len(failed)
+            message = f"{written} of {len(photos)} photos written to {out}"
+            if failed:
+                notify_error(f"{message}; failed: {'; '.join(failed)}")
+            else:
+                show_info(message)
+
+        worker = start_worker(
+            self, self._run_buttons(), run, returned=report,
+            total=len(photos), description=f"Color transfer ({settings[0]}) of {len(photos)} photos",
+            finished=lambda: setattr(self.cancel_button, "enabled", False),
+        )
+        worker.aborted.connect(lambda: show_info(f"cancelled: the photos done so far are in {out}"))
+        self.cancel_button.enabled = True
+        return worker
 
     def _export_clicked(self, *_) -> None:
         from qtpy.QtWidgets import QFileDialog
