@@ -515,21 +515,10 @@ class _StopRequest:
         print("\nhistocolor: stopping after this step (a checkpoint is saved); Ctrl-C again to quit now",
               file=sys.stderr)
 
-    @contextlib.contextmanager
     def on_signals(self):
         import signal
 
-        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
-            yield
-            return
-        # A signal the caller ignores (nohup ignores SIGHUP) stays ignored.
-        previous = {number: signal.signal(number, self._handle) for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-                    if signal.getsignal(number) is not signal.SIG_IGN}
-        try:
-            yield
-        finally:
-            for number, handler in previous.items():
-                signal.signal(number, handler)
+        return _handling((signal.SIGINT, signal.SIGTERM, signal.SIGHUP), self._handle)
 
 
 def _evaluate(arguments) -> int:
@@ -619,23 +608,34 @@ def _terminate_on_signals():
     """SIGTERM and SIGHUP stop the command as Ctrl-C does: temporary files are removed, one line is printed."""
     import signal
 
-    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
-        yield
-        return
-
     def stop(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the cleanup short
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         raise Terminated
 
-    # A signal the caller ignores (nohup ignores SIGHUP) stays ignored.
-    previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGHUP)
+    with _handling((signal.SIGTERM, signal.SIGHUP), stop):
+        yield
+
+
+@contextlib.contextmanager
+def _handling(numbers, handler):
+    """``handler`` for the signals ``numbers`` while the block runs, the earlier handlers after it.
+
+    A signal the caller ignores (nohup ignores SIGHUP; a shell's background job, SIGINT) stays
+    ignored. Off the main thread nothing changes: signals reach the main thread only.
+    """
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, handler) for number in numbers
                 if signal.getsignal(number) is not signal.SIG_IGN}
     try:
         yield
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        for number, handler_before in previous.items():
+            signal.signal(number, handler_before)
 
 
 def main(argv=None) -> int:

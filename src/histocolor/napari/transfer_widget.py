@@ -213,15 +213,10 @@ class TransferWidget(DockContainer):
             if layer in self._viewer.layers:
                 self._show(made, layer, reference_layer, source, strength, settings[0])
 
-        worker = start_worker(
-            self, self._run_buttons(), run, returned=lambda _: None, yielded=show,
-            total=len(sources), description=f"Color transfer ({settings[0]}) of {len(sources)} images",
-            finished=lambda: setattr(self.cancel_button, "enabled", False),
+        return self._start_batch(
+            run, len(sources), f"Color transfer ({settings[0]}) of {len(sources)} images",
+            lambda: f"cancelled: {len(done)} of {len(sources)} images done; their results stay", yielded=show,
         )
-        worker.aborted.connect(lambda: show_info(
-            f"cancelled: {len(done)} of {len(sources)} images done; their results stay"))
-        self.cancel_button.enabled = True
-        return worker
 
     def cancel(self, *_) -> None:
         """Stop "Apply to all open images" after the image in progress (the results so far stay)."""
@@ -365,12 +360,19 @@ class TransferWidget(DockContainer):
             else:
                 show_info(message)
 
+        return self._start_batch(
+            run, len(photos), f"Color transfer ({settings[0]}) of {len(photos)} photos",
+            lambda: f"cancelled: the photos done so far are in {out}", returned=report,
+        )
+
+    def _start_batch(self, run, total: int, description: str, cancelled, returned=lambda _: None, yielded=None):
+        """Start a batch generator in a worker with determinate progress and Cancel; ``cancelled()``
+        is what the user is told if they cancel."""
         worker = start_worker(
-            self, self._run_buttons(), run, returned=report,
-            total=len(photos), description=f"Color transfer ({settings[0]}) of {len(photos)} photos",
+            self, self._run_buttons(), run, returned=returned, yielded=yielded, total=total, description=description,
             finished=lambda: setattr(self.cancel_button, "enabled", False),
         )
-        worker.aborted.connect(lambda: show_info(f"cancelled: the photos done so far are in {out}"))
+        worker.aborted.connect(lambda: show_info(cancelled()))
         self.cancel_button.enabled = True
         return worker
 
