@@ -9,7 +9,8 @@ Developer tools, not installed with the package; they use histocolor's public AP
     python benchmarks/benchmark.py graded-set --photos DIR... --holdout-from CONFIG --out DIR
     python benchmarks/benchmark.py strength-sweep --graded graded/graded.csv [--unpaired ../shared/data/dpst-dev]
     python benchmarks/benchmark.py frontier [--data ../shared/data/dpst-dev] [--csv docs/frontier.csv]
-    python benchmarks/benchmark.py alignment-only --method sliced --out DIR [--like WEIGHTS]
+    python benchmarks/benchmark.py alignment-only --method sliced --out DIR [--like WEIGHTS] [--faithful | --keep-gate]
+    python benchmarks/benchmark.py truth-structure --sets realistic/realistic.csv [--recipe CONFIG]
 
 ``speed`` runs the real ``histocolor transfer`` command on a large JPEG, one process per
 run, and reports its stage timings and peak memory. ``upsampling`` compares the ways of
@@ -347,13 +348,13 @@ def abs_change(image: np.ndarray, source: np.ndarray) -> float:
 
 
 def graded_set(arguments) -> None:
-    from histocolor.data.graded import build_graded_set, build_view_set
+    from histocolor.data.graded import build_graded_set, build_realistic_set, build_view_set
     from histocolor.data.photos import list_photos
     from histocolor.train import TrainConfig
 
     held_out = set(TrainConfig.from_file(arguments.holdout_from).holdout)
     photos = [p for p in list_photos(arguments.photos) if p.name in held_out]
-    build = build_view_set if arguments.kind == "view" else build_graded_set
+    build = {"view": build_view_set, "other": build_graded_set, "realistic": build_realistic_set}[arguments.kind]
     print(build(photos, arguments.out, seed=arguments.seed))
 
 
@@ -437,16 +438,78 @@ def frontier(arguments) -> None:
 
 
 def alignment_only(arguments) -> None:
+    """Weights whose network is an alignment alone (residual heads at zero).
+
+    ``--like`` takes the other settings from those weights. Its alignment is the careful one (a
+    relevance gate is left out); ``--faithful`` takes the relevance gate's faithful alignment
+    instead; ``--keep-gate`` keeps the trained gate (and every other weight) and zeroes only the
+    CTN's residual heads: the gate's blend of the two alignments, without the CTN's correction.
+    """
     from dataclasses import replace
 
     from histocolor.model import from_pretrained
 
-    base = from_pretrained(arguments.like).config if arguments.like else AnalogyConfig()
+    start = from_pretrained(arguments.like) if arguments.like else None
+    base = start.config if start else AnalogyConfig()
+    if arguments.keep_gate:
+        if base.relevance is None:
+            raise SystemExit("--keep-gate needs weights with a relevance gate (--like)")
+        for head in start.ctn.heads:
+            torch.nn.init.zeros_(head.weight)
+            torch.nn.init.zeros_(head.bias)
+        start.save_pretrained(arguments.out)
+        print(arguments.out)
+        return
     alignment = replace(base.alignment, method=arguments.method, everywhere=True)
+    if arguments.faithful:
+        if base.relevance is None:
+            raise SystemExit("--faithful needs weights with a relevance gate (--like)")
+        alignment = base.relevance.faithful(alignment)
     # A fresh network: its residual heads (CTN) or basis LUTs (LUT head) start at zero.
-    model = HistogramAnalogy(replace(base, alignment=alignment))
+    model = HistogramAnalogy(replace(base, alignment=alignment, relevance=None))
     model.save_pretrained(arguments.out)
     print(arguments.out)
+
+
+def truth_structure(arguments) -> None:
+    """How far the truths move from their sources: gradient SSIM (truth to source) over a set's
+    pairs and over the paired training triplets of a recipe. Real expert renders: about 0.84."""
+    from histocolor.data.photos import PhotoFolderDataset, list_photos
+    from histocolor.evaluate import load_set
+    from histocolor.train import TrainConfig
+
+    def summary(name, values):
+        values = np.array(values)
+        print(f"| {name} | {len(values)} | {values.mean():.3f} | {np.median(values):.3f} | "
+              f"{np.percentile(values, 10):.3f} - {np.percentile(values, 90):.3f} | {values.min():.3f} - {values.max():.3f} |")
+
+    def uint8(tensor):
+        return (tensor.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+
+    print("| set | pairs | mean | median | 10th - 90th percentile | min - max |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for path in arguments.sets:
+        pairs = [p for p in load_set(path) if p.truth is not None]
+        summary(str(path), [gradient_ssim(read_image(p.truth).rgb, read_image(p.source).rgb) for p in pairs])
+    if arguments.recipe is not None:
+        config = TrainConfig.from_file(arguments.recipe)
+        photos = [p for p in list_photos(arguments.photos) if p.name not in set(config.holdout)]
+        dataset = PhotoFolderDataset(
+            None, photos=photos, crop=config.crop, seed=config.seed, identical_rate=config.identical_rate,
+            same_grade_rate=config.same_grade_rate, same_photo_rate=config.same_photo_rate,
+            natural_source_rate=config.natural_source_rate, strong_style_rate=config.strong_style_rate,
+            reference_flip_rate=config.reference_flip_rate, unpaired_rate=config.unpaired_rate,
+            realistic_style_rate=config.realistic_style_rate, flat_source_rate=config.flat_source_rate,
+            view_rate=config.view_rate,
+        )
+        values = []
+        for index in range(10**6):
+            item = dataset[index]
+            if item.paired and not torch.equal(item.target, item.source):  # graded triplets with a truth
+                values.append(gradient_ssim(uint8(item.target), uint8(item.source)))
+            if len(values) == arguments.items:
+                break
+        summary(f"training triplets of {arguments.recipe} (global, graded)", values)
 
 
 def main(argv=None) -> None:
@@ -484,9 +547,10 @@ def main(argv=None) -> None:
     graded.add_argument("--holdout-from", type=Path, required=True, help="training config whose holdout list to use")
     graded.add_argument("--out", type=Path, required=True)
     graded.add_argument("--seed", type=int, default=0)
-    graded.add_argument("--kind", choices=["other", "view"], default="other",
+    graded.add_argument("--kind", choices=["other", "view", "realistic"], default="other",
                         help="other: reference = another photo under the truth's grade; view: reference = another "
-                             "view (crop, mirror, scale) of the truth (the paper's situation)")
+                             "view (crop, mirror, scale) of the truth (the paper's situation); realistic: the same "
+                             "with truths that change tones as expert renders do (realistic grades, raw-like sources)")
     sweep = commands.add_parser("strength-sweep", help="graded PSNR against unpaired SWD, per method and strength")
     sweep.add_argument("--graded", type=Path, required=True, help="CSV with a truth column (graded-set output)")
     sweep.add_argument("--unpaired", type=Path, default=DEFAULT_DPST, help="set scored by SWD to the reference")
@@ -504,11 +568,18 @@ def main(argv=None) -> None:
     aligned.add_argument("--method", choices=["moments", "quantiles", "colour", "sliced"], default="sliced")
     aligned.add_argument("--like", type=Path, default=None, help="take the other settings from these weights")
     aligned.add_argument("--out", type=Path, required=True)
+    aligned.add_argument("--faithful", action="store_true", help="the relevance gate's faithful alignment")
+    aligned.add_argument("--keep-gate", action="store_true", help="the trained gate's blend, CTN heads at zero")
+    truths = commands.add_parser("truth-structure", help="gradient SSIM of the truths to their sources")
+    truths.add_argument("--sets", type=Path, nargs="*", default=[], help="CSV sets with a truth column")
+    truths.add_argument("--recipe", type=Path, default=None, help="training config whose triplets to measure")
+    truths.add_argument("--photos", type=Path, nargs="+", default=[ROOT.parent / "shared" / "data" / "photos"])
+    truths.add_argument("--items", type=int, default=200)
     arguments = parser.parse_args(argv)
     commands = {
         "alignment-only": alignment_only, "speed": speed, "video": video, "batch": batch, "upsampling": upsampling,
         "graded-set": graded_set,
-        "strength-sweep": strength_sweep, "frontier": frontier,
+        "strength-sweep": strength_sweep, "frontier": frontier, "truth-structure": truth_structure,
     }
     commands[arguments.command](arguments)
 

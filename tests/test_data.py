@@ -152,3 +152,20 @@ def test_unpaired_triplets_take_another_photo_and_have_no_target(photo_folder):
     related = PhotoFolderDataset([photo_folder], crop=32, seed=2, identical_rate=0.0, same_grade_rate=0.0,
                                  same_photo_rate=1.0)
     assert all(not torch.equal(item.reference, twin.reference) for item, twin in zip(items, map(related.__getitem__, range(6))))
+
+
+def test_view_references_are_crops_of_the_target_itself(photo_folder):
+    """view_rate 1: the same-photo reference is a sub-square of the source's own crop, graded as the target."""
+    dataset = PhotoFolderDataset([photo_folder], crop=32, seed=3, identical_rate=0.0, same_grade_rate=0.0,
+                                 same_photo_rate=1.0, view_rate=1.0, realistic_style_rate=1.0,
+                                 flat_source_rate=1.0)
+    plain = PhotoFolderDataset([photo_folder], crop=32, seed=3, identical_rate=0.0, same_grade_rate=0.0,
+                               same_photo_rate=1.0, realistic_style_rate=1.0, flat_source_rate=1.0)
+    closer = 0
+    for index in range(8):
+        item, other = dataset[index], plain[index]
+        assert item.paired
+        gap = (item.reference.mean((1, 2)) - item.target.mean((1, 2))).abs().sum()
+        closer += bool(gap < (other.reference.mean((1, 2)) - other.target.mean((1, 2))).abs().sum() + 1e-6)
+    assert closer >= 6
+

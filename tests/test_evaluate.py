@@ -113,3 +113,24 @@ def test_evaluate_command_and_errors(graded_set, tmp_path, capsys):
     assert "unknown method" in capsys.readouterr().err
     with pytest.raises(HistocolorError):
         load_set(tmp_path / "nothing.csv")
+
+
+def test_the_report_gives_the_structure_score_and_the_pairs_won_against_histogram_matching(graded_set, tmp_path):
+    from histocolor.metrics import psnr
+
+    summary = evaluate({"graded": graded_set}, ["identity", "histmatch", "mkl"], tmp_path / "report")["graded"]
+    assert summary["identity"]["structure"] == pytest.approx(1.0)
+    assert 0.0 < summary["mkl"]["structure"] <= 1.0
+    pairs = load_set(graded_set)
+    from histocolor.classical import CLASSICAL_METHODS
+    from histocolor.imageio import read_image
+
+    def score(name, pair):
+        source, reference = read_image(pair.source).rgb, read_image(pair.reference).rgb
+        fit = CLASSICAL_METHODS[name](source.reshape(-1, 3) / 255.0, reference.reshape(-1, 3) / 255.0)
+        return psnr(fit.apply(source), read_image(pair.truth).rgb)
+
+    expected = sum(score("mkl", pair) > score("histmatch", pair) for pair in pairs)
+    assert summary["mkl"]["wins"] == expected and "wins" not in summary["histmatch"]
+    assert summary["identity"]["wins"] <= len(pairs)
+    assert "pairs won vs histmatch" in (tmp_path / "report" / "report.md").read_text()

@@ -1,8 +1,10 @@
+import pytest
 import torch
 
 from histocolor.color import rgb_to_lab
 from histocolor.losses import (
-    LossWeights, histogram_distance, lightness_gradient_gap, region_sliced_wasserstein, transfer_loss,
+    LossWeights, histogram_distance, lightness_gradient_gap, region_sliced_wasserstein, structure_similarity,
+    transfer_loss,
 )
 from histocolor.model import CTNOutput
 
@@ -103,3 +105,21 @@ def test_global_swd_pulls_towards_the_reference_and_the_gradient_term_keeps_edge
 def test_the_edge_term_is_finite_for_images_one_pixel_wide():
     column = _lab(4)[..., :1]
     assert torch.isfinite(lightness_gradient_gap(column, column + 1.0)).all()
+
+
+def test_the_structure_term_lets_contrast_change_but_not_edges():
+    source = torch.nn.functional.avg_pool2d(_lab(0), 3, stride=1, padding=1)
+    stretched = source.clone()
+    stretched[:, 0] = (50.0 + 1.8 * (source[:, 0] - 50.0)).clamp(0, 100)
+    noisy = source + torch.randn(source.shape, generator=torch.Generator().manual_seed(5)) * torch.tensor([6.0, 0, 0]).view(1, 3, 1, 1)
+    assert torch.allclose(structure_similarity(source, source), torch.ones(2), atol=1e-4)
+    assert structure_similarity(stretched, source).min() > 0.97
+    assert structure_similarity(noisy, source).max() < 0.8
+    # In the loss it counts for target-less items only, and its gradient reaches the output.
+    weights = LossWeights(l1=0.0, deep_supervision=0.0, histogram=0.0, structure=1.0)
+    output = noisy.clone().requires_grad_()
+    total, parts = transfer_loss(CTNOutput(output, []), source, weights, paired=torch.tensor([True, False]),
+                                 source_lab=source)
+    assert parts["structure"] == pytest.approx(1.0 - float(structure_similarity(noisy, source)[1]), abs=1e-5)
+    total.backward()
+    assert output.grad[1].abs().sum() > 0 and output.grad[0].abs().sum() == 0

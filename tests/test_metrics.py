@@ -2,7 +2,17 @@ import numpy as np
 import pytest
 from scipy.ndimage import uniform_filter
 
-from histocolor.metrics import ciede2000, gradient_ssim, psnr, region_sliced_wasserstein, sliced_wasserstein
+from skimage.color import rgb2lab
+from skimage.filters import sobel
+
+from histocolor.metrics import (
+    ciede2000,
+    gradient_ssim,
+    psnr,
+    region_sliced_wasserstein,
+    sliced_wasserstein,
+    structure_score,
+)
 
 
 def test_psnr_known_values(rng):
@@ -54,3 +64,44 @@ def test_region_distance_pairs_labels(rng):
     assert region_sliced_wasserstein(sky, grass, labels, labels) > 10  # each region has the other's colour
     assert region_sliced_wasserstein(sky, grass, labels, 1 - labels) < 1e-6
     assert region_sliced_wasserstein(sky, grass, labels, labels + 5) is None
+
+
+def _structure_by_hand(result, source, sigma=1.5, radius=5):
+    """The SSIM structure term, pixel by pixel with an explicit Gaussian window (reference)."""
+    x, y = (sobel(rgb2lab(image)[..., 0]) for image in (result, source))
+    c3 = (0.03 * y.max()) ** 2 / 2
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-(offsets[:, None] ** 2 + offsets[None] ** 2) / (2 * sigma**2))
+    kernel /= kernel.sum()
+    values = []
+    for i in range(radius, x.shape[0] - radius):
+        for j in range(radius, x.shape[1] - radius):
+            wx = x[i - radius : i + radius + 1, j - radius : j + radius + 1]
+            wy = y[i - radius : i + radius + 1, j - radius : j + radius + 1]
+            mx, my = (kernel * wx).sum(), (kernel * wy).sum()
+            vx, vy = (kernel * (wx - mx) ** 2).sum(), (kernel * (wy - my) ** 2).sum()
+            cov = (kernel * (wx - mx) * (wy - my)).sum()
+            values.append((cov + c3) / (np.sqrt(vx * vy) + c3))
+    return float(np.mean(values))
+
+
+def test_structure_score_matches_a_pixel_by_pixel_reference(rng):
+    source = uniform_filter(rng.random((24, 28, 3)), size=(3, 3, 1))
+    result = np.clip(source * np.array([1.1, 0.9, 1.0]) + rng.normal(0, 0.03, source.shape), 0, 1)
+    assert structure_score(result, source) == pytest.approx(_structure_by_hand(result, source), abs=1e-6)
+
+
+def test_structure_score_ignores_asked_for_contrast_but_sees_broken_edges(rng):
+    """A strong S-curve costs gradient SSIM a lot and the structure score little; blur and
+    noise cost the structure score."""
+    source = uniform_filter(rng.random((64, 64, 3)), size=(3, 3, 1))
+    assert structure_score(source, source) == pytest.approx(1.0)
+    contrast = np.clip(0.5 + 2.5 * (source - 0.5), 0, 1)
+    blurred = uniform_filter(source, size=(7, 7, 1))
+    noisy = np.clip(source + rng.normal(0, 0.08, source.shape), 0, 1)
+    assert gradient_ssim(contrast, source) < 0.8
+    assert structure_score(contrast, source) > 0.95
+    assert structure_score(blurred, source) < 0.8
+    assert structure_score(noisy, source) < 0.8
+    with pytest.raises(ValueError, match="one size"):
+        structure_score(source[:10], source)

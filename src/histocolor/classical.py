@@ -14,6 +14,10 @@ Methods:
     ``histmatch`` per-channel histogram (quantile) matching in RGB.
     ``idt``       Pitié, Kokaram & Dahyot 2005, iterative distribution transfer: repeated
                   1-D matching of the marginals along random rotations of RGB.
+    ``hm-mkl-hm`` histogram matching, then MKL from that result, then histogram matching
+                  again: per-channel curves fix the marginals, MKL the correlations
+                  between channels that they cannot reach, and the last matching the
+                  marginals that MKL moved.
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ import numpy as np
 import torch
 
 from histocolor.color import lab_to_rgb, rgb_to_lab
-from histocolor.colormap import ColorMap
+from histocolor.colormap import ColorMap, ComposedMap
 from histocolor.errors import HistocolorError
 
 __all__ = [
     "CLASSICAL_METHODS",
     "fit_histmatch",
+    "fit_hm_mkl_hm",
     "fit_idt",
     "fit_mkl",
     "fit_reinhard",
@@ -414,9 +419,29 @@ def fit_idt(source: np.ndarray, reference: np.ndarray, *, iterations: int = 20, 
     return IDTMapping(np.array(rotations).reshape(-1, 3, 3), all_tables, distances)
 
 
+# ----------------------------------------------------------------------------- hm-mkl-hm
+
+
+def fit_hm_mkl_hm(source: np.ndarray, reference: np.ndarray) -> ComposedMap:
+    """Histogram matching, then MKL, then histogram matching, each fitted on the previous result.
+
+    Each step is fitted on (a sample of) the source as the steps before it map it, so the
+    composed map, like its parts, depends on the colour alone.
+    """
+    source = _subsample(_check_pixels(source, "source"), _MAX_FIT_SAMPLES)
+    reference = _subsample(_check_pixels(reference, "reference"), _MAX_FIT_SAMPLES)
+    steps = []
+    moved = source
+    for fit in (fit_histmatch, fit_mkl, fit_histmatch):
+        steps.append(fit(moved, reference))
+        moved = steps[-1](moved)
+    return ComposedMap(steps)
+
+
 CLASSICAL_METHODS: dict[str, Callable[..., ColorMap]] = {
     "reinhard": fit_reinhard,
     "mkl": fit_mkl,
     "histmatch": fit_histmatch,
     "idt": fit_idt,
+    "hm-mkl-hm": fit_hm_mkl_hm,
 }

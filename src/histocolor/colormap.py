@@ -83,6 +83,19 @@ class BlendedMap(ColorMap):
         return pixels + np.float32(self.strength) * (self.base(pixels) - pixels)
 
 
+class ComposedMap(ColorMap):
+    """Maps applied one after the other: ``maps[-1](... maps[0](x))``, e.g. hm-mkl-hm's three steps."""
+
+    def __init__(self, maps):
+        self.maps = list(maps)
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        pixels = np.asarray(pixels, dtype=np.float32)
+        for step in self.maps:
+            pixels = step(pixels)
+        return pixels
+
+
 class LutMap(ColorMap):
     """A 3D LUT ``(S, S, S, 3)`` over sRGB, applied by trilinear interpolation.
 

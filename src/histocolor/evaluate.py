@@ -5,8 +5,11 @@ A set is either a folder in the deep-photo-styletransfer layout (``input/inN.png
 columns ``source,reference`` and optionally ``truth,source_mask,reference_mask,
 swapped_reference`` (paths relative to the CSV). With a ground truth the report gives PSNR
 and mean CIEDE2000; always the sliced Wasserstein distance to the reference in Lab (colour
-fidelity), the gradient SSIM to the source (structure kept), region-wise SWD when masks are
-given, and seconds per megapixel.
+fidelity), the gradient SSIM to the source (structure kept), the contrast-invariant structure
+score to the source (:func:`~histocolor.metrics.structure_score`: asked-for contrast costs
+nothing, halos and lost edges do), region-wise SWD when masks are given, and seconds per
+megapixel. With truths and ``histmatch`` among the methods, it also counts per method the
+pairs whose PSNR beats histogram matching's.
 
 A swapped reference (the reference's photo under another grade), with a ground truth, adds the
 reference check:
@@ -32,13 +35,22 @@ from PIL import Image
 from histocolor.atomic import atomic_write
 from histocolor.errors import HistocolorError, NoCommonRegion
 from histocolor.imageio import read_image
-from histocolor.metrics import ciede2000, gradient_ssim, psnr, region_sliced_wasserstein, sliced_wasserstein
+from histocolor.metrics import (
+    ciede2000,
+    gradient_ssim,
+    psnr,
+    region_sliced_wasserstein,
+    sliced_wasserstein,
+    structure_score,
+)
 from histocolor.regions import check_labels, load_label_map
 from histocolor.transfer import METHODS, ColorTransfer
 from histocolor.video import VIDEO_EXTENSIONS
 
 # "<method>+regions" runs a method region-wise with the pair's masks.
 REGIONS_SUFFIX = "+regions"
+# With ground truths, the report counts the pairs where each method's PSNR beats this one's.
+WIN_BASELINE = "histmatch"
 EVALUATION_METHODS = (*METHODS, "identity", *(method + REGIONS_SUFFIX for method in METHODS))
 _COLUMNS = (
     ("psnr", "PSNR (dB) ↑"),
@@ -46,6 +58,8 @@ _COLUMNS = (
     ("swd", "SWD to reference ↓"),
     ("region_swd", "region SWD ↓"),
     ("gradient_ssim", "gradient SSIM ↑"),
+    ("structure", "structure ↑"),
+    ("wins", f"pairs won vs {WIN_BASELINE} (PSNR)"),
     ("seconds_per_megapixel", "s / MP"),
     ("psnr_swapped", "PSNR, swapped reference (dB)"),
     ("ciede2000_swapped", "ΔE2000, swapped reference"),
@@ -112,6 +126,7 @@ def _score(pair: EvaluationPair, result, source, reference, truth, seconds_per_m
     scores = {
         "swd": sliced_wasserstein(result, reference),
         "gradient_ssim": gradient_ssim(result, source),
+        "structure": structure_score(result, source),
         "seconds_per_megapixel": seconds_per_megapixel,
     }
     if truth is not None:
@@ -265,6 +280,8 @@ def evaluate(
             if index < grid_rows:
                 grid.append(row)
         summary[set_name] = {method: _means(values) for method, values in scores.items()}
+        for method, wins in _wins(scores).items():
+            summary[set_name][method]["wins"] = wins
         columns = ["source", "reference"] + (["truth"] if pairs and pairs[0].truth else []) + list(methods)
         grid_name = f"{set_name}-grid.png"
         _write_grid(out / grid_name, grid, columns)
@@ -276,6 +293,15 @@ def evaluate(
     with atomic_write(out / "report.md") as stream:
         stream.write(("# Evaluation\n\n" + "\n".join(sections)).encode())
     return summary
+
+
+def _wins(scores: dict) -> dict:
+    """``{method: pairs whose PSNR beats WIN_BASELINE's}``, when the baseline ran against truths."""
+    baseline = [row.get("psnr") for row in scores.get(WIN_BASELINE, [])]
+    if not baseline or None in baseline:
+        return {}
+    return {method: float(sum(row["psnr"] > theirs for row, theirs in zip(rows, baseline)))
+            for method, rows in scores.items() if method != WIN_BASELINE and all("psnr" in row for row in rows)}
 
 
 def _means(values: list[dict]) -> dict:

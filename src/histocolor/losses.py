@@ -1,6 +1,7 @@
 """Training losses: L1 in Lab (final and every decoder scale), a colour-histogram loss, a
 sliced Wasserstein loss to the reference (globally, and between corresponding regions), and
-for items without a target an anchor to the aligned source and an edge-keeping term."""
+for items without a target an anchor to the aligned source, an edge-keeping term and a
+contrast-invariant structure term."""
 
 from dataclasses import dataclass
 
@@ -31,6 +32,8 @@ class LossWeights:
     anchor: float = 0.0
     swd: float = 0.0
     gradient: float = 0.0
+    structure: float = 0.0
+    alignment: float = 0.0
 
 
 def lightness_gradient_gap(output_lab: torch.Tensor, anchor_lab: torch.Tensor) -> torch.Tensor:
@@ -42,6 +45,42 @@ def lightness_gradient_gap(output_lab: torch.Tensor, anchor_lab: torch.Tensor) -
         if output.shape[dim] > 1:  # a one-pixel-wide image has no differences along that axis
             gap = gap + (output.diff(dim=dim) - anchor.diff(dim=dim)).abs().flatten(1).mean(1)
     return gap
+
+
+# Local window of the structure term (pixels per side) and its stabiliser, in units of the
+# normalised L gradient's scale (a gradient of 0.01 is under one L unit per pixel).
+_STRUCTURE_WINDOW = 7
+_STRUCTURE_C = 1e-4
+
+
+def _lightness_gradient(lab: torch.Tensor) -> torch.Tensor:
+    """Magnitude of the L gradient (central differences, normalised Lab) ``(B, 1, H, W)``."""
+    lightness = F.pad(normalize_lab(lab)[:, :1], (1, 1, 1, 1), mode="replicate")
+    horizontal = 0.5 * (lightness[..., 1:-1, 2:] - lightness[..., 1:-1, :-2])
+    vertical = 0.5 * (lightness[..., 2:, 1:-1] - lightness[..., :-2, 1:-1])
+    return (horizontal.square() + vertical.square() + 1e-12).sqrt()
+
+
+def structure_similarity(output_lab: torch.Tensor, anchor_lab: torch.Tensor) -> torch.Tensor:
+    """The SSIM structure term between the L gradient magnitudes of two images ``(B, 3, H, W)``,
+    averaged per image ``(B,)``: the local correlation of their edges, 1 when they agree.
+
+    A contrast change scales the gradients and leaves it near 1 (what a retoucher's curve asks
+    for); halos, banding, blur and amplified noise pull it down (the differentiable companion
+    of :func:`histocolor.metrics.structure_score`).
+    """
+    ours, theirs = _lightness_gradient(output_lab), _lightness_gradient(anchor_lab)
+    window = min(_STRUCTURE_WINDOW, *ours.shape[-2:])
+
+    def local_mean(x):
+        return F.avg_pool2d(x, window, stride=1)
+
+    mean_ours, mean_theirs = local_mean(ours), local_mean(theirs)
+    spread_ours = (local_mean(ours * ours) - mean_ours.square()).clamp(min=0.0)
+    spread_theirs = (local_mean(theirs * theirs) - mean_theirs.square()).clamp(min=0.0)
+    covariance = local_mean(ours * theirs) - mean_ours * mean_theirs
+    structure = (covariance + _STRUCTURE_C) / ((spread_ours * spread_theirs + 1e-12).sqrt() + _STRUCTURE_C)
+    return structure.flatten(1).mean(1)
 
 
 def histogram_distance(output_lab: torch.Tensor, target_lab: torch.Tensor, stride: int = 2) -> torch.Tensor:
@@ -116,7 +155,11 @@ def transfer_loss(
     reference_regions)`` for region-wise batches: it adds the region SWD loss, and with
     ``aligned_lab`` (the aligned source) an anchor that keeps target-less items near it.
     ``reference_lab`` adds the global SWD loss to the reference (all items); the gradient
-    term keeps the L edges of target-less items those of ``aligned_lab`` (else ``source_lab``).
+    term keeps the L edges of target-less items those of ``aligned_lab`` (else ``source_lab``);
+    the structure term keeps their edges' structure that of ``source_lab`` (contrast may change).
+    The alignment term asks the alignment the network computed (``result.aligned``: with a
+    relevance gate, its blend of the careful and the faithful map) for the target of paired
+    items: the gate's direct lesson in how far to follow a reference that shows the same scene.
     """
     target = normalize_lab(target_lab)
     output = normalize_lab(result.output)
@@ -148,10 +191,18 @@ def transfer_loss(
         gradient = _masked_mean(lightness_gradient_gap(result.output, anchor_image), ~paired.bool())
         total = total + weights.gradient * gradient
         parts["gradient"] = float(gradient.detach())
+    if source_lab is not None and paired is not None and weights.structure:
+        structure = _masked_mean(1.0 - structure_similarity(result.output, source_lab), ~paired.bool())
+        total = total + weights.structure * structure
+        parts["structure"] = float(structure.detach())
     if aligned_lab is not None and paired is not None and weights.anchor:
         unpaired = ~paired.bool()
         anchor = _masked_mean((output - normalize_lab(aligned_lab)).abs().flatten(1).mean(1), unpaired)
         total = total + weights.anchor * anchor
         parts["anchor"] = float(anchor.detach())
+    if result.aligned is not None and weights.alignment:
+        alignment = _masked_mean((normalize_lab(result.aligned) - target).abs().flatten(1).mean(1), paired)
+        total = total + weights.alignment * alignment
+        parts["alignment"] = float(alignment.detach())
     parts["loss"] = total.item()
     return total, parts

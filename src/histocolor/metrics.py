@@ -3,6 +3,7 @@
 import numpy as np
 from skimage.color import rgb2lab
 from skimage.filters import sobel
+from scipy.ndimage import gaussian_filter
 from skimage.metrics import structural_similarity
 
 
@@ -27,6 +28,43 @@ def gradient_ssim(result: np.ndarray, source: np.ndarray) -> float:
     gradients = [sobel(rgb2lab(_unit(image))[..., 0]) for image in (result, source)]
     data_range = max(float(gradients[1].max()), 1e-6)
     return float(structural_similarity(gradients[0], gradients[1], data_range=data_range))
+
+
+STRUCTURE_SIGMA = 1.5  # the Gaussian window of skimage's structural_similarity(gaussian_weights=True)
+STRUCTURE_TRUNCATE = 3.5  # its truncation: a window of radius 5 (11 x 11)
+
+
+def structure_score(result: np.ndarray, source: np.ndarray) -> float:
+    """The SSIM structure term alone between the gradient magnitudes of L (CIELab).
+
+    ``s = (σ_xy + C3) / (σ_x σ_y + C3)`` with ``C3 = C2 / 2``, ``C2 = (0.03 · data_range)²``
+    and ``data_range`` the source gradient's maximum (as :func:`gradient_ssim`): the local
+    correlation of the two gradient fields. Unlike :func:`gradient_ssim` it ignores the
+    gradients' mean and spread, so a global contrast change (an S-curve) keeps it near 1,
+    while blur, noise and halos, which move edges or add new ones, pull it down.
+
+    Local statistics come from a Gaussian window (σ = 1.5, truncated at 3.5 σ, as
+    ``structural_similarity(gaussian_weights=True)``), with population (not sample)
+    covariances, as in Wang et al. The mean skips the border of the window's radius (5 px),
+    as scikit-image does, so every pixel averaged has its whole window inside the image;
+    an axis of 10 px or fewer is averaged whole. Both images must have the same size.
+    """
+    if np.shape(result)[:2] != np.shape(source)[:2]:
+        raise ValueError(f"structure_score needs images of one size, not {np.shape(result)[:2]} and {np.shape(source)[:2]}")
+    x, y = (sobel(_lab(image)[..., 0]) for image in (result, source))
+    c3 = (0.03 * max(float(y.max()), 1e-6)) ** 2 / 2
+
+    def window(values):
+        return gaussian_filter(values, sigma=STRUCTURE_SIGMA, truncate=STRUCTURE_TRUNCATE)
+
+    mean_x, mean_y = window(x), window(y)
+    variance_x = np.maximum(window(x * x) - mean_x**2, 0.0)
+    variance_y = np.maximum(window(y * y) - mean_y**2, 0.0)
+    covariance = window(x * y) - mean_x * mean_y
+    structure = (covariance + c3) / (np.sqrt(variance_x * variance_y) + c3)
+    radius = int(STRUCTURE_TRUNCATE * STRUCTURE_SIGMA + 0.5)
+    crop = tuple(slice(radius, -radius) if side > 2 * radius else slice(None) for side in structure.shape)
+    return float(np.mean(structure[crop]))
 
 
 def _lab(image: np.ndarray) -> np.ndarray:

@@ -43,11 +43,12 @@ _INTEGER_RANGES = (
 )
 _RATES = (
     "identical_rate", "same_grade_rate", "same_photo_rate", "natural_source_rate", "strong_style_rate", "region_rate",
-    "unpaired_region_rate", "reference_flip_rate", "unpaired_rate",
+    "unpaired_region_rate", "reference_flip_rate", "unpaired_rate", "realistic_style_rate", "flat_source_rate",
+    "view_rate",
 )
 _WEIGHTS = (
     "l1_weight", "deep_supervision_weight", "histogram_weight", "region_swd_weight", "anchor_weight", "swd_weight",
-    "gradient_weight",
+    "gradient_weight", "structure_weight", "alignment_weight",
 )
 # Checkpoints kept in a run's folder: the newest, and the one before in case it is damaged.
 _CHECKPOINTS_KEPT = 2
@@ -78,6 +79,9 @@ class TrainConfig:
     unpaired_region_rate: float = 0.0
     reference_flip_rate: float = 0.0
     unpaired_rate: float = 0.0
+    realistic_style_rate: float = 0.0
+    flat_source_rate: float = 0.0
+    view_rate: float = 0.0
     l1_weight: float = 1.0
     deep_supervision_weight: float = 0.5
     histogram_weight: float = 0.5
@@ -85,6 +89,8 @@ class TrainConfig:
     anchor_weight: float = 0.0
     swd_weight: float = 0.0
     gradient_weight: float = 0.0
+    structure_weight: float = 0.0
+    alignment_weight: float = 0.0
     holdout: list = field(default_factory=list)  # photo file names kept out of training
     validation_items: int = 32
 
@@ -173,7 +179,8 @@ class TrainConfig:
     def loss_weights(self) -> LossWeights:
         return LossWeights(
             self.l1_weight, self.deep_supervision_weight, self.histogram_weight, self.region_swd_weight,
-            self.anchor_weight, self.swd_weight, self.gradient_weight,
+            self.anchor_weight, self.swd_weight, self.gradient_weight, self.structure_weight,
+            self.alignment_weight,
         )
 
 
@@ -214,7 +221,7 @@ class _Distributed:
 
 
 # Model settings a fine-tune (``--init``) may change; the others come with the start weights.
-FINE_TUNE_CHANGES = ("alignment", "ctn_sees_source", "attention", "attention_window")
+FINE_TUNE_CHANGES = ("alignment", "ctn_sees_source", "attention", "attention_window", "relevance")
 
 
 def _device_for_rank(device: str) -> torch.device:
@@ -335,14 +342,20 @@ def _forward_loss(model, batch: Triplet, config: TrainConfig, device, step: int 
     regions = None
     if batch.source_regions is not None:
         regions = (reference_lab.float(), batch.source_regions, batch.reference_regions)
-    # The forward pass returns the alignment it computed (no gradient flows into it anyway).
-    aligned = None if result.aligned is None else result.aligned.detach().float()
+    # The forward pass returns the alignment it computed. Target-less items are anchored to the
+    # careful alignment where the model has a relevance gate (the blended one moves with the gate:
+    # anchored to it, the gate could go faithful for free).
+    anchor = result.careful if result.careful is not None else result.aligned
+    aligned = None if anchor is None else anchor.detach().float()
     # The SWD losses' random pixels and directions follow the step, so resumed runs match.
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-    return transfer_loss(
+    total, parts = transfer_loss(
         result, target_lab.float(), config.loss_weights, paired=batch.paired, regions=regions, aligned_lab=aligned,
         reference_lab=reference_lab.float(), source_lab=source_lab.float(), generator=generator,
     )
+    if result.blend is not None:  # how faithful the relevance gate is on average (0 careful, 1 faithful)
+        parts["blend"] = float(result.blend.detach().mean())
+    return total, parts
 
 
 @torch.no_grad()
@@ -413,6 +426,9 @@ def train(
             "unpaired_region_rate": config.unpaired_region_rate,
             "reference_flip_rate": config.reference_flip_rate,
             "unpaired_rate": config.unpaired_rate,
+            "realistic_style_rate": config.realistic_style_rate,
+            "flat_source_rate": config.flat_source_rate,
+            "view_rate": config.view_rate,
             "length": 10**9,
         }
         dataset = PhotoFolderDataset(None, seed=config.seed, photos=[p for p in photos if p not in held_out], **recipe)
@@ -449,8 +465,8 @@ def train(
     if distributed.main:
         out.mkdir(parents=True, exist_ok=True)
     log_path = out / "log.csv"
-    columns = ["step", "loss", "l1", "deep", "histogram", "region_swd", "anchor", "swd", "gradient", "validation_l1",
-               "identity_l1", "seconds"]
+    columns = ["step", "loss", "l1", "deep", "histogram", "region_swd", "anchor", "swd", "gradient", "structure",
+               "alignment", "blend", "validation_l1", "identity_l1", "seconds"]
     if distributed.main and (not resume or not log_path.exists()):
         with open(log_path, "w", newline="") as stream:
             csv.writer(stream).writerow(columns)

@@ -1,12 +1,19 @@
 """Held-out graded evaluation sets, with a ground truth.
 
-Two kinds:
+Three kinds:
 
 * ``other`` (:func:`build_graded_set`): reference = style(other photo), truth = style(source);
   weak relevance, the grade only.
 * ``view`` (:func:`build_view_set`): the paper's situation, strong relevance. The source is
   the photo under one grade (or none), the reference another view (crop, mirror, scale) of
   the photo under a second grade, and the truth is the whole photo under that second grade.
+
+* ``realistic`` (:func:`build_realistic_set`): the paper's situation with truths that change
+  tones as expert renders do. The source is the photo or a raw-like render of it (darker,
+  flatter, duller), the truth the photo under a realistic grade (exposure of up to two stops,
+  shadows and highlights, strong curves, clarity, vibrance, white balance), the reference
+  another view of the truth. Its truths keep a gradient SSIM to their sources spread over
+  about 0.6-0.99, as real expert renders do (docs/BENCHMARKS.md).
 
 Each pair also gets a *swapped* reference (the same reference photo or view under another
 style of the family), for the reference check: a model that uses the reference must do worse
@@ -25,6 +32,7 @@ import torch.nn.functional as F
 
 from histocolor.color import lab_to_rgb, rgb_to_lab
 from histocolor.data.photos import load_photo
+from histocolor.data.retouch import apply_style, random_flat_style, random_realistic_style
 from histocolor.imageio import write_image
 
 
@@ -86,14 +94,14 @@ def build_graded_set(photos, out, styles_per_photo: int = 2, seed: int = 0, max_
     return out / "graded.csv"
 
 
-def another_view(rgb: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """Another view of ``(3, H, W)``: a crop of 50-100 % of each side, mirrored half the time,
-    shown at 60-100 % of the crop's size."""
+def another_view(rgb: torch.Tensor, rng: np.random.Generator, crop=(0.5, 1.0), mirror: float = 0.5) -> torch.Tensor:
+    """Another view of ``(3, H, W)``: a crop of ``crop`` (shares, 50-100 %) of each side, mirrored
+    with probability ``mirror``, shown at 60-100 % of the crop's size."""
     height, width = rgb.shape[-2:]
-    crop_height, crop_width = (max(8, int(side * rng.uniform(0.5, 1.0))) for side in (height, width))
+    crop_height, crop_width = (max(8, int(side * rng.uniform(*crop))) for side in (height, width))
     top, left = int(rng.integers(0, height - crop_height + 1)), int(rng.integers(0, width - crop_width + 1))
     view = rgb[:, top : top + crop_height, left : left + crop_width]
-    if rng.random() < 0.5:
+    if rng.random() < mirror:
         view = view.flip(-1)
     scale = rng.uniform(0.6, 1.0)
     size = (max(8, round(crop_height * scale)), max(8, round(crop_width * scale)))
@@ -128,3 +136,39 @@ def build_view_set(photos, out, styles_per_photo: int = 3, seed: int = 0, max_si
             lines.append(f"{stem}-source.png,{stem}-reference.png,{stem}-truth.png,{stem}-swapped.png")
     (out / "views.csv").write_text("\n".join(lines) + "\n")
     return out / "views.csv"
+
+
+# The real expert pairs' references: the render mirrored and cropped to about 80 % of each side.
+_REAL_CROP = (0.7, 0.9)
+
+
+def build_realistic_set(photos, out, styles_per_photo: int = 6, seed: int = 0, max_side: int = 512,
+                        flat_source_rate: float = 0.9) -> Path:
+    """Write ``realistic.csv`` (source,reference,truth,swapped_reference) and its images into ``out``.
+
+    Per photo and variant: source = the photo, or for ``flat_source_rate`` of them a raw-like
+    render of it; truth = the photo under a realistic grade; reference = another view of the
+    truth (mirrored, 70-90 % of each side: the protocol of the real expert pairs this set stands
+    in for, docs/BENCHMARKS.md); swapped = such a view of the photo under another realistic
+    grade. Returns the CSV's path.
+    """
+    photos = [Path(p) for p in photos]
+    if not photos:
+        raise ValueError("a realistic set needs at least one photo")
+    out = Path(out)
+    rng = np.random.default_rng([seed, 3])
+    lines = ["source,reference,truth,swapped_reference"]
+    for path in photos:
+        photo = load_photo(path, max_side).float() / 255.0
+        for variant in range(styles_per_photo):
+            source = apply_style(photo, random_flat_style(rng)) if rng.random() < flat_source_rate else photo
+            truth = apply_style(photo, random_realistic_style(rng, photo=photo))
+            swapped = apply_style(photo, random_realistic_style(rng, photo=photo))
+            stem = f"{path.stem}-{variant}"
+            write_image(out / f"{stem}-source.png", _to_uint8(source))
+            write_image(out / f"{stem}-reference.png", _to_uint8(another_view(truth, rng, _REAL_CROP, 1.0)))
+            write_image(out / f"{stem}-truth.png", _to_uint8(truth))
+            write_image(out / f"{stem}-swapped.png", _to_uint8(another_view(swapped, rng, _REAL_CROP, 1.0)))
+            lines.append(f"{stem}-source.png,{stem}-reference.png,{stem}-truth.png,{stem}-swapped.png")
+    (out / "realistic.csv").write_text("\n".join(lines) + "\n")
+    return out / "realistic.csv"

@@ -14,7 +14,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from histocolor.data.retouch import STRONG_RANGES, RetouchStyle, apply_style, random_style
+from histocolor.data.retouch import (
+    STRONG_RANGES,
+    RetouchStyle,
+    apply_style,
+    random_flat_style,
+    random_realistic_style,
+    random_style,
+)
 from histocolor.errors import HistocolorError
 from histocolor.imageio import read_image
 from histocolor.regions import DEFAULT_FEATHER, region_weights
@@ -84,6 +91,13 @@ def random_square_box(shape, rng: np.random.Generator) -> tuple[int, int, int]:
     return side, int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
 
 
+def _view_box(box, rng: np.random.Generator) -> tuple[int, int, int]:
+    """A square of 60-100 % of ``box``'s side inside it, at a random place: another view of it."""
+    side, top, left = box
+    inner = max(1, int(side * rng.uniform(0.6, 1.0)))
+    return inner, top + int(rng.integers(0, side - inner + 1)), left + int(rng.integers(0, side - inner + 1))
+
+
 def crop_patch(image: torch.Tensor, box, size: int) -> torch.Tensor:
     """The ``box`` of a uint8 ``(3, h, w)`` image, resized to ``size`` x ``size``, float in [0, 1]."""
     side, top, left = box
@@ -122,6 +136,16 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
             darkest): as with a user's masks, paired regions show different things. There
             is no target (``paired`` False); the region losses ask for each reference
             region's colour distribution.
+        realistic_style_rate: share of target grades (s2) drawn from the realistic grades
+            (:func:`~histocolor.data.retouch.random_realistic_style`: exposure of up to two
+            stops, shadows and highlights, strong tone curves, clarity, vibrance, white
+            balance), which change tones as much as expert renders do.
+        view_rate: share of the same-photo global references that are a view of the target
+            itself (a crop of 60-100 % of the source crop's side, then mirrored as
+            ``reference_flip_rate`` says) rather than any crop of the photo: the paper's case,
+            where the reference's histogram is the target's, as in the evaluation sets.
+        flat_source_rate: share of the sources made a raw-like render (darker, flatter, duller:
+            :func:`~histocolor.data.retouch.random_flat_style`), as expert pairs' sources are.
         max_side: photos are kept in memory at most this large.
         photos: photo paths, instead of ``folders``.
         images: ``(H, W, 3)`` arrays used as photos too (e.g. the layers open in napari).
@@ -142,6 +166,9 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         unpaired_region_rate: float = 0.0,
         reference_flip_rate: float = 0.0,
         unpaired_rate: float = 0.0,
+        realistic_style_rate: float = 0.0,
+        flat_source_rate: float = 0.0,
+        view_rate: float = 0.0,
         max_side: int = 384,
         photos: list[Path] | None = None,
         images: list[np.ndarray] = (),
@@ -163,6 +190,9 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         self.unpaired_region_rate = unpaired_region_rate
         self.reference_flip_rate = reference_flip_rate
         self.unpaired_rate = unpaired_rate
+        self.realistic_style_rate = realistic_style_rate
+        self.flat_source_rate = flat_source_rate
+        self.view_rate = view_rate
         self.labels = [_photo_regions(image) for image in self.images] if region_rate else None
 
     def __len__(self) -> int:
@@ -181,12 +211,17 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         else:
             other = int((first + rng.integers(1, len(self.images))) % len(self.images))
         reference_patch = self._random_crop(self.images[other], rng)
+        # Drawn only when used, so a rate of 0 keeps the item sequences of older runs.
+        if other == first and self.view_rate and rng.random() < self.view_rate:
+            reference_patch = crop_patch(self.images[first], _view_box(source_box, rng), self.crop)
         if self.reference_flip_rate and rng.random() < self.reference_flip_rate:
             reference_patch = reference_patch.flip(-1)
         source_style = random_style(rng)
         # Drawn only when used, so a rate of 0 keeps the item sequences of older runs.
         if self.natural_source_rate and rng.random() < self.natural_source_rate:
             source_style = RetouchStyle()
+        if self.flat_source_rate and rng.random() < self.flat_source_rate:
+            source_style = random_flat_style(rng)
         source = apply_style(source_patch, source_style)
         kind = rng.random()
         if kind < self.identical_rate:
@@ -197,7 +232,7 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
             if self.unpaired_region_rate and rng.random() < self.unpaired_region_rate:
                 return self._unpaired_region_triplet(source, first, source_box, rng)
             return self._region_triplet(source, first, source_box, source_patch, rng)
-        target_style = self._target_style(rng)
+        target_style = self._target_style(rng, source_patch)
         if self.unpaired_rate and rng.random() < self.unpaired_rate:
             return self._unpaired_triplet(source, first, target_style, rng)
         return Triplet(source, apply_style(reference_patch, target_style), apply_style(source_patch, target_style))
@@ -209,7 +244,11 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         reference = apply_style(self._random_crop(self.images[other], rng), style)
         return Triplet(source, reference, source.clone(), paired=False)
 
-    def _target_style(self, rng: np.random.Generator) -> RetouchStyle:
+    def _target_style(self, rng: np.random.Generator, photo: torch.Tensor | None = None):
+        """A target grade; ``photo`` (the crop it grades) sets a realistic grade's exposure."""
+        # Drawn only when used, so a rate of 0 keeps the item sequences of older runs.
+        if self.realistic_style_rate and rng.random() < self.realistic_style_rate:
+            return random_realistic_style(rng, photo=photo)
         strong = self.strong_style_rate and rng.random() < self.strong_style_rate
         return random_style(rng, STRONG_RANGES) if strong else random_style(rng)
 
@@ -219,7 +258,7 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
         reference_patch = crop_patch(image, reference_box, self.crop)
         source_weights = self._crop_regions(photo, source_box, DEFAULT_FEATHER)
         reference_weights = self._crop_regions(photo, reference_box)
-        styles = [self._target_style(rng) for _ in range(REGION_CHANNELS)]
+        styles = [self._target_style(rng, source_patch) for _ in range(REGION_CHANNELS)]
         reference = sum(reference_weights[k] * apply_style(reference_patch, style) for k, style in enumerate(styles))
         target = sum(source_weights[k] * apply_style(source_patch, style) for k, style in enumerate(styles))
         return Triplet(source, reference, target, source_weights, reference_weights)
@@ -227,7 +266,8 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
     def _unpaired_region_triplet(self, source, photo: int, source_box, rng) -> Triplet:
         other = int((photo + rng.integers(1, len(self.images))) % len(self.images))
         reference_box = random_square_box(self.images[other].shape[-2:], rng)
-        reference = apply_style(crop_patch(self.images[other], reference_box, self.crop), self._target_style(rng))
+        patch = crop_patch(self.images[other], reference_box, self.crop)
+        reference = apply_style(patch, self._target_style(rng, patch))
         return Triplet(source, reference, source.clone(), self._crop_regions(photo, source_box, DEFAULT_FEATHER),
                        self._crop_regions(other, reference_box), paired=False)
 

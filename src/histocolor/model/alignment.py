@@ -205,6 +205,13 @@ def align_regions(
         torch.Size([1, 3, 8, 8])
     """
     moved = (method or MomentAlignment()).maps(source_lab, reference_lab, source_regions, reference_regions)
+    return mix_regions(source_lab, moved, mixing)
+
+
+def mix_regions(source_lab: torch.Tensor, moved: torch.Tensor, mixing: torch.Tensor) -> torch.Tensor:
+    """The source ``(B, 3, H, W)`` with each pixel moved by its regions' maps ``moved``
+    ``(B, R, 3, H, W)``, weighted by ``mixing`` ``(B, R, H, W)`` (a pixel whose weights sum below
+    one keeps the rest of its own colour)."""
     return clamp_lab(source_lab + torch.einsum("brhw,brchw->bchw", mixing, moved - source_lab[:, None]))
 
 

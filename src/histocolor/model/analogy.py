@@ -5,13 +5,14 @@ from torch import nn
 
 from histocolor.color import denormalize_lab, lab_to_rgb, normalize_lab, rgb_to_lab
 from histocolor.histogram import hen_input
-from histocolor.model.alignment import align_regions, clamp_lab
+from histocolor.model.alignment import clamp_lab, mix_regions
 from histocolor.model.config import AnalogyConfig
 from histocolor.model.cross_attention import ReferencePatchEncoder, ReferenceTokens, concatenate, token_channels
 from histocolor.model.ctn import ColorTransferNet, CTNOutput, RegionCondition
 from histocolor.model.hen import HistogramEncoder, HistogramTokens
 from histocolor.model.histogram_transformer import HistogramTransformer
 from histocolor.model.lut_head import LUTHead, lookup
+from histocolor.model.relevance import RelevanceGate
 
 
 def _weighted(regions: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
@@ -63,6 +64,10 @@ class HistogramAnalogy(nn.Module):
             self.lut_head = LUTHead(self.config)
         else:
             self.ctn = ColorTransferNet(self.config)
+        # The relevance gate and the faithful alignment it blends in (None: the alignment alone).
+        self.relevance = RelevanceGate(self.config) if self.config.relevance is not None else None
+        self.faithful_aligner = (self.config.relevance.faithful(self.config.alignment).build()
+                                 if self.config.relevance is not None else None)
         if self.config.attention != "none":
             width = self.config.transformer.width
             self.reference_encoder = ReferencePatchEncoder(width)
@@ -163,17 +168,26 @@ class HistogramAnalogy(nn.Module):
 
         Globally it is the one-region case: every pixel (alpha-weighted) in one region. By
         regions each paired region follows its own map and, with ``alignment.everywhere``,
-        what no region covers follows the global map.
+        what no region covers follows the global map. With a relevance gate each region's map
+        is its blend of the careful and the faithful alignment (:meth:`alignments`).
         """
+        return self.alignments(source_lab, reference_lab, source_regions, reference_regions, source_weights,
+                               reference_weights)[0]
+
+    def alignments(self, source_lab, reference_lab, source_regions=None, reference_regions=None, source_weights=None,
+                   reference_weights=None):
+        """``(aligned, careful, blend)``: :meth:`align`'s result and, with a relevance gate, the
+        careful alignment alone and the gate's blend ``(B, K, 3)`` (regions, the whole image last);
+        None for what the model does not compute."""
         if self.aligner is None or (source_regions is None and not self.config.alignment.everywhere):
-            return None
+            return None, None, None
         # Statistics and matrix square roots need full precision: never under bf16 autocast.
         with torch.autocast(source_lab.device.type, enabled=False):
             return self._align(*(None if t is None else t.float() for t in (
                 source_lab, reference_lab, source_regions, reference_regions, source_weights, reference_weights)))
 
     def _align(self, source_lab, reference_lab, source_regions, reference_regions, source_weights,
-               reference_weights) -> torch.Tensor:
+               reference_weights):
         batch = source_lab.shape[0]
         if source_regions is None:
             owned = theirs = mixing = None
@@ -188,7 +202,18 @@ class HistogramAnalogy(nn.Module):
             owned = everything if owned is None else torch.cat([owned, everything], dim=1)
             theirs = all_theirs if theirs is None else torch.cat([theirs, all_theirs], dim=1)
             mixing = rest if mixing is None else torch.cat([mixing, rest], dim=1)
-        return align_regions(source_lab, reference_lab, owned, theirs, mixing, self.aligner)
+        moved = self.aligner.maps(source_lab, reference_lab, owned, theirs)
+        if self.relevance is None:
+            return mix_regions(source_lab, moved, mixing), None, None
+        regions = owned.shape[1]
+        features = [
+            self.encode(lab.repeat_interleave(regions, 0), weights.flatten(0, 1)).view(batch, regions, -1)
+            for lab, weights in ((source_lab, owned), (reference_lab, theirs))
+        ]
+        blend = self.relevance(*features, source_lab, reference_lab)
+        faithful = self.faithful_aligner.maps(source_lab, reference_lab, owned, theirs)
+        blended = moved + blend[..., None, None] * (faithful - moved)
+        return mix_regions(source_lab, blended, mixing), mix_regions(source_lab, moved, mixing), blend
 
     def _align_colours(self, source_lab, reference_lab, colours, source_weights, reference_weights):
         """``colours`` ``(B, 3, h, w)`` moved by the global alignment fitted on the two images."""
@@ -222,7 +247,7 @@ class HistogramAnalogy(nn.Module):
         classical map (:meth:`align`). Returns the result and the coarser decoder outputs,
         all in Lab units.
         """
-        aligned = self.align(
+        aligned, careful, blend = self.alignments(
             source_lab, reference_lab, source_regions, reference_regions, source_weights, reference_weights
         )
         condition, histogram_tokens = self._condition(
@@ -236,7 +261,8 @@ class HistogramAnalogy(nn.Module):
             )
         original = normalize_lab(source_lab) if self.config.ctn_sees_source else None
         result = self.ctn(normalize_lab(source_lab if aligned is None else aligned), condition, original, reference)
-        return CTNOutput(denormalize_lab(result.output), [denormalize_lab(t) for t in result.intermediate], aligned)
+        return CTNOutput(denormalize_lab(result.output), [denormalize_lab(t) for t in result.intermediate], aligned,
+                         careful, blend)
 
     def color_lut(self, source_lab, reference_lab, size: int, source_weights=None, reference_weights=None):
         """LUT head only: the sRGB -> sRGB LUTs ``(B, size, size, size, 3)`` it applies, tabulated.

@@ -1,6 +1,6 @@
 """One configuration for the histogram-analogy network, from a CPU toy to the paper's size."""
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 from histocolor.histogram import DEFAULT_AB_BINS, DEFAULT_L_BINS, MAX_L_BINS
 
@@ -97,6 +97,57 @@ class AlignmentConfig:
 
 
 @dataclass(frozen=True)
+class RelevanceConfig:
+    """The relevance gate (see model/relevance.py): how far the network follows the reference.
+
+    The alignment is computed twice, once with the alignment's slope bounds (careful: edges and
+    contrast change little) and once with these wide ones (faithful: close to full histogram
+    matching). A small network reads both images' histograms (per region too) and a pooled
+    content feature of a small copy of each, and blends the two per image, region and Lab
+    channel: where the reference shows the same scene its histogram is the target's and the
+    faithful map is right; where it is unrelated the careful one is.
+
+    Attributes:
+        method: the faithful alignment's method (``"quantiles"``, ``"colour"`` or ``"sliced"``):
+            ``"colour"`` (MKL, then sRGB quantile curves and an L quantile curve) is close to
+            full histogram matching and costs a fraction of ``"sliced"``'s rounds.
+        lightness_slopes: bounds of the faithful alignment's L curve slope.
+        chroma_slopes: bounds of the faithful alignment's colour curves' slopes.
+        content_size: side of the small copies the content feature is read from.
+        content_width: channels of the content encoder's first convolution (twice that after).
+        hidden: width of the gate's hidden layer.
+        start: the blend an untrained gate gives (0 careful, 1 faithful); its last layer starts at zero.
+    """
+
+    method: str = "colour"
+    lightness_slopes: tuple[float, float] = (0.2, 5.0)
+    chroma_slopes: tuple[float, float] = (0.2, 5.0)
+    content_size: int = 64
+    content_width: int = 16
+    hidden: int = 64
+    start: float = 0.25
+
+    def __post_init__(self):
+        if self.method not in ("quantiles", "colour", "sliced"):
+            raise ValueError(f"relevance method must be one of quantiles, colour, sliced, got {self.method!r}")
+        object.__setattr__(self, "lightness_slopes", _require_bounds("relevance lightness_slopes", self.lightness_slopes))
+        object.__setattr__(self, "chroma_slopes", _require_bounds("relevance chroma_slopes", self.chroma_slopes))
+        for name, low, high in (("content_size", 16, 256), ("content_width", 1, MAX_WIDTH), ("hidden", 1, MAX_WIDTH)):
+            _require_integer(f"relevance {name}", getattr(self, name))
+            if not low <= getattr(self, name) <= high:
+                raise ValueError(f"relevance {name} must be in {low}..{high}, got {getattr(self, name)}")
+        if self.content_size % 8:
+            raise ValueError(f"relevance content_size must be a multiple of 8, got {self.content_size}")
+        if isinstance(self.start, bool) or not isinstance(self.start, (int, float)) or not 0.0 < self.start < 1.0:
+            raise ValueError(f"relevance start must be a number strictly between 0 and 1, got {self.start!r}")
+
+    def faithful(self, alignment: "AlignmentConfig") -> "AlignmentConfig":
+        """The faithful alignment: ``alignment`` with this gate's wide slope bounds."""
+        return replace(alignment, method=self.method, lightness_slopes=self.lightness_slopes,
+                       chroma_slopes=self.chroma_slopes)
+
+
+@dataclass(frozen=True)
 class TransformerConfig:
     """Sizes of the histogram transformer encoder (see model/histogram_transformer.py).
 
@@ -155,6 +206,9 @@ class AnalogyConfig:
             input channels), so it can tell where the alignment went astray (CTN head with an
             alignment only). Its extra weights start at zero: switched on for a fine-tune, the
             model starts as it was (:func:`~histocolor.model.io.grow_state`).
+        relevance: the relevance gate (:class:`RelevanceConfig`; a dict in JSON, or null for
+            none): the network blends a careful and a faithful alignment, per image, region
+            and channel, by how relevant the reference is (CTN head with an alignment only).
     """
 
     l_bins: int = DEFAULT_L_BINS
@@ -172,6 +226,7 @@ class AnalogyConfig:
     lut_size: int = 17
     alignment: AlignmentConfig = AlignmentConfig()
     ctn_sees_source: bool = False
+    relevance: RelevanceConfig | None = None
 
     def __post_init__(self):
         if not isinstance(self.hen_widths, (list, tuple)):
@@ -204,6 +259,15 @@ class AnalogyConfig:
             raise ValueError(f"ctn_sees_source must be true or false, got {self.ctn_sees_source!r}")
         if self.ctn_sees_source and (self.head != "ctn" or self.alignment.method == "none"):
             raise ValueError("ctn_sees_source needs the CTN head and an alignment (without one the CTN already sees the source)")
+        if isinstance(self.relevance, dict):
+            object.__setattr__(self, "relevance", _nested_from_dict(RelevanceConfig, "relevance", self.relevance))
+        if self.relevance is not None:
+            if not isinstance(self.relevance, RelevanceConfig):
+                raise ValueError(f"relevance must be an object of relevance settings or null, got {self.relevance!r}")
+            if self.head != "ctn" or self.alignment.method not in ("quantiles", "colour", "sliced"):
+                raise ValueError("relevance needs the CTN head and a curve alignment (quantiles, colour or sliced)")
+            if not self.alignment.everywhere:
+                raise ValueError("relevance needs alignment everywhere (the gate blends the global map too)")
         if not 1 <= self.l_bins <= MAX_L_BINS:
             raise ValueError(f"l_bins must be in 1..{MAX_L_BINS}, got {self.l_bins}")
         if not self.hen_widths:
@@ -244,6 +308,10 @@ class AnalogyConfig:
         data["hen_widths"] = list(self.hen_widths)
         for name in ("lightness_slopes", "chroma_slopes"):
             data["alignment"][name] = list(data["alignment"][name])
+            if data["relevance"] is not None:
+                data["relevance"][name] = list(data["relevance"][name])
+        if data["relevance"] is None:  # older readers know no such key: leave it out when unused
+            del data["relevance"]
         return data
 
     @classmethod

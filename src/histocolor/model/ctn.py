@@ -14,6 +14,8 @@ class CTNOutput(NamedTuple):
     output: torch.Tensor  # (B, 3, H, W), the final result
     intermediate: list[torch.Tensor]  # coarse to fine, one per lower decoder level (deep supervision)
     aligned: torch.Tensor | None = None  # the aligned source the head recoloured (Lab), if any
+    careful: torch.Tensor | None = None  # with a relevance gate: the careful alignment alone (Lab)
+    blend: torch.Tensor | None = None  # with a relevance gate: its blend (B, K, 3), the whole image last
 
 
 class RegionCondition(NamedTuple):
