@@ -10,6 +10,7 @@ Developer tools, not installed with the package; they use histocolor's public AP
     python benchmarks/benchmark.py strength-sweep --graded graded/graded.csv [--unpaired ../shared/data/dpst-dev]
     python benchmarks/benchmark.py frontier [--data ../shared/data/dpst-dev] [--csv docs/frontier.csv]
     python benchmarks/benchmark.py alignment-only --method sliced --out DIR [--like WEIGHTS] [--faithful | --keep-gate]
+    python benchmarks/benchmark.py tone-grid --set realistic/realistic.csv --out docs/tone-grid.png
     python benchmarks/benchmark.py truth-structure --sets realistic/realistic.csv [--recipe CONFIG]
 
 ``speed`` runs the real ``histocolor transfer`` command on a large JPEG, one process per
@@ -512,6 +513,26 @@ def truth_structure(arguments) -> None:
         summary(f"training triplets of {arguments.recipe} (global, graded)", values)
 
 
+def tone_grid(arguments) -> None:
+    """The pairs of a set whose truths change tones most (lowest gradient SSIM to the source):
+    source | reference | network | histogram matching | truth, with each method's PSNR."""
+    from histocolor.evaluate import _write_grid, load_set
+
+    pairs = [p for p in load_set(arguments.set) if p.truth is not None]
+    images = {p.name: tuple(read_image(path).rgb for path in (p.source, p.reference, p.truth)) for p in pairs}
+    pairs.sort(key=lambda p: gradient_ssim(images[p.name][2], images[p.name][0]))
+    network, matching = ColorTransfer("analogy", weights=arguments.weights), ColorTransfer("histmatch")
+    rows = []
+    for pair in pairs[: arguments.rows]:
+        source, reference, truth = images[pair.name]
+        results = [engine(source, reference).image for engine in (network, matching)]
+        rows.append([source, reference, *results, truth])
+        print(f"{pair.name}: truth gradient SSIM {gradient_ssim(truth, source):.3f}; PSNR network "
+              f"{psnr(results[0], truth):.2f} dB, histogram matching {psnr(results[1], truth):.2f} dB")
+    _write_grid(arguments.out, rows, ["source", "reference", "network", "histmatch", "truth"])
+    print(arguments.out)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python benchmarks/benchmark.py", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -570,6 +591,11 @@ def main(argv=None) -> None:
     aligned.add_argument("--out", type=Path, required=True)
     aligned.add_argument("--faithful", action="store_true", help="the relevance gate's faithful alignment")
     aligned.add_argument("--keep-gate", action="store_true", help="the trained gate's blend, CTN heads at zero")
+    tones = commands.add_parser("tone-grid", help="grid of the pairs whose truths change tones most")
+    tones.add_argument("--set", type=Path, required=True, help="CSV set with a truth column")
+    tones.add_argument("--weights", type=Path, default=None, help="weights of the network (default: shipped)")
+    tones.add_argument("--rows", type=int, default=6)
+    tones.add_argument("--out", type=Path, required=True, help="PNG to write")
     truths = commands.add_parser("truth-structure", help="gradient SSIM of the truths to their sources")
     truths.add_argument("--sets", type=Path, nargs="*", default=[], help="CSV sets with a truth column")
     truths.add_argument("--recipe", type=Path, default=None, help="training config whose triplets to measure")
@@ -580,6 +606,7 @@ def main(argv=None) -> None:
         "alignment-only": alignment_only, "speed": speed, "video": video, "batch": batch, "upsampling": upsampling,
         "graded-set": graded_set,
         "strength-sweep": strength_sweep, "frontier": frontier, "truth-structure": truth_structure,
+        "tone-grid": tone_grid,
     }
     commands[arguments.command](arguments)
 

@@ -106,3 +106,21 @@ def test_video_and_batch_benchmarks_report_their_rows(capsys):
     main(["batch", "--pairs", "4", "--side", "64", "--methods", "mkl", "--io-threads", "0", "2"])
     rows = _rows(capsys.readouterr().out)
     assert [cells[1].strip() for cells in rows] == ["0", "2"] and rows[0][-1].strip() == "1.00x"
+
+
+def test_tone_grid_shows_the_pairs_whose_truths_change_tones_most(tmp_path, capsys, sample_pair):
+    import numpy as np
+    from PIL import Image
+
+    source = sample_pair[0][::4, ::4]
+    lines = ["source,reference,truth"]
+    for index, gamma in enumerate((1.0, 0.5, 1.05, 2.0)):  # 0.5 and 2.0: the strongest tone changes
+        truth = (255 * (source / 255.0) ** gamma).round().astype(np.uint8)
+        for name, image in (("source", source), ("reference", truth[:, ::-1]), ("truth", truth)):
+            Image.fromarray(np.ascontiguousarray(image)).save(tmp_path / f"{name}{index}.png")
+        lines.append(f"source{index}.png,reference{index}.png,truth{index}.png")
+    (tmp_path / "set.csv").write_text("\n".join(lines) + "\n")
+    main(["tone-grid", "--set", str(tmp_path / "set.csv"), "--rows", "2", "--out", str(tmp_path / "grid.png")])
+    printed = capsys.readouterr().out
+    assert {line.split(":")[0] for line in printed.splitlines() if "PSNR" in line} == {"source1", "source3"}
+    assert Image.open(tmp_path / "grid.png").size == (160 * 5, 160 * 2)

@@ -108,6 +108,30 @@ def another_view(rgb: torch.Tensor, rng: np.random.Generator, crop=(0.5, 1.0), m
     return F.interpolate(view[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
 
 
+def _write_view_set(photos, out, name: str, variants: int, rng: np.random.Generator, max_side: int, grades,
+                    crop=(0.5, 1.0), mirror: float = 0.5) -> Path:
+    """Write ``name.csv`` (source,reference,truth,swapped_reference) and its images into ``out``:
+    per photo and variant, ``grades(photo)`` gives ``(source, truth, swapped)``; the reference
+    and the swapped reference are other views (:func:`another_view`) of the truth and of swapped."""
+    photos = [Path(p) for p in photos]
+    if not photos:
+        raise ValueError(f"a {name} set needs at least one photo")
+    out = Path(out)
+    lines = ["source,reference,truth,swapped_reference"]
+    for path in photos:
+        photo = load_photo(path, max_side).float() / 255.0
+        for variant in range(variants):
+            source, truth, swapped = grades(photo)
+            stem = f"{path.stem}-{variant}"
+            write_image(out / f"{stem}-source.png", _to_uint8(source))
+            write_image(out / f"{stem}-reference.png", _to_uint8(another_view(truth, rng, crop, mirror)))
+            write_image(out / f"{stem}-truth.png", _to_uint8(truth))
+            write_image(out / f"{stem}-swapped.png", _to_uint8(another_view(swapped, rng, crop, mirror)))
+            lines.append(f"{stem}-source.png,{stem}-reference.png,{stem}-truth.png,{stem}-swapped.png")
+    (out / f"{name}.csv").write_text("\n".join(lines) + "\n")
+    return out / f"{name}.csv"
+
+
 def build_view_set(photos, out, styles_per_photo: int = 3, seed: int = 0, max_side: int = 512,
                    natural_source_rate: float = 0.5) -> Path:
     """Write ``views.csv`` (source,reference,truth,swapped_reference) and its images into ``out``.
@@ -116,26 +140,14 @@ def build_view_set(photos, out, styles_per_photo: int = 3, seed: int = 0, max_si
     them; reference = a view of s2(photo); truth = s2(photo); swapped = a view of s3(photo).
     s1, s2 and s3 are drawn from the evaluation family. Returns the CSV's path.
     """
-    photos = [Path(p) for p in photos]
-    if not photos:
-        raise ValueError("a view set needs at least one photo")
-    out = Path(out)
     rng = np.random.default_rng([seed, 2])
-    lines = ["source,reference,truth,swapped_reference"]
-    for path in photos:
-        photo = load_photo(path, max_side).float() / 255.0
-        for variant in range(styles_per_photo):
-            natural = rng.random() < natural_source_rate
-            source_style, style, swapped_style = (EvaluationStyle(rng) for _ in range(3))
-            truth = style(photo)
-            stem = f"{path.stem}-{variant}"
-            write_image(out / f"{stem}-source.png", _to_uint8(photo if natural else source_style(photo)))
-            write_image(out / f"{stem}-reference.png", _to_uint8(another_view(truth, rng)))
-            write_image(out / f"{stem}-truth.png", _to_uint8(truth))
-            write_image(out / f"{stem}-swapped.png", _to_uint8(another_view(swapped_style(photo), rng)))
-            lines.append(f"{stem}-source.png,{stem}-reference.png,{stem}-truth.png,{stem}-swapped.png")
-    (out / "views.csv").write_text("\n".join(lines) + "\n")
-    return out / "views.csv"
+
+    def grades(photo):
+        natural = rng.random() < natural_source_rate
+        source_style, style, swapped_style = (EvaluationStyle(rng) for _ in range(3))
+        return photo if natural else source_style(photo), style(photo), swapped_style(photo)
+
+    return _write_view_set(photos, out, "views", styles_per_photo, rng, max_side, grades)
 
 
 # The real expert pairs' references: the render mirrored and cropped to about 80 % of each side.
@@ -152,23 +164,11 @@ def build_realistic_set(photos, out, styles_per_photo: int = 6, seed: int = 0, m
     in for, docs/BENCHMARKS.md); swapped = such a view of the photo under another realistic
     grade. Returns the CSV's path.
     """
-    photos = [Path(p) for p in photos]
-    if not photos:
-        raise ValueError("a realistic set needs at least one photo")
-    out = Path(out)
     rng = np.random.default_rng([seed, 3])
-    lines = ["source,reference,truth,swapped_reference"]
-    for path in photos:
-        photo = load_photo(path, max_side).float() / 255.0
-        for variant in range(styles_per_photo):
-            source = apply_style(photo, random_flat_style(rng)) if rng.random() < flat_source_rate else photo
-            truth = apply_style(photo, random_realistic_style(rng, photo=photo))
-            swapped = apply_style(photo, random_realistic_style(rng, photo=photo))
-            stem = f"{path.stem}-{variant}"
-            write_image(out / f"{stem}-source.png", _to_uint8(source))
-            write_image(out / f"{stem}-reference.png", _to_uint8(another_view(truth, rng, _REAL_CROP, 1.0)))
-            write_image(out / f"{stem}-truth.png", _to_uint8(truth))
-            write_image(out / f"{stem}-swapped.png", _to_uint8(another_view(swapped, rng, _REAL_CROP, 1.0)))
-            lines.append(f"{stem}-source.png,{stem}-reference.png,{stem}-truth.png,{stem}-swapped.png")
-    (out / "realistic.csv").write_text("\n".join(lines) + "\n")
-    return out / "realistic.csv"
+
+    def grades(photo):
+        source = apply_style(photo, random_flat_style(rng)) if rng.random() < flat_source_rate else photo
+        truth = apply_style(photo, random_realistic_style(rng, photo=photo))
+        return source, truth, apply_style(photo, random_realistic_style(rng, photo=photo))
+
+    return _write_view_set(photos, out, "realistic", styles_per_photo, rng, max_side, grades, _REAL_CROP, 1.0)

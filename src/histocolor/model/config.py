@@ -108,9 +108,9 @@ class RelevanceConfig:
     faithful map is right; where it is unrelated the careful one is.
 
     Attributes:
-        method: the faithful alignment's method (``"quantiles"``, ``"colour"`` or ``"sliced"``):
-            ``"colour"`` (MKL, then sRGB quantile curves and an L quantile curve) is close to
-            full histogram matching and costs a fraction of ``"sliced"``'s rounds.
+        method: the faithful alignment's method (``"quantiles"``, ``"colour"`` or ``"sliced"``).
+            ``"sliced"`` with wide bounds came closest to the truths of same-scene training
+            triplets (L1 2.73 against 3.00 for ``"colour"`` and 2.87 for the careful map).
         lightness_slopes: bounds of the faithful alignment's L curve slope.
         chroma_slopes: bounds of the faithful alignment's colour curves' slopes.
         content_size: side of the small copies the content feature is read from.
@@ -119,7 +119,7 @@ class RelevanceConfig:
         start: the blend an untrained gate gives (0 careful, 1 faithful); its last layer starts at zero.
     """
 
-    method: str = "colour"
+    method: str = "sliced"
     lightness_slopes: tuple[float, float] = (0.2, 5.0)
     chroma_slopes: tuple[float, float] = (0.2, 5.0)
     content_size: int = 64
