@@ -586,7 +586,7 @@ def main(argv=None) -> None:
     front.add_argument("--limit", type=int, default=None, help="only the first N pairs")
     front.add_argument("--csv", type=Path, default=None, help="also write the table here (for benchmarks/plot_frontier.py)")
     aligned = commands.add_parser("alignment-only", help="weights whose network is its alignment alone")
-    aligned.add_argument("--method", choices=["moments", "quantiles", "colour", "sliced"], default="sliced")
+    aligned.add_argument("--method", choices=["moments", "linear", "quantiles", "colour", "sliced"], default="sliced")
     aligned.add_argument("--like", type=Path, default=None, help="take the other settings from these weights")
     aligned.add_argument("--out", type=Path, required=True)
     aligned.add_argument("--faithful", action="store_true", help="the relevance gate's faithful alignment")

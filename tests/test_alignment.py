@@ -124,13 +124,13 @@ def test_quantile_alignment_takes_the_reference_distribution_within_its_slope_bo
     assert (lightness[order].diff() >= -1e-4).all()
 
 
-@pytest.mark.parametrize("method", ["moments", "quantiles", "colour", "sliced"])
+@pytest.mark.parametrize("method", ["moments", "linear", "quantiles", "colour", "sliced"])
 def test_aligning_a_source_to_itself_changes_nothing(method):
     source = rgb_to_lab(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(8)))
     everything = torch.ones(1, 1, 32, 32)
     config = AnalogyConfig.from_dict({**SMALL.to_dict(), "alignment": {"method": method}})
     aligned = align_regions(source, source, everything, everything, everything, config.alignment.build())
-    assert (aligned - source).abs().max() < (0.05 if method in ("colour", "sliced") else 1e-3)
+    assert (aligned - source).abs().max() < (0.05 if method in ("linear", "colour", "sliced") else 1e-3)
 
 
 def test_colour_alignment_starts_with_the_classical_mkl_and_takes_the_reference_distribution():
@@ -265,3 +265,27 @@ def test_the_sliced_directions_stay_those_the_shipped_weights_were_trained_with(
     assert torch.allclose(bases[0, 0], torch.tensor([-0.902658, -0.347869, -0.253368]), atol=1e-5)
     assert torch.allclose(bases[23, 2], torch.tensor([-0.868288, 0.494968, 0.032912]), atol=1e-5)
     assert torch.allclose(bases @ bases.transpose(1, 2), torch.eye(3).expand(24, 3, 3), atol=1e-5)
+
+
+def test_linear_alignment_is_the_classical_mkl_in_lab():
+    from histocolor.classical import fit_mkl
+    from histocolor.color import lab_to_rgb
+
+    generator = torch.Generator().manual_seed(4)
+    source = torch.rand(1, 3, 24, 24, generator=generator) * torch.tensor([0.8, 0.5, 0.4]).view(1, 3, 1, 1) + 0.05
+    reference = torch.rand(1, 3, 20, 20, generator=generator) ** 2 * 0.7 + 0.15
+    aligner = AnalogyConfig.from_dict({**SMALL.to_dict(), "alignment": {"method": "linear"}}).alignment.build()
+    aligned = align_regions(rgb_to_lab(source), rgb_to_lab(reference), torch.ones(1, 1, 24, 24),
+                            torch.ones(1, 1, 20, 20), torch.ones(1, 1, 24, 24), aligner)
+    ours = lab_to_rgb(aligned)[0].flatten(1).T.numpy()
+    theirs = fit_mkl(source[0].flatten(1).T.numpy(), reference[0].flatten(1).T.numpy())(source[0].flatten(1).T.numpy())
+    np.testing.assert_allclose(ours, theirs, atol=2e-3)
+    # Per region: each region follows its own reference region's Gaussian.
+    halves = torch.zeros(1, 2, 24, 24)
+    halves[:, 0, :12], halves[:, 1, 12:] = 1.0, 1.0
+    reference_halves = torch.zeros(1, 2, 20, 20)
+    reference_halves[:, 0, :10], reference_halves[:, 1, 10:] = 1.0, 1.0
+    moved = aligner.maps(rgb_to_lab(source), rgb_to_lab(reference), halves, reference_halves)
+    assert moved.shape == (1, 2, 3, 24, 24)
+    top = lab_to_rgb(moved[:, 0])[0][:, :12].flatten(1).mean(1)
+    np.testing.assert_allclose(top.numpy(), reference[0][:, :10].flatten(1).mean(1).numpy(), atol=0.02)

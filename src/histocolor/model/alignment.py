@@ -6,12 +6,13 @@ the reference by a classical, differentiable colour map, and the CTN predicts on
 map cannot express (natural tones, tone-dependent tints, local contrast) as a residual. The
 model starts where the classical methods end.
 
-Four strategies, chosen once from :class:`~histocolor.model.config.AlignmentConfig`:
+Five strategies, chosen once from :class:`~histocolor.model.config.AlignmentConfig`:
 
 * :class:`MomentAlignment` moves each channel's Lab mean and spread (Reinhard);
 * :class:`QuantileAlignment` matches each Lab channel's whole distribution (quantile
   matching), with the curve's slope bounded so that flat areas keep their texture and
   edges keep their contrast;
+* :class:`LinearAlignment` is MKL in sRGB (every colour moved by one linear map);
 * :class:`ColourAlignment` moves colour (MKL, then per-channel quantiles, in sRGB) and
   lightness (a slope-bounded L curve) separately;
 * :class:`SlicedAlignment` goes on from :class:`ColourAlignment` with a few rounds of
@@ -255,6 +256,26 @@ def weighted_mkl(source_rgb: torch.Tensor, reference_rgb: torch.Tensor, source_w
     middle, _ = _sqrt_and_inverse_sqrt(root @ reference_cov @ root)
     matrix = inverse_root @ middle @ inverse_root
     return matrix, reference_mean - torch.einsum("brcd,brd->brc", matrix, source_mean)
+
+
+class LinearAlignment:
+    """MKL per region: the linear Monge-Kantorovich map between the Gaussians of the source's and
+    the reference's sRGB colours (:func:`weighted_mkl`), clipped to sRGB, in Lab.
+
+    A map of another kind than the quantile curves: it moves all colours together and keeps
+    their correlations, and its errors are partly independent of a quantile map's.
+    """
+
+    def maps(self, source_lab, reference_lab, source_regions, reference_regions, colours=None):
+        """Each region's map applied to every source pixel (or to ``colours`` ``(B, 3, h, w)``):
+        ``(B, R, 3, H, W)``."""
+        source_rgb, reference_rgb = (lab_to_rgb(lab).flatten(2) for lab in (source_lab, reference_lab))
+        matrix, offset = weighted_mkl(source_rgb, reference_rgb, source_regions.flatten(2), reference_regions.flatten(2))
+        colours = source_lab if colours is None else colours
+        batch, regions = offset.shape[:2]
+        moved = torch.einsum("brcd,bdn->brcn", matrix, lab_to_rgb(colours).flatten(2)) + offset[..., None]
+        lab = rgb_to_lab(moved.clamp(0.0, 1.0).reshape(batch * regions, 3, -1, 1))
+        return lab.view(batch, regions, 3, *colours.shape[-2:])
 
 
 class ColourAlignment:
