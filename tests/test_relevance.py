@@ -48,7 +48,7 @@ def test_the_config_round_trips_and_is_validated(tmp_path):
                 {"lightness_slopes": [2.0, 1.0]}):
         with pytest.raises(ValueError, match="relevance"):
             RelevanceConfig(**bad)
-    for changes in ({"head": "lut"}, {"alignment": {"method": "moments", "everywhere": True}},
+    for changes in ({"head": "lut"}, {"alignment": {"method": "none", "everywhere": True}},
                     {"alignment": {"method": "sliced", "everywhere": False}}):
         with pytest.raises(ValueError, match="relevance needs"):
             AnalogyConfig(**{**GATED.to_dict(), "ctn_sees_source": False, **changes})
@@ -90,6 +90,23 @@ def test_the_faithful_alignment_follows_the_reference_further():
     gap_careful = (careful.aligned[:, 0].std() - spread).abs()
     assert gap_faithful < 0.5 * gap_careful  # the L spread (contrast) the careful bounds refuse
     assert torch.allclose(careful.aligned, careful.careful, atol=1e-4)
+
+
+def test_a_linear_careful_alignment_is_gated_against_the_sliced_faithful_one():
+    linear = replace(GATED, alignment=replace(GATED.alignment, method="linear"))
+    model = HistogramAnalogy(linear).eval()
+    source, reference = _pair()
+    ones = (torch.ones(2, 1, 24, 28), torch.ones(2, 1, 20, 30))
+    with torch.no_grad():
+        model.relevance.mlp[-1].bias.fill_(-12.0)  # blend 0: the careful (linear) map alone
+        careful = model(source, reference)
+        linear_map = model.aligner.maps(source, reference, *ones)[:, 0]
+        model.relevance.mlp[-1].bias.fill_(12.0)  # blend 1: the sliced map alone
+        faithful = model(source, reference)
+        sliced_map = model.faithful_aligner.maps(source, reference, *ones)[:, 0]
+    assert torch.allclose(careful.aligned, linear_map, atol=1e-3)
+    assert torch.allclose(faithful.aligned, sliced_map, atol=1e-3)
+    assert (careful.aligned - faithful.aligned).abs().mean() > 0.5  # two different maps
 
 
 def test_reference_equal_to_source_keeps_the_source():

@@ -258,6 +258,11 @@ def weighted_mkl(source_rgb: torch.Tensor, reference_rgb: torch.Tensor, source_w
     return matrix, reference_mean - torch.einsum("brcd,brd->brc", matrix, source_mean)
 
 
+def apply_affine(matrix: torch.Tensor, offset: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+    """Each region's map of :func:`weighted_mkl` applied to ``rgb`` ``(B, 3, N)``: ``(B, R, 3, N)``."""
+    return torch.einsum("brcd,bdn->brcn", matrix, rgb) + offset[..., None]
+
+
 class LinearAlignment:
     """MKL per region: the linear Monge-Kantorovich map between the Gaussians of the source's and
     the reference's sRGB colours (:func:`weighted_mkl`), clipped to sRGB, in Lab.
@@ -273,7 +278,7 @@ class LinearAlignment:
         matrix, offset = weighted_mkl(source_rgb, reference_rgb, source_regions.flatten(2), reference_regions.flatten(2))
         colours = source_lab if colours is None else colours
         batch, regions = offset.shape[:2]
-        moved = torch.einsum("brcd,bdn->brcn", matrix, lab_to_rgb(colours).flatten(2)) + offset[..., None]
+        moved = apply_affine(matrix, offset, lab_to_rgb(colours).flatten(2))
         lab = rgb_to_lab(moved.clamp(0.0, 1.0).reshape(batch * regions, 3, -1, 1))
         return lab.view(batch, regions, 3, *colours.shape[-2:])
 
@@ -298,7 +303,7 @@ class ColourAlignment:
         source_weights, reference_weights = source_regions.flatten(2), reference_regions.flatten(2)
         source_rgb, reference_rgb = (lab_to_rgb(lab).flatten(2) for lab in (source_lab, reference_lab))
         matrix, offset = weighted_mkl(source_rgb, reference_rgb, source_weights, reference_weights)
-        moved_source = torch.einsum("brcd,bdn->brcn", matrix, source_rgb) + offset[..., None]
+        moved_source = apply_affine(matrix, offset, source_rgb)
         colour_curves = bounded_curves(moved_source, reference_rgb, source_weights, reference_weights, self.levels,
                                        self.colour_slopes[0], self.colour_slopes[1])
         lightness_curves = bounded_curves(source_lab.flatten(2)[:, :1], reference_lab.flatten(2)[:, :1],
@@ -311,7 +316,7 @@ class ColourAlignment:
         """The maps of :meth:`fit` applied to ``colours`` ``(B, 3, h, w)``: ``(B, R, 3, h, w)``."""
         matrix, offset, colour_curves, lightness_curves = fitted
         batch, regions = offset.shape[:2]
-        moved = torch.einsum("brcd,bdn->brcn", matrix, lab_to_rgb(colours).flatten(2)) + offset[..., None]
+        moved = apply_affine(matrix, offset, lab_to_rgb(colours).flatten(2))
         rgb = piecewise_linear(moved, *colour_curves).clamp(0.0, 1.0)
         chroma = rgb_to_lab(rgb.reshape(batch * regions, 3, -1, 1)).view(batch, regions, 3, -1)[:, :, 1:]
         pixels = colours.flatten(2)[:, None, :1].expand(batch, regions, 1, -1)

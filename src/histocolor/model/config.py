@@ -268,8 +268,8 @@ class AnalogyConfig:
         if self.relevance is not None:
             if not isinstance(self.relevance, RelevanceConfig):
                 raise ValueError(f"relevance must be an object of relevance settings or null, got {self.relevance!r}")
-            if self.head != "ctn" or self.alignment.method not in ("quantiles", "colour", "sliced"):
-                raise ValueError("relevance needs the CTN head and a curve alignment (quantiles, colour or sliced)")
+            if self.head != "ctn" or self.alignment.method == "none":
+                raise ValueError("relevance needs the CTN head and an alignment (the gate blends two of them)")
             if not self.alignment.everywhere:
                 raise ValueError("relevance needs alignment everywhere (the gate blends the global map too)")
         if not 1 <= self.l_bins <= MAX_L_BINS:
