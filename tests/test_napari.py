@@ -435,10 +435,48 @@ def test_fine_tune_trains_loadable_weights_and_hands_them_to_transfer(viewer, do
     assert model.config == from_pretrained(tiny_weights).config
     assert [step for step, _ in widget._losses] == [1, 2, 3] and widget.bar.value == 3
     assert len(widget.figure.axes[0].lines[0].get_xdata()) == 3
-    assert widget.status.value == f"done: 3 steps; weights saved to {tmp_path / 'tuned'}"
+    assert widget.status.value == f"done: 3 of 3 steps; weights saved to {tmp_path / 'tuned'}"
     assert "synthetic retouches" in widget.about.value  # it says what it trains on
     widget.use_button.native.click()
     assert transfer_widget.weights.value == tmp_path / "tuned" and transfer_widget.method.value == "analogy"
+
+
+def test_a_finished_fine_tune_says_done_even_when_its_last_step_signal_comes_late(
+        viewer, dock, qtbot, tmp_path, tiny_weights):
+    widget = dock(viewer, "Fine-tune")
+    # The UI hears of the last step after the run's result (queued signals race the worker's end).
+    widget.relay.stepped.disconnect()
+    widget.relay.stepped.connect(lambda update: None if update.step == update.steps else widget._stepped(update))
+    widget.folder.value = _photo_folder(tmp_path, viewer)
+    widget.weights.value = tiny_weights
+    widget.steps.value = 2
+    out = tmp_path / ("a-long-folder-name-" * 12)
+    widget.output.value = out
+    widget.start_button.native.click()
+    _wait_idle(qtbot, widget)
+    assert widget.status.value == f"done: 2 of 2 steps; weights saved to {out}"
+    assert widget.bar.value == 2
+    # The long status line wraps: it asks for no more width than the dock has.
+    assert widget.status.native.minimumSizeHint().width() < 450
+
+
+def test_a_second_fine_tune_never_replaces_the_first(viewer, dock, qtbot, tmp_path, tiny_weights, notices):
+    widget = dock(viewer, "Fine-tune")
+    widget.folder.value = _photo_folder(tmp_path, viewer)
+    widget.weights.value = tiny_weights
+    widget.steps.value = 1
+    widget.output.value = tmp_path / "tuned"
+    widget.start_button.native.click()
+    _wait_idle(qtbot, widget)
+    first = (tmp_path / "tuned" / "model.safetensors").read_bytes()
+    checkpoints = sorted(path.name for path in (tmp_path / "tuned").iterdir())
+    widget.start_button.native.click()  # same output folder
+    _wait_idle(qtbot, widget)
+    assert (tmp_path / "tuned" / "model.safetensors").read_bytes() == first
+    assert sorted(path.name for path in (tmp_path / "tuned").iterdir()) == checkpoints
+    assert widget.trained == tmp_path / "tuned-2" and (tmp_path / "tuned-2" / "model.safetensors").is_file()
+    assert widget.status.value.endswith(f"weights saved to {tmp_path / 'tuned-2'}")
+    assert any("already holds a run" in message for _, message in notices())
 
 
 def test_fine_tune_on_open_layers_stops_cleanly(viewer, dock, qtbot, tmp_path, tiny_weights, notices):

@@ -42,8 +42,28 @@ def _fine_tune(config: TrainConfig, photos, layers, out, weights, callback, shou
         "strong_style_rate", "region_rate")}
     images = [as_image(layer.read()).rgb for layer in layers]
     dataset = PhotoFolderDataset(None, photos=photos, images=images, length=10**9, **recipe)
-    return train(config, dataset, out, init_weights=weights, device="auto", progress_bar=False,
-                 callback=callback, should_stop=should_stop)
+    steps = [0]
+
+    def stepped(update):
+        steps[0] = update.step  # counted here: the queued signals to the UI may still be on their way
+        callback(update)
+
+    out = train(config, dataset, out, init_weights=weights, device="auto", progress_bar=False,
+                callback=stepped, should_stop=should_stop)
+    return out, steps[0]
+
+
+def fresh_folder(path: Path) -> Path:
+    """``path`` when it is missing or empty, else the first free ``path-2``, ``path-3``, ...: a run
+    never replaces the weights of an earlier one (which Color transfer may be using)."""
+    def free(candidate: Path) -> bool:
+        return not candidate.exists() or (candidate.is_dir() and not any(candidate.iterdir()))
+
+    number = 2
+    candidate = path
+    while not free(candidate):
+        candidate, number = path.with_name(f"{path.name}-{number}"), number + 1
+    return candidate
 
 
 ABOUT = ("Teaches the network your photos: it trains on synthetic retouches (new looks) of the chosen "
@@ -85,6 +105,7 @@ class FineTuneWidget(DockContainer):
         self.use_button = PushButton(text="Use in Color transfer", enabled=False)
         self.bar = ProgressBar(value=0, min=0, max=1, label="progress")
         self.status = Label(value="")
+        self.status.native.setWordWrap(True)  # a long weights path must not widen the dock
         self.start_button.changed.connect(self._clicked)
         self.stop_button.changed.connect(self.stop)
         self.use_button.changed.connect(self.use_weights)
@@ -137,7 +158,9 @@ class FineTuneWidget(DockContainer):
         except HistocolorError as error:
             notify_error(error)
             return None
-        out = Path(self.output.value)
+        out = fresh_folder(Path(self.output.value))
+        if out != Path(self.output.value):
+            show_info(f"'{self.output.value}' already holds a run: this one goes to '{out}'")
         _keep_triton_out()
         self._stop_requested = False
         self._losses = []
@@ -178,14 +201,16 @@ class FineTuneWidget(DockContainer):
         axes.tick_params(labelsize=6)
         self.canvas.draw_idle()
 
-    def _trained(self, out) -> None:
+    def _trained(self, result) -> None:
+        out, done = result
         self.trained = Path(out)
         self.use_button.enabled = True
-        done, total = (self._losses[-1][0] if self._losses else 0), int(self.bar.max)
+        total = int(self.bar.max)
+        self.bar.value = done
         if done < total:
             self.status.value = f"stopped at step {done} of {total}; weights saved to {out}"
         else:
-            self.status.value = f"done: {total} steps; weights saved to {out}"
+            self.status.value = f"done: {total} of {total} steps; weights saved to {out}"
         self._plot()
 
     def _finished(self) -> None:
