@@ -758,6 +758,46 @@ def test_compare_starts_with_the_source_reference_and_results_and_shows_progress
     assert len(compare.figure.axes) == 5
 
 
+def test_compare_keeps_a_result_renamed_by_the_strength(viewer, dock, qtbot):
+    source, reference = viewer.layers["source"], viewer.layers["reference"]
+    compare = dock(viewer, "Compare")
+    transfer = dock(viewer, "Color transfer")
+    transfer.method.value = "mkl"
+    transfer.run_button.native.click()
+    _wait_idle(qtbot, transfer)
+    result = viewer.layers["source ← reference (mkl)"]
+    transfer.strength.value = 0.6
+    qtbot.waitUntil(lambda: result.name == "source ← reference (mkl, 60 %)", timeout=30_000)
+    qtbot.waitUntil(lambda: transfer.preview_worker is None)
+    assert list(compare.layers.value) == [source, reference, result]
+    compare.compare_button.native.click()
+    _wait_idle(qtbot, compare)
+    assert [compare.table.verticalHeaderItem(row).text() for row in range(3)] == [
+        "source", "reference", "source ← reference (mkl, 60 %)"]
+
+
+def test_compare_fills_itself_in_again_after_layers_are_removed(viewer, dock, qtbot, notices):
+    compare = dock(viewer, "Compare")
+    transfer = dock(viewer, "Color transfer")
+    transfer.method.value = "mkl"
+    transfer.run_button.native.click()
+    _wait_idle(qtbot, transfer)
+    data = viewer.layers["source"].data
+    viewer.layers.clear()  # all of the first pair's layers
+    source = viewer.add_image(np.ascontiguousarray(data[::-1]), name="second source")
+    reference = viewer.add_image(np.ascontiguousarray(data[:, ::-1] // 2), name="second reference")
+    transfer.reset_choices()
+    transfer.source.value, transfer.reference.value = source, reference
+    transfer.run_button.native.click()
+    _wait_idle(qtbot, transfer)
+    result = viewer.layers["second source ← second reference (mkl)"]
+    assert list(compare.layers.value) == [source, reference, result]
+    assert (compare.source.value, compare.reference.value) == (source, reference)
+    compare.compare_button.native.click()
+    _wait_idle(qtbot, compare)
+    assert compare.table.rowCount() == 3 and not any("pick at least" in message for _, message in notices())
+
+
 def test_apply_to_all_open_images_with_progress_and_cancel(viewer, dock, qtbot, notices):
     source, reference = viewer.layers["source"], viewer.layers["reference"]
     second = viewer.add_image(np.ascontiguousarray(source.data[::-1]), name="second")

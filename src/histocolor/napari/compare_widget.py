@@ -105,12 +105,34 @@ class CompareWidget(DockContainer):
         self.native.destroyed.connect(lambda *_: viewer.layers.events.inserted.disconnect(self._inserted))
 
     def _choices(self) -> tuple:
-        return frozenset(id(layer) for layer in self.layers.value), id(self.source.value), id(self.reference.value)
+        """What is picked: (layers to compare, source, reference)."""
+        return tuple(self.layers.value), self.source.value, self.reference.value
+
+    def _alive(self, choices: tuple) -> tuple:
+        """``choices`` as ids, without the layers removed from the viewer since (removing a layer
+        is not a choice made by hand)."""
+        present = {id(layer) for layer in self._viewer.layers}
+        layers, source, reference = choices
+        return (frozenset(id(layer) for layer in layers if id(layer) in present),
+                *(id(layer) if id(layer) in present else None for layer in (source, reference)))
 
     def _inserted(self, event) -> None:
         # A new result: fill in again, unless the user changed what the last filling-in chose.
-        if is_result(event.value) and self._choices() == self._prefilled:
+        if is_result(event.value) and self._alive(self._choices()) == self._alive(self._prefilled):
             self.prefill()
+
+    def reset_choices(self, *args) -> None:
+        """New choices (layers added, removed or renamed) keep what was picked among the layers
+        still open: a renamed layer (a result whose strength changed) stays picked."""
+        if not hasattr(self, "_prefilled"):  # still being built
+            return super().reset_choices(*args)
+        present = {id(layer) for layer in self._viewer.layers}
+        layers, source, reference = self._choices()
+        super().reset_choices(*args)
+        self.layers.value = [layer for layer in layers if id(layer) in present]
+        for widget, layer in ((self.source, source), (self.reference, reference)):
+            if layer is not None and id(layer) in present:
+                widget.value = layer
 
     def prefill(self) -> None:
         """The newest result's source and reference, and every result of that pair; before any
