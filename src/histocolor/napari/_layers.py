@@ -8,6 +8,8 @@ from magicgui.widgets import Container
 from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
+from qtpy.QtCore import QEvent, QObject, QTimer
+from qtpy.QtWidgets import QDockWidget, QMainWindow, QWidget
 
 from histocolor.errors import HistocolorError, is_out_of_memory
 
@@ -76,6 +78,50 @@ SAME_LAYER = "the source and the reference are the same layer, so the result wou
 RESULT_KEY = "histocolor"
 
 
+DOCK_NAME = "histocolor-dock"  # the objectName of every histocolor dock's widget
+
+
+def _dock_of(native):
+    """The QDockWidget holding a Qt widget, or None."""
+    parent = native.parent()
+    while parent is not None and not isinstance(parent, QDockWidget):
+        parent = parent.parent()
+    return parent
+
+
+def join_tabs(native) -> None:
+    """Put the dock holding ``native`` in tabs with the other histocolor docks of its area and
+    show it: on a short screen the docks share the height as tabs, each one at full height."""
+    dock = _dock_of(native)
+    window = dock.parent() if dock is not None else None
+    if not isinstance(window, QMainWindow) or dock.isFloating():
+        return
+    area = window.dockWidgetArea(dock)
+    others = [other for other in window.findChildren(QDockWidget)
+              if other is not dock and not other.isHidden() and not other.isFloating()
+              and window.dockWidgetArea(other) == area and other.findChild(QWidget, DOCK_NAME) is not None]
+    if others and dock not in window.tabifiedDockWidgets(others[0]):
+        window.tabifyDockWidget(others[0], dock)
+    dock.raise_()
+
+
+class _TabJoiner(QObject):
+    """Joins the tabs once the widget is docked, after napari has placed the dock."""
+
+    def __init__(self, native):
+        super().__init__(native)
+        self._native = native
+        native.installEventFilter(self)
+
+    def eventFilter(self, watched, event):
+        if event.type() == QEvent.Type.ParentChange and _dock_of(watched) is not None:
+            QTimer.singleShot(0, self._join)  # dropped with this object if the widget goes first
+        return False
+
+    def _join(self) -> None:
+        join_tabs(self._native)
+
+
 class DockContainer(Container):
     """A widget container that scrolls when its dock is shorter than its contents (small screens).
 
@@ -85,6 +131,8 @@ class DockContainer(Container):
 
     def __init__(self, **kwargs):
         super().__init__(scrollable=True, **kwargs)
+        self.native.setObjectName(DOCK_NAME)
+        self._joiner = _TabJoiner(self.native)
 
     @property
     def native(self):
@@ -103,12 +151,7 @@ def unwrap(thing):
 
 def in_dock(native) -> bool:
     """Whether a Qt widget sits in a dock (napari only unparents a dock widget it closes)."""
-    from qtpy.QtWidgets import QDockWidget
-
-    parent = native.parent()
-    while parent is not None and not isinstance(parent, QDockWidget):
-        parent = parent.parent()
-    return parent is not None
+    return _dock_of(native) is not None
 
 
 def bind_shortcut(viewer, key: str, widget, action) -> None:
