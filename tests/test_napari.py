@@ -342,7 +342,7 @@ def test_compare_widget_fills_metrics_and_histograms(viewer, dock, qtbot, notice
     _wait_idle(qtbot, widget)
     table = widget.table
     assert table.rowCount() == 3
-    assert [table.verticalHeaderItem(row).text() for row in range(3)] == [layer.name for layer in compared]
+    assert [table.verticalHeaderItem(row).toolTip() for row in range(3)] == [layer.name for layer in compared]
     cell = lambda row, column: float(table.item(row, column).text())  # noqa: E731
     assert cell(1, 0) < cell(0, 0) / 2  # the MKL result is closer to the reference
     assert cell(0, 1) == 1.0 and cell(1, 1) < 1.0  # gradient SSIM to the source
@@ -772,8 +772,40 @@ def test_compare_keeps_a_result_renamed_by_the_strength(viewer, dock, qtbot):
     assert list(compare.layers.value) == [source, reference, result]
     compare.compare_button.native.click()
     _wait_idle(qtbot, compare)
-    assert [compare.table.verticalHeaderItem(row).text() for row in range(3)] == [
+    assert [compare.table.verticalHeaderItem(row).toolTip() for row in range(3)] == [
         "source", "reference", "source ← reference (mkl, 60 %)"]
+
+
+def test_the_compare_table_is_readable_and_the_plots_stay_in_sight(make_napari_viewer, dock, qtbot):
+    """Compare alone in a 1280x800 window, six layers with long names: the names are elided in the
+    middle (full name as tooltip), every metric header is whole, and the plots start on screen."""
+    from qtpy.QtCore import QPoint
+
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample(PLUGIN, "source-and-reference")
+    data = viewer.layers["source"].data
+    long_names = [f"a rather long layer name for result number {index} of this pair" for index in range(4)]
+    for index, name in enumerate(long_names):
+        viewer.add_image(np.ascontiguousarray(np.clip(data.astype(int) + 10 * index, 0, 255).astype(np.uint8)), name=name)
+    compare = dock(viewer, "Compare")
+    viewer.window._qt_window.resize(1280, 800)
+    compare.reset_choices()
+    compare.layers.value = list(viewer.layers)
+    compare.truth.value = viewer.layers[long_names[0]]
+    compare.compare_button.native.click()
+    _wait_idle(qtbot, compare)
+    qtbot.wait(100)
+    table = compare.table
+    names = [table.verticalHeaderItem(row) for row in range(table.rowCount())]
+    assert [item.toolTip() for item in names] == [layer.name for layer in viewer.layers]
+    assert all("…" in item.text() and item.text().startswith("a rather") for item in names[2:])  # middle elided
+    assert table.verticalHeader().width() <= 0.4 * table.width()
+    header = table.horizontalHeader()
+    for column in range(table.columnCount()):
+        label = table.horizontalHeaderItem(column).text()
+        assert header.sectionSize(column) >= header.fontMetrics().horizontalAdvance(label) + 6, label
+    viewport = compare.native.viewport()
+    assert compare.canvas.mapTo(viewport, QPoint(0, 0)).y() <= viewport.height() - 200  # the plots are in sight
 
 
 def test_compare_fills_itself_in_again_after_layers_are_removed(viewer, dock, qtbot, notices):

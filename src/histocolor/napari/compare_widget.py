@@ -13,6 +13,8 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.layers import Image
 from napari.utils.notifications import show_info
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QFontMetrics
 from qtpy.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
 
 from histocolor.errors import HistocolorError
@@ -60,6 +62,8 @@ def compare(layers: dict, source, reference, truth=None):
     return results
 
 
+NAME_WIDTH = 130  # pixels: a layer name in the table, elided in the middle past this (full name as tooltip)
+TABLE_ROWS = 5  # rows the table shows before it scrolls
 DENSITY_COLUMNS = 2  # (a, b) densities per row
 CURVES_HEIGHT, DENSITY_HEIGHT = 260, 190  # pixels: the L curves (with their legend), a row of densities
 PLACEHOLDER = ("Pick the layers to compare (the source and the results, say), the source and the reference "
@@ -93,8 +97,8 @@ class CompareWidget(DockContainer):
         self.table.setHorizontalHeaderLabels(METRICS)
         for column, tip in enumerate(METRIC_TIPS):
             self.table.horizontalHeaderItem(column).setToolTip(tip)
-        # The metric columns share the dock's width: no horizontal scrolling.
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        # Each metric column as wide as its header; the layer names, elided in the middle, take the rest.
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.setVisible(False)  # until the first comparison (the placeholder says what to do)
         self.body.layout().addWidget(self.table)  # the numbers first, then the plots (the dock scrolls)
         self.body.layout().addWidget(self.canvas)
@@ -192,16 +196,20 @@ class CompareWidget(DockContainer):
     def show(self, results: dict) -> None:
         """Fill the table and draw the L curves and one (a, b) density per layer."""
         self.table.setRowCount(len(results))
-        self.table.setVerticalHeaderLabels(list(results))
+        metrics = QFontMetrics(self.table.verticalHeader().font())
+        for row, name in enumerate(results):
+            item = QTableWidgetItem(metrics.elidedText(name, Qt.TextElideMode.ElideMiddle, NAME_WIDTH))
+            item.setToolTip(name)
+            self.table.setVerticalHeaderItem(row, item)
         for row, result in enumerate(results.values()):
             for column, value in enumerate(result["metrics"]):
                 self.table.setItem(row, column, QTableWidgetItem("-" if value is None else f"{value:.4g}"))
         for column in range(len(METRICS)):  # no empty columns (PSNR and ΔE need a ground truth)
             self.table.setColumnHidden(column, all(r["metrics"][column] is None for r in results.values()))
         self.table.setVisible(True)
-        # As tall as its rows: the dock scrolls, not the table.
+        # As tall as its rows up to TABLE_ROWS (then it scrolls): the plots stay in sight below it.
         self.table.setFixedHeight(self.table.horizontalHeader().sizeHint().height() + 2 * self.table.frameWidth()
-                                  + sum(self.table.rowHeight(row) for row in range(self.table.rowCount()))
+                                  + sum(self.table.rowHeight(row) for row in range(min(self.table.rowCount(), TABLE_ROWS)))
                                   + self.table.horizontalScrollBar().sizeHint().height())
         self.figure.clear()
         columns = min(len(results), DENSITY_COLUMNS)
