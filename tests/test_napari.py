@@ -894,6 +894,12 @@ def test_colour_coded_masks_load_as_2d_labels_with_named_classes(viewer, dock, q
     choices = widget.target_choices(1)
     assert [choices.itemText(i) for i in range(choices.count())] == ["", "1 blue", "2 green"]
     assert not choices.itemIcon(1).isNull()  # each class shows its colour
+    # Name and colour agree: the swatches and the Labels layers show the mask's own colours.
+    for index, colour in ((1, blue), (2, green)):
+        swatch = choices.itemIcon(index).pixmap(12, 12).toImage().pixelColor(6, 6)
+        assert (swatch.red(), swatch.green(), swatch.blue()) == colour
+    for labels, label, colour in ((source_labels, 1, blue), (source_labels, 10, orange), (reference_labels, 2, green)):
+        assert tuple((np.asarray(labels.get_color(label))[:3] * 255).round().astype(int)) == colour
     assert choices.currentText() == "1 blue" and widget.target_choices(10).currentText() == ""
     widget.target_choices(10).setCurrentIndex(2)  # the orange ground takes the reference's green
     assert widget.region_map() == {0: [], 1: [1], 10: [2]}

@@ -41,26 +41,37 @@ def parse_targets(text: str) -> list[int]:
     return [int(label.group()) for label in labels]
 
 
-def mask_labels(masks: list[np.ndarray]) -> tuple[list[np.ndarray], dict[int, str]]:
-    """Napari label maps of masks from :func:`read_mask` (read together, as the CLI does) and class names.
+def mask_labels(masks: list[np.ndarray]) -> tuple[list[np.ndarray], dict[int, str], dict[int, tuple]]:
+    """Napari label maps of masks from :func:`read_mask` (read together, as the CLI does), class
+    names and class colours.
 
     Integer masks keep their labels (0, napari's background, follows the global transfer).
     Colour-coded masks have a region for every colour, so they are shifted by one, off the
-    background; a class is named by its palette colour or its RGB code.
+    background; a class is named by its palette colour or its RGB code, and keeps that colour
+    (RGB, 0-255) for its swatch and its Labels layer.
     """
     labels = label_maps(*masks)
-    names = {}
+    names, colours = {}, {}
     for mask, label_map in zip(masks, labels):
         if mask.ndim != 3:
             continue
         label_map += 1
         for label in np.unique(label_map).tolist():
-            if label - 1 < len(PALETTE_NAMES):
-                names[label] = PALETTE_NAMES[label - 1]
-            else:
-                red, green, blue = np.median(mask[label_map == label], axis=0).astype(int)
-                names[label] = f"#{red:02x}{green:02x}{blue:02x}"
-    return labels, names
+            colour = tuple(int(value) for value in np.median(mask[label_map == label], axis=0))
+            colours[label] = colour
+            names[label] = PALETTE_NAMES[label - 1] if label - 1 < len(PALETTE_NAMES) else "#%02x%02x%02x" % colour
+    return labels, names, colours
+
+
+def mask_colormap(colours: dict[int, tuple]):
+    """A napari label colour map that shows each class of a colour-coded mask in its own colour
+    (labels painted later keep napari's usual colours; 0 stays transparent)."""
+    from napari.utils.colormaps import DirectLabelColormap, label_colormap
+
+    usual = label_colormap()
+    known = {label: (*(value / 255 for value in colour), 1.0) for label, colour in colours.items()}
+    color_dict = {label: known.get(label, usual.map(label)) for label in range(1, 1 + max(255, *colours))}
+    return DirectLabelColormap(color_dict={None: usual.map(256), 0: (0.0, 0.0, 0.0, 0.0), **color_dict})
 
 
 class RegionsWidget(DockContainer):
@@ -124,24 +135,31 @@ class RegionsWidget(DockContainer):
 
     # ----------------------------------------------------------------------- labels layers
 
-    def _labels_layer(self, image_layer, labels: np.ndarray):
-        """Add (or replace the data of) the Labels layer ``<image> regions`` over ``image_layer``."""
+    def _labels_layer(self, image_layer, labels: np.ndarray, colours: dict | None = None):
+        """Add (or replace the data of) the Labels layer ``<image> regions`` over ``image_layer``,
+        coloured with a colour-coded mask's ``colours`` (else napari's usual label colours)."""
+        from napari.utils.colormaps import label_colormap
+
         name = regions_name(image_layer)
+        colormap = mask_colormap(colours) if colours else label_colormap()
         if name in self._viewer.layers and isinstance(self._viewer.layers[name], Labels):
             layer = self._viewer.layers[name]
             layer.data = labels
+            layer.colormap = colormap
             return layer
         return self._viewer.add_labels(
-            labels, name=name, scale=image_layer.scale, translate=image_layer.translate, opacity=0.5
+            labels, name=name, scale=image_layer.scale, translate=image_layer.translate, opacity=0.5,
+            colormap=colormap,
         )
 
-    def _use_labels(self, source_labels: np.ndarray | None, reference_labels: np.ndarray | None) -> None:
+    def _use_labels(self, source_labels: np.ndarray | None, reference_labels: np.ndarray | None,
+                    colours: dict | None = None) -> None:
         """New labels for the source and/or the reference (None: that one is left as it is)."""
         layers = {"source": self.source.value, "reference": self.reference.value}
         made = {}
         for role, labels in (("source", source_labels), ("reference", reference_labels)):
             if labels is not None:
-                made[role] = self._labels_layer(layers[role], labels)
+                made[role] = self._labels_layer(layers[role], labels, colours.get(role) if colours else None)
         self.reset_choices()
         for role, layer in made.items():
             (self.source_labels if role == "source" else self.reference_labels).value = layer
@@ -204,7 +222,7 @@ class RegionsWidget(DockContainer):
             if (mask.ndim == 3 and earlier is not None and earlier[0].ndim == 3 and pickers[other].value is not None
                     and np.array_equal(np.asarray(pickers[other].value.data), earlier[1])):
                 together[other] = earlier[0]
-            arrays, names = mask_labels(list(together.values()))
+            arrays, names, colours = mask_labels(list(together.values()))
             labels = {name: check_labels(array, check_layer(layers[name], name).data.shape[:2], name)
                       for name, array in zip(together, arrays)}
         except HistocolorError as error:
@@ -216,7 +234,8 @@ class RegionsWidget(DockContainer):
                 for label in np.unique(array).tolist():
                     self.class_names.pop(label, None)
         self.class_names = {**self.class_names, **names}
-        self._use_labels(labels.get("source"), labels.get("reference"))
+        coloured = {name: colours for name in together if together[name].ndim == 3}
+        self._use_labels(labels.get("source"), labels.get("reference"), coloured)
         return pickers[role].value
 
     def empty_labels(self, *_) -> None:
