@@ -808,6 +808,40 @@ def test_the_compare_table_is_readable_and_the_plots_stay_in_sight(make_napari_v
     assert compare.canvas.mapTo(viewport, QPoint(0, 0)).y() <= viewport.height() - 200  # the plots are in sight
 
 
+def test_silent_cases_get_a_notice_or_the_usual_rule(viewer, dock, qtbot, notices):
+    source, reference = viewer.layers["source"], viewer.layers["reference"]
+    transfer = dock(viewer, "Color transfer")
+    transfer.method.value = "mkl"
+    tiny = viewer.add_image(reference.data[:1, :1].copy(), name="tiny", rgb=True)
+    transfer.reset_choices()
+    transfer.source.value, transfer.reference.value = source, tiny
+    transfer.run_button.native.click()
+    _wait_idle(qtbot, transfer)
+    assert any(severity == NotificationSeverity.WARNING and "only 1x1 pixels" in message
+               for severity, message in notices())
+    # Reopening Color transfer still replaces the earlier result of the same pair.
+    transfer.reference.value = reference
+    transfer.run_button.native.click()
+    _wait_idle(qtbot, transfer)
+    first = viewer.layers["source ← reference (mkl)"]
+    viewer.window.remove_dock_widget(viewer.window._wrapped_dock_widgets[f"Color transfer ({PLUGIN})"])
+    reopened = dock(viewer, "Color transfer")
+    assert reopened is not transfer
+    reopened.method.value = "mkl"
+    reopened.strength.value = 0.5
+    reopened.run_button.native.click()
+    _wait_idle(qtbot, reopened)
+    names = [layer.name for layer in viewer.layers]
+    assert names.count("source ← reference (mkl, 50 %)") == 1 and not any("[1]" in name for name in names)
+    assert viewer.layers["source ← reference (mkl, 50 %)"] is first  # updated, not added
+    # Empty labels with the same layer as source and reference: one Labels layer, and a notice saying so.
+    regions = dock(viewer, "Regions")
+    regions.source.value = regions.reference.value = source
+    regions.empty_button.native.click()
+    assert [layer.name for layer in viewer.layers].count("source regions") == 1
+    assert any("same layer" in message and "one Labels layer" in message for _, message in notices())
+
+
 def test_compare_fills_itself_in_again_after_layers_are_removed(viewer, dock, qtbot, notices):
     compare = dock(viewer, "Compare")
     transfer = dock(viewer, "Color transfer")

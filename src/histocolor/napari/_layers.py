@@ -7,7 +7,7 @@ import numpy as np
 from magicgui.widgets import Container
 from napari.layers import Image
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import QEvent, QObject, QTimer
 from qtpy.QtWidgets import QDockWidget, QMainWindow, QWidget
 
@@ -70,6 +70,21 @@ def check_layer(layer, role: str, stack: bool = False) -> LayerPixels:
         )
     low, high = (float(limit) for limit in layer.contrast_limits)
     return LayerPixels(data, (low, high if high > low else low + 1.0))
+
+
+# Fewer reference pixels than this hold too few colours for a look: the result is warned about.
+MIN_REFERENCE_PIXELS = 32 * 32
+
+
+def check_reference(layer) -> LayerPixels:
+    """:func:`check_layer` for a transfer's reference, with a warning when it is tiny (its few
+    colours flatten the result)."""
+    pixels = check_layer(layer, "reference")
+    height, width = pixels.data.shape[:2]
+    if height * width < MIN_REFERENCE_PIXELS:
+        show_warning(f"the reference '{layer.name}' is only {width}x{height} pixels: too few colours for a look, "
+                     f"the result comes out flat; use a reference of at least 32x32")
+    return pixels
 
 
 SAME_LAYER = "the source and the reference are the same layer, so the result would be a copy: pick another reference"

@@ -13,7 +13,8 @@ from qtpy.QtWidgets import QComboBox, QHeaderView, QTableWidget, QTableWidgetIte
 
 from histocolor.errors import HistocolorError
 from histocolor.napari._layers import (
-    SAME_LAYER, DockContainer, PairPickers, add_result, check_layer, notify_error, start_worker, unwrap,
+    SAME_LAYER, DockContainer, PairPickers, add_result, check_layer, check_reference, notify_error, start_worker,
+    unwrap,
 )
 from histocolor.regions import DPST_PALETTE, check_labels, label_maps, parse_region_map, read_mask
 from histocolor.segment import get_segmenter
@@ -247,6 +248,9 @@ class RegionsWidget(DockContainer):
             notify_error(error)
             return
         self.class_names = {}
+        if self.source.value is self.reference.value:
+            show_info("the source and the reference are the same layer: one Labels layer to paint, used for both; "
+                      "map its regions to other labels in the table to move colours within the image")
         self._use_labels(*(np.zeros(shape[:2], np.int32) for shape in shapes))
 
     def segment(self, *_):
@@ -357,7 +361,7 @@ class RegionsWidget(DockContainer):
             return None
         source_layer, reference_layer = self.source.value, self.reference.value
         try:
-            source, reference = check_layer(source_layer, "source"), check_layer(reference_layer, "reference")
+            source, reference = check_layer(source_layer, "source"), check_reference(reference_layer)
             labels = []
             for layer, role in ((self.source_labels.value, "source"), (self.reference_labels.value, "reference")):
                 if layer is None:

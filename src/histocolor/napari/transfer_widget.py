@@ -27,8 +27,8 @@ from histocolor.imageio import check_output_path, read_image, write_image
 
 from histocolor.errors import HistocolorError
 from histocolor.napari._layers import (
-    RESULT_KEY, SAME_LAYER, DockContainer, PairPickers, add_result, check_layer, is_result, notify_error, result_name,
-    bind_shortcut, start_worker, unwrap,
+    RESULT_KEY, SAME_LAYER, DockContainer, PairPickers, add_result, check_layer, check_reference, is_result,
+    notify_error, result_name, bind_shortcut, start_worker, unwrap,
 )
 from histocolor.device import DEVICES
 from histocolor.model.io import DEFAULT_WEIGHTS
@@ -147,7 +147,7 @@ class TransferWidget(DockContainer):
             return None
         try:
             source = check_layer(source_layer, "source", stack=True)
-            reference = check_layer(reference_layer, "reference")
+            reference = check_reference(reference_layer)
             if source_layer is reference_layer:
                 raise HistocolorError(SAME_LAYER)
         except HistocolorError as error:
@@ -184,7 +184,7 @@ class TransferWidget(DockContainer):
             return None
         sources, skipped = [], []
         try:
-            reference = check_layer(reference_layer, "reference")
+            reference = check_reference(reference_layer)
             for layer in self._viewer.layers:
                 if isinstance(layer, Image) and layer is not reference_layer and not is_result(layer):
                     try:
@@ -229,6 +229,8 @@ class TransferWidget(DockContainer):
         name = result_name(source_layer, reference_layer, method)
         about = {"reference": reference_layer.name, "method": method, "strength": strength}
         earlier = self._results.get(name)
+        if earlier is None:
+            earlier = self._earlier_result(source_layer, reference_layer, method)
         if self.replace.value and earlier is not None and earlier in self._viewer.layers:
             self._remember(earlier)
             earlier.data, earlier.name = image, named(name, strength)
@@ -241,6 +243,16 @@ class TransferWidget(DockContainer):
         self.last_look = look.blended(strength)
         for button in (self.export_button, self.before_after_button):
             button.enabled = True
+
+    def _earlier_result(self, source_layer, reference_layer, method: str):
+        """The newest open result of this pair and method made by any Color transfer widget (one
+        closed and reopened since included), found by its metadata; None when there is none."""
+        wanted = (source_layer.name, reference_layer.name, method)
+        for layer in reversed(self._viewer.layers):
+            about = layer.metadata.get(RESULT_KEY, {}) if is_result(layer) else {}
+            if (about.get("source"), about.get("reference"), about.get("method")) == wanted and not about.get("regions"):
+                return layer
+        return None
 
     def preview(self, strength: float) -> None:
         """The slider moved: re-apply the last result's look at ``strength`` in a worker (no network)."""
@@ -326,7 +338,7 @@ class TransferWidget(DockContainer):
             show_info("a transfer is already running: wait for it to finish")
             return None
         try:
-            reference = check_layer(reference_layer, "reference")
+            reference = check_reference(reference_layer)
             photos = list_photos([folder])
             if not photos:
                 raise HistocolorError(f"no photos ({', '.join(PHOTO_EXTENSIONS)}) in '{folder}'")
