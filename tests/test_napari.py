@@ -479,6 +479,17 @@ def test_a_second_fine_tune_never_replaces_the_first(viewer, dock, qtbot, tmp_pa
     assert any("already holds a run" in message for _, message in notices())
 
 
+def test_fine_tune_lists_the_open_layers_at_once_and_says_when_there_are_none(make_napari_viewer, dock, viewer):
+    widget = dock(viewer, "Fine-tune")  # the sample pair was open before the dock
+    assert list(widget.layers.choices) == [viewer.layers["source"], viewer.layers["reference"]]
+    assert widget.layers_hint.native.isHidden()
+    empty = make_napari_viewer(show=True)
+    other = dock(empty, "Fine-tune")
+    assert list(other.layers.choices) == [] and not other.layers_hint.native.isHidden()
+    empty.add_image(viewer.layers["source"].data, name="photo")
+    assert list(other.layers.choices) == [empty.layers["photo"]] and other.layers_hint.native.isHidden()
+
+
 def test_fine_tune_on_open_layers_stops_cleanly(viewer, dock, qtbot, tmp_path, tiny_weights, notices):
     widget = dock(viewer, "Fine-tune")
     widget.start_button.native.click()  # no photos yet

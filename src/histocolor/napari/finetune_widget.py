@@ -69,6 +69,7 @@ def fresh_folder(path: Path) -> Path:
 ABOUT = ("Teaches the network your photos: it trains on synthetic retouches (new looks) of the chosen "
          "photos, from a folder and/or the open image layers you select, starting from the chosen weights.")
 DEFAULT_STEPS = 40
+NO_LAYERS = "(no image layers open: open photos in napari to train on them, or pick a photo folder)"
 
 
 def progress_text(step: int, steps: int, seconds: float) -> str:
@@ -92,6 +93,8 @@ class FineTuneWidget(DockContainer):
         self._viewer = viewer = unwrap(viewer)  # the viewer itself: napari hands plugins a proxy
         self.folder = FileEdit(mode="d", value="", label="photo folder")
         self.layers = Select(choices=self._image_layers, label="open layers")
+        self.layers_hint = Label(value=NO_LAYERS)
+        self.layers_hint.native.setWordWrap(True)
         self.weights = FileEdit(mode="d", value=DEFAULT_WEIGHTS, label="starting weights")
         self.about = Label(value=ABOUT)
         self.about.native.setWordWrap(True)
@@ -110,7 +113,7 @@ class FineTuneWidget(DockContainer):
         self.stop_button.changed.connect(self.stop)
         self.use_button.changed.connect(self.use_weights)
         self.extend(
-            [self.about, self.folder, self.layers, self.weights, self.steps, self.learning_rate, self.output,
+            [self.about, self.folder, self.layers, self.layers_hint, self.weights, self.steps, self.learning_rate, self.output,
              self.start_button, self.stop_button, self.bar, self.status, self.use_button]
         )
         self.figure = Figure(figsize=(4, 2.2), tight_layout=True)
@@ -128,6 +131,12 @@ class FineTuneWidget(DockContainer):
         self._losses: list[tuple[int, float]] = []
         self._progress = None
         self._started = None  # perf_counter at the start of a run, for the time left
+        self.reset_choices()  # napari refreshes the choices on layer events only: fill them in now
+
+    def reset_choices(self, *args) -> None:
+        super().reset_choices(*args)
+        if hasattr(self, "layers_hint"):  # built
+            self.layers_hint.visible = not self._image_layers()
 
     def _image_layers(self, _widget=None):
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
