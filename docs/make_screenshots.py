@@ -1,4 +1,5 @@
-"""Takes the README's three screenshots from the current code, with the sample pair:
+"""Takes the README's three screenshots from the current code, with the sample pair, in a
+1280x800 window with all four docks open (as tabs; the one shown is raised):
 
 - docs/screenshot-transfer.png: "Color transfer", the source and the result side by side
   (before / after) at 80 % strength;
@@ -7,7 +8,7 @@
 - docs/screenshot-compare.png: "Compare" of the source, the reference and two results.
 
     export XDG_RUNTIME_DIR=$(mktemp -d); chmod 700 $XDG_RUNTIME_DIR
-    QT_API=pyqt6 xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/make_screenshots.py
+    QT_API=pyqt6 xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python docs/make_screenshots.py
 """
 
 import time
@@ -20,6 +21,7 @@ from histocolor.napari.compare_widget import viewer_grid
 
 DOCS = Path(__file__).resolve().parent
 PLUGIN = "napari-histocolor"
+DOCKS = ("Color transfer", "Regions", "Compare", "Fine-tune")
 
 
 def settle(widget=None, seconds: float = 1.0) -> None:
@@ -37,11 +39,19 @@ def settle(widget=None, seconds: float = 1.0) -> None:
 
 
 def viewer_with_sample(title: str):
+    """A 1280x800 viewer with the sample pair and all four docks, ``title``'s raised; its widget."""
     viewer = napari.Viewer(show=True, title=f"histocolor: {title}")
-    viewer.window._qt_window.resize(1500, 920)
+    viewer.window._qt_window.resize(1280, 800)
     viewer.open_sample(PLUGIN, "source-and-reference")
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, title)
+    widgets = {name: viewer.window.add_plugin_dock_widget(PLUGIN, name) for name in DOCKS}
+    settle()
+    dock, widget = widgets[title]
+    dock.raise_()
     return viewer, widget
+
+
+def widget_of(viewer, title: str):
+    return viewer.window.add_plugin_dock_widget(PLUGIN, title)[1]  # the open one
 
 
 def save(viewer, name: str) -> None:
@@ -73,12 +83,11 @@ def regions_screenshot() -> None:
 
 def compare_screenshot() -> None:
     viewer, widget = viewer_with_sample("Compare")
-    _, transfer = viewer.window.add_plugin_dock_widget(PLUGIN, "Color transfer")
+    transfer = widget_of(viewer, "Color transfer")
     for method in ("analogy", "mkl"):
         transfer.method.value = method
         transfer.run_button.native.click()
         settle(transfer)
-    viewer.window.remove_dock_widget(transfer.native)
     widget.compare_button.native.click()  # filled in: the source, the reference and both results
     settle(widget)
     widget.grid_button.native.click()  # the four layers side by side
