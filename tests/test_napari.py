@@ -853,6 +853,19 @@ def test_silent_cases_get_a_notice_or_the_usual_rule(viewer, dock, qtbot, notice
     assert any("same layer" in message and "one Labels layer" in message for _, message in notices())
 
 
+def test_a_much_larger_image_refits_the_view(make_napari_viewer, dock, qtbot):
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample(PLUGIN, "source-and-reference")
+    dock(viewer, "Color transfer")
+    viewer.reset_view()
+    zoom = viewer.camera.zoom
+    viewer.add_image(np.zeros((8, 16, 3), np.uint8), name="small")  # inside the others: the view stays
+    assert viewer.camera.zoom == zoom
+    large = viewer.layers["source"].data.repeat(4, 0).repeat(4, 1)
+    viewer.add_image(large, name="large")
+    assert viewer.camera.zoom < 0.5 * zoom  # the view fits the new photo too
+
+
 def test_compare_fills_itself_in_again_after_layers_are_removed(viewer, dock, qtbot, notices):
     compare = dock(viewer, "Compare")
     transfer = dock(viewer, "Color transfer")

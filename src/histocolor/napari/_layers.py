@@ -159,6 +159,21 @@ class DockContainer(Container):
         return self._widget._mgui_get_native_widget()
 
 
+def refit_for_larger_layer(viewer, event) -> None:
+    """A layer inserted that reaches far past the others (a much larger photo): fit the view to
+    all layers again, as napari does only for the first layer. Connect to ``layers.events.inserted``."""
+    layer = unwrap(event.value)
+    others = [other for other in viewer.layers if other is not layer and other.visible]
+    if not others or layer.ndim != others[0].ndim:
+        return
+    low = np.min([other.extent.world[0][-2:] for other in others], axis=0)
+    high = np.max([other.extent.world[1][-2:] for other in others], axis=0)
+    new_low, new_high = layer.extent.world[0][-2:], layer.extent.world[1][-2:]
+    margin = 0.25 * (high - low)  # small overhangs (a slightly larger reference) keep the view
+    if (new_low < low - margin).any() or (new_high > high + margin).any():
+        viewer.reset_view()
+
+
 def unwrap(thing):
     """The object itself, not the proxy napari hands plugins (a new proxy each time: ``is`` fails)."""
     return getattr(thing, "__wrapped__", thing)

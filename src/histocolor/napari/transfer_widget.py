@@ -14,6 +14,8 @@ colours, one result each, with progress and Cancel.
 from dataclasses import dataclass
 from pathlib import Path
 
+from functools import partial
+
 import numpy as np
 
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSlider, PushButton, SpinBox, create_widget
@@ -28,7 +30,7 @@ from histocolor.imageio import check_output_path, read_image, write_image
 from histocolor.errors import HistocolorError
 from histocolor.napari._layers import (
     RESULT_KEY, SAME_LAYER, DockContainer, PairPickers, add_result, check_layer, check_reference, is_result,
-    notify_error, result_name, bind_shortcut, start_worker, unwrap,
+    notify_error, refit_for_larger_layer, result_name, bind_shortcut, start_worker, unwrap,
 )
 from histocolor.device import DEVICES
 from histocolor.model.io import DEFAULT_WEIGHTS
@@ -119,6 +121,9 @@ class TransferWidget(DockContainer):
         self._engine_key = self._engine = None
         self._method_changed(self.method.value)
         self.pickers = PairPickers(viewer, self.source, self.reference)
+        refit = partial(refit_for_larger_layer, viewer)
+        viewer.layers.events.inserted.connect(refit)
+        self.native.destroyed.connect(lambda *_: viewer.layers.events.inserted.disconnect(refit))
         self.body.layout().addStretch(1)  # the controls stay together at the top of a tall dock
 
     def reset_choices(self, *args) -> None:
