@@ -421,15 +421,18 @@ def _photo_folder(tmp_path, viewer):
     return folder
 
 
+def _fine_tune_run(widget, qtbot, folder, weights, steps, out):
+    """Fill in the Fine-tune form, press Start and wait for the run to end."""
+    widget.folder.value, widget.weights.value = folder, weights
+    widget.steps.value, widget.output.value = steps, out
+    widget.start_button.native.click()
+    _wait_idle(qtbot, widget)
+
+
 def test_fine_tune_trains_loadable_weights_and_hands_them_to_transfer(viewer, dock, qtbot, tmp_path, tiny_weights):
     transfer_widget = dock(viewer, "Color transfer")
     widget = dock(viewer, "Fine-tune")
-    widget.folder.value = _photo_folder(tmp_path, viewer)
-    widget.weights.value = tiny_weights
-    widget.steps.value = 3
-    widget.output.value = tmp_path / "tuned"
-    widget.start_button.native.click()
-    _wait_idle(qtbot, widget)
+    _fine_tune_run(widget, qtbot, _photo_folder(tmp_path, viewer), tiny_weights, 3, tmp_path / "tuned")
     assert widget.trained == tmp_path / "tuned"
     model = from_pretrained(tmp_path / "tuned")
     assert model.config == from_pretrained(tiny_weights).config
@@ -447,13 +450,8 @@ def test_a_finished_fine_tune_says_done_even_when_its_last_step_signal_comes_lat
     # The UI hears of the last step after the run's result (queued signals race the worker's end).
     widget.relay.stepped.disconnect()
     widget.relay.stepped.connect(lambda update: None if update.step == update.steps else widget._stepped(update))
-    widget.folder.value = _photo_folder(tmp_path, viewer)
-    widget.weights.value = tiny_weights
-    widget.steps.value = 2
     out = tmp_path / ("a-long-folder-name-" * 12)
-    widget.output.value = out
-    widget.start_button.native.click()
-    _wait_idle(qtbot, widget)
+    _fine_tune_run(widget, qtbot, _photo_folder(tmp_path, viewer), tiny_weights, 2, out)
     assert widget.status.value == f"done: 2 of 2 steps; weights saved to {out}"
     assert widget.bar.value == 2
     # The long status line wraps: it asks for no more width than the dock has.
@@ -462,12 +460,7 @@ def test_a_finished_fine_tune_says_done_even_when_its_last_step_signal_comes_lat
 
 def test_a_second_fine_tune_never_replaces_the_first(viewer, dock, qtbot, tmp_path, tiny_weights, notices):
     widget = dock(viewer, "Fine-tune")
-    widget.folder.value = _photo_folder(tmp_path, viewer)
-    widget.weights.value = tiny_weights
-    widget.steps.value = 1
-    widget.output.value = tmp_path / "tuned"
-    widget.start_button.native.click()
-    _wait_idle(qtbot, widget)
+    _fine_tune_run(widget, qtbot, _photo_folder(tmp_path, viewer), tiny_weights, 1, tmp_path / "tuned")
     first = (tmp_path / "tuned" / "model.safetensors").read_bytes()
     checkpoints = sorted(path.name for path in (tmp_path / "tuned").iterdir())
     widget.start_button.native.click()  # same output folder
