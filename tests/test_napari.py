@@ -58,6 +58,9 @@ def _wait_idle(qtbot, widget, timeout=120_000):
 
 def test_sample_opens_source_and_reference(viewer):
     assert [layer.name for layer in viewer.layers] == ["source", "reference"]
+    source, reference = viewer.layers
+    # Side by side: a result over the source is never peeked at by the (larger) reference under it.
+    assert reference.extent.world[0][-1] > source.extent.world[1][-1]
     assert all(isinstance(layer, Image) and layer.rgb and layer.data.dtype == np.uint8 for layer in viewer.layers)
 
 
@@ -854,7 +857,7 @@ def test_a_much_larger_image_refits_the_view(make_napari_viewer, dock, qtbot):
     zoom = viewer.camera.zoom
     viewer.add_image(np.zeros((8, 16, 3), np.uint8), name="small")  # inside the others: the view stays
     assert viewer.camera.zoom == zoom
-    large = viewer.layers["source"].data.repeat(4, 0).repeat(4, 1)
+    large = viewer.layers["source"].data.repeat(6, 0).repeat(6, 1)
     viewer.add_image(large, name="large")
     assert viewer.camera.zoom < 0.5 * zoom  # the view fits the new photo too
 
@@ -992,6 +995,7 @@ def test_side_by_side_regions_painted_on_both_images_then_transferred(viewer, do
     from skimage.color import rgb2lab
 
     source, reference = viewer.layers["source"], viewer.layers["reference"]
+    reference.translate = source.translate  # opened over each other, as File > Open places two photos
     widget = dock(viewer, "Regions")
     widget.empty_button.native.click()
     source_labels, reference_labels = viewer.layers["source regions"], viewer.layers["reference regions"]
@@ -1084,6 +1088,7 @@ def test_selection_swaps_regions_labels_with_their_images_and_compare_keeps_hand
     viewer = make_napari_viewer(show=True)
     viewer.open_sample(PLUGIN, "source-and-reference")
     source, reference = viewer.layers["source"], viewer.layers["reference"]
+    reference.translate = source.translate  # opened over each other, as File > Open places two photos
     regions = dock(viewer, "Regions")
     regions.empty_button.native.click()
     source_labels, reference_labels = viewer.layers["source regions"], viewer.layers["reference regions"]
