@@ -5,7 +5,8 @@
   (before / after) at 80 % strength;
 - docs/screenshot-regions.png: "Regions", both images segmented, the reference laid out next
   to the source for painting, the correspondence table;
-- docs/screenshot-compare.png: "Compare" of the source, the reference and two results.
+- docs/screenshot-compare.png: "Compare" of the source, the reference and two results;
+- docs/screenshot-finetune.png: "Fine-tune", the form filled in with the two open photos.
 
     export XDG_RUNTIME_DIR=$(mktemp -d); chmod 700 $XDG_RUNTIME_DIR
     QT_API=pyqt6 xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python docs/make_screenshots.py
@@ -95,8 +96,15 @@ def compare_screenshot() -> None:
     save(viewer, "screenshot-compare.png")
 
 
+def finetune_screenshot() -> None:
+    viewer, widget = viewer_with_sample("Fine-tune")
+    widget.layers.value = [viewer.layers["source"], viewer.layers["reference"]]
+    settle()
+    save(viewer, "screenshot-finetune.png")
+
+
 def main() -> None:
-    for take in (transfer_screenshot, regions_screenshot, compare_screenshot):
+    for take in (transfer_screenshot, regions_screenshot, compare_screenshot, finetune_screenshot):
         take()
 
 
