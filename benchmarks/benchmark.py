@@ -3,8 +3,9 @@
 Developer tools, not installed with the package; they use histocolor's public API only.
 
     python benchmarks/benchmark.py speed [--megapixels 12 24]
+    python benchmarks/benchmark.py startup [--color-matcher PATH] [--repeat 5]
     python benchmarks/benchmark.py video [--seconds 10 --size 1920 1080]
-    python benchmarks/benchmark.py batch [--pairs 200 --side 512]
+    python benchmarks/benchmark.py batch [--pairs 200 --side 512 | --size 640 480] [--batch-sizes 1 8]
     python benchmarks/benchmark.py upsampling [--data ../shared/data/dpst-dev]
     python benchmarks/benchmark.py graded-set --photos DIR... --holdout-from CONFIG --out DIR
     python benchmarks/benchmark.py strength-sweep --graded graded/graded.csv [--unpaired ../shared/data/dpst-dev]
@@ -13,7 +14,9 @@ Developer tools, not installed with the package; they use histocolor's public AP
     python benchmarks/benchmark.py tone-grid --set realistic/realistic.csv --out docs/tone-grid.png
     python benchmarks/benchmark.py truth-structure --sets realistic/realistic.csv [--recipe CONFIG]
 
-``speed`` runs the real ``histocolor transfer`` command on a large JPEG, one process per
+``startup`` times whole processes side by side, interleaved (``--help``, a classical transfer
+of a 640x480 pair, the network on a 12 MP pair, and color-matcher's MKL command on both pairs
+when its command is given), with their peak memory. ``speed`` runs the real ``histocolor transfer`` command on a large JPEG, one process per
 run, and reports its stage timings and peak memory. ``upsampling`` compares the ways of
 bringing a working-size result to full resolution (the engine's fitted LUT, or resizing
 the output or its Lab change, computed here) against the operator run at full resolution. ``strength-sweep`` shows, for each method and strength, what the graded set's
@@ -43,7 +46,7 @@ from PIL import Image
 from histocolor.color import lab_to_rgb, rgb_to_lab
 from histocolor.imageio import read_image, to_uint
 from histocolor.lut import DEFAULT_SMOOTHNESS
-from histocolor.methods import image_tensor
+from histocolor.network_methods import image_tensor
 from histocolor.metrics import gradient_ssim, psnr
 from histocolor.model import AnalogyConfig, CTNOutput, HistogramAnalogy
 from histocolor.transfer import ColorTransfer
@@ -235,27 +238,35 @@ def batch(arguments) -> None:
         names = []
         for index, photo in enumerate(photos):
             image = Image.open(photo).convert("RGB")
-            image.thumbnail((arguments.side, arguments.side))
+            if arguments.size:
+                image = image.resize(tuple(arguments.size), Image.BICUBIC)
+            else:
+                image.thumbnail((arguments.side, arguments.side))
             names.append(f"photo{index}.jpg")
             image.save(folder / names[-1], quality=92)
         lines = ["source,reference,output"] + [
-            f"{names[i % len(names)]},{names[(i * 7 + 3) % len(names)]},out/{i}.png" for i in range(arguments.pairs)
+            f"{names[i % len(names)]},{names[(i * 7 + 3) % len(names)]},out/{i}.{arguments.format}"
+            for i in range(arguments.pairs)
         ]
         (folder / "pairs.csv").write_text("\n".join(lines) + "\n")
-        print(f"{arguments.pairs} pairs of {len(names)} photos, long side {arguments.side} px, written as PNG; "
+        size = f"{arguments.size[0]}x{arguments.size[1]}" if arguments.size else f"long side {arguments.side} px"
+        print(f"{arguments.pairs} pairs of {len(names)} photos, {size}, written as {arguments.format.upper()}; "
               f"torch threads: {torch.get_num_threads()}\n")
-        print("| method | --io-threads | seconds | pairs per second | gain |")
-        print("| --- | --- | --- | --- | --- |")
+        print("| method | --io-threads | --batch-size | seconds | pairs per second | gain |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        weights = ["--weights", str(arguments.weights)] if arguments.weights else []
         for method in arguments.methods:
             baseline = None
             for threads in arguments.io_threads:
-                clock = time.perf_counter()
-                _run_cli(["transfer", "--pairs", str(folder / "pairs.csv"), "--method", method,
-                          "--io-threads", str(threads), "--overwrite"], timings=False)
-                seconds = time.perf_counter() - clock
-                baseline = baseline or seconds
-                print(f"| {method} | {threads} | {seconds:.1f} | {arguments.pairs / seconds:.2f} | "
-                      f"{baseline / seconds:.2f}x |", flush=True)
+                for batch_size in arguments.batch_sizes:
+                    clock = time.perf_counter()
+                    _run_cli(["transfer", "--pairs", str(folder / "pairs.csv"), "--method", method, *weights,
+                              "--io-threads", str(threads), "--batch-size", str(batch_size), "--overwrite"],
+                             timings=False)
+                    seconds = time.perf_counter() - clock
+                    baseline = baseline or seconds
+                    print(f"| {method} | {threads} | {batch_size} | {seconds:.1f} | {arguments.pairs / seconds:.2f} | "
+                          f"{baseline / seconds:.2f}x |", flush=True)
 
 
 # ------------------------------------------------------------------------------- upsampling
@@ -533,6 +544,59 @@ def tone_grid(arguments) -> None:
     print(arguments.out)
 
 
+def _whole_process(command: list, cwd=None) -> tuple[float, float]:
+    """Wall seconds and peak resident memory (MB) of one run of ``command``, start-up included.
+
+    The memory comes from GNU time (``/usr/bin/time -f %M``): a child's own ``ru_maxrss`` would
+    include this (torch-holding) process's memory, which the child shares until it execs.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".txt") as report:
+        wrapper = ["/usr/bin/time", "-f", "%M", "-o", report.name] if Path("/usr/bin/time").exists() else []
+        started = time.perf_counter()
+        subprocess.run([*wrapper, *(str(part) for part in command)], cwd=cwd, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False)
+        elapsed = time.perf_counter() - started
+        kilobytes = report.read().strip().splitlines()[-1:] if wrapper else []
+    return elapsed, float(kilobytes[0]) / 1024 if kilobytes and kilobytes[0].isdigit() else float("nan")
+
+
+def startup(arguments) -> None:
+    histocolor = Path(sys.executable).with_name("histocolor")
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        pairs = {}
+        for label, size, images in (("640x480", (640, 480), (SAMPLES / "source.jpg", SAMPLES / "reference.jpg")),
+                                    ("12 MP", (4000, 3000), (arguments.photo, SAMPLES / "reference.jpg"))):
+            names = []
+            for role, path in zip(("source", "reference"), images):
+                name = folder / f"{role}-{size[0]}.jpg"
+                Image.open(path).convert("RGB").resize(size, Image.BICUBIC).save(name, quality=92)
+                names.append(name)
+            pairs[label] = names
+        commands = {"histocolor --help": ([histocolor, "--help"], None)}
+        for label, (source, reference) in pairs.items():
+            method = ["--method", "mkl"] if label == "640x480" else []
+            name = "mkl" if method else "network"
+            commands[f"histocolor transfer ({name}), {label}"] = (
+                [histocolor, "transfer", source, reference, "-o", folder / f"out-{name}.jpg", "--overwrite", *method],
+                None)
+            if arguments.color_matcher:
+                commands[f"color-matcher --method=mkl, {label}"] = (
+                    [arguments.color_matcher, "-s", source, "-r", reference, "--method=mkl"], folder)
+        runs = {name: [] for name in commands}
+        for _ in range(arguments.repeat):  # interleaved: every command once per round
+            for name, (command, cwd) in commands.items():
+                runs[name].append(_whole_process(command, cwd))
+    medians = {name: (statistics.median(t for t, _ in r), statistics.median(m for _, m in r)) for name, r in runs.items()}
+    print(f"| command | wall (s), median of {arguments.repeat} | peak memory (MB) | ratio to color-matcher |")
+    print("| --- | --- | --- | --- |")
+    for name, (seconds, memory) in medians.items():
+        size = name.rsplit(", ", 1)[-1]
+        peer = medians.get(f"color-matcher --method=mkl, {size}")
+        ratio = f"{seconds / peer[0]:.2f}x" if peer and not name.startswith("color-matcher") else "-"
+        print(f"| `{name}` | {seconds:.3f} | {memory:.0f} | {ratio} |")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python benchmarks/benchmark.py", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -542,6 +606,12 @@ def main(argv=None) -> None:
         "--photo", type=Path, default=DEFAULT_PHOTO if DEFAULT_PHOTO.exists() else SAMPLES / "source.jpg"
     )
     timing.add_argument("--repeat", type=int, default=5)
+    start = commands.add_parser("startup", help="whole-process wall time and memory, side by side with color-matcher")
+    start.add_argument("--color-matcher", type=Path, default=None, help="color-matcher's command, to compare with")
+    start.add_argument(
+        "--photo", type=Path, default=DEFAULT_PHOTO if DEFAULT_PHOTO.exists() else SAMPLES / "source.jpg"
+    )
+    start.add_argument("--repeat", type=int, default=5)
     upsample = commands.add_parser("upsampling", help="LUT vs resized output vs resized Lab change on dpst-dev")
     upsample.add_argument("--data", type=Path, default=DEFAULT_DPST)
     upsample.add_argument("--sizes", type=int, nargs="+", default=[256, 384, 512])
@@ -563,6 +633,11 @@ def main(argv=None) -> None:
     many.add_argument("--photos", type=Path, default=DEFAULT_PHOTO.parent)
     many.add_argument("--methods", nargs="+", default=["analogy", "mkl"])
     many.add_argument("--io-threads", type=int, nargs="+", default=[0, 2])
+    many.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    many.add_argument("--format", choices=["png", "jpg"], default="png", help="the results' format")
+    many.add_argument("--size", type=int, nargs=2, default=None, metavar=("WIDTH", "HEIGHT"),
+                      help="resize every photo to exactly this size (instead of --side)")
+    many.add_argument("--weights", type=Path, default=None, help="weights of the analogy method (default: shipped)")
     graded = commands.add_parser("graded-set", help="build the held-out graded evaluation set (evaluation styles)")
     graded.add_argument("--photos", type=Path, nargs="+", required=True, help="folders holding the held-out photos")
     graded.add_argument("--holdout-from", type=Path, required=True, help="training config whose holdout list to use")
@@ -603,7 +678,7 @@ def main(argv=None) -> None:
     truths.add_argument("--items", type=int, default=200)
     arguments = parser.parse_args(argv)
     commands = {
-        "alignment-only": alignment_only, "speed": speed, "video": video, "batch": batch, "upsampling": upsampling,
+        "alignment-only": alignment_only, "speed": speed, "startup": startup, "video": video, "batch": batch, "upsampling": upsampling,
         "graded-set": graded_set,
         "strength-sweep": strength_sweep, "frontier": frontier, "truth-structure": truth_structure,
         "tone-grid": tone_grid,

@@ -103,9 +103,21 @@ def test_video_and_batch_benchmarks_report_their_rows(capsys):
     assert row[0].strip() == "mkl" and int(row[2]) == 15
     audio_in, audio_out = row[-1].split("/")
     assert int(audio_in) > 0 and int(audio_in) == int(audio_out)
-    main(["batch", "--pairs", "4", "--side", "64", "--methods", "mkl", "--io-threads", "0", "2"])
+    main(["batch", "--pairs", "4", "--side", "64", "--methods", "mkl", "--io-threads", "0", "2", "--batch-sizes", "1", "3"])
     rows = _rows(capsys.readouterr().out)
-    assert [cells[1].strip() for cells in rows] == ["0", "2"] and rows[0][-1].strip() == "1.00x"
+    assert [(cells[1].strip(), cells[2].strip()) for cells in rows] == [("0", "1"), ("0", "3"), ("2", "1"), ("2", "3")]
+    assert rows[0][-1].strip() == "1.00x"
+
+
+def test_the_startup_benchmark_times_whole_commands(capsys):
+    main(["startup", "--repeat", "1", "--photo", str(SAMPLES / "source.jpg")])
+    rows = _rows(capsys.readouterr().out)
+    names = [cells[0].strip() for cells in rows]
+    assert names == ["`histocolor --help`", "`histocolor transfer (mkl), 640x480`", "`histocolor transfer (network), 12 MP`"]
+    seconds, memory = (float(rows[0][1]), float(rows[0][2]))
+    assert 0 < seconds < 30
+    if Path("/usr/bin/time").exists():
+        assert 5 < memory < 2000  # GNU time's peak of the child itself, not of this torch-holding process
 
 
 def test_tone_grid_shows_the_pairs_whose_truths_change_tones_most(tmp_path, capsys, sample_pair):

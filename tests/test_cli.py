@@ -198,31 +198,31 @@ def test_batch_csv_with_bom_spaces_and_mask_cells(tmp_path, capsys):
     assert "line 4: error: cannot read mask" in err  # the blank line 3 is skipped, line numbers stay true
 
 
-@pytest.mark.parametrize("io_threads", ["0", "2"])
-def test_an_unexpected_failure_in_one_row_spares_the_others(tmp_path, capsys, monkeypatch, io_threads):
+@pytest.mark.parametrize("io_threads,batch_size", [("0", "1"), ("2", "1"), ("0", "4"), ("2", "3")])
+def test_an_unexpected_failure_in_one_row_spares_the_others(tmp_path, capsys, monkeypatch, io_threads, batch_size):
     """Failures while decoding, transferring or encoding a row are that row's alone, reported in order,
     whether decode and encode overlap with the transfer (threads) or not."""
     import histocolor.cli as cli
 
-    real_engine, real_encode = cli._run_engine, cli._encode
+    real_engine, real_encode = cli.run_engine_batch, cli.encode_job
 
-    def flaky_engine(engine, job, *rest):
-        if job.output.name == "boom.png":
-            raise ValueError("simulated bug\nsecond line")
-        return real_engine(engine, job, *rest)
+    def flaky_engine(engine, jobs, *rest):  # the engine's result for boom.png is a bug's exception
+        results = real_engine(engine, jobs, *rest)
+        return [ValueError("simulated bug\nsecond line") if job.output.name == "boom.png" else result
+                for job, result in zip(jobs, results)]
 
     def flaky_encode(job, result):
         if job.output.name == "unwritable.png":
             raise HistocolorError("cannot write 'unwritable.png': simulated")
         return real_encode(job, result)
 
-    monkeypatch.setattr(cli, "_run_engine", flaky_engine)
-    monkeypatch.setattr(cli, "_encode", flaky_encode)
+    monkeypatch.setattr(cli, "run_engine_batch", flaky_engine)
+    monkeypatch.setattr(cli, "encode_job", flaky_encode)
     rows = ["boom.png", "ok1.png", "unwritable.png", "ok2.png"]
     lines = [f"{SOURCE},{REFERENCE},{name}" for name in rows] + [f"missing.jpg,{REFERENCE},never.png", f"{SOURCE},{REFERENCE},ok3.png"]
     (tmp_path / "pairs.csv").write_text("source,reference,output\n" + "\n".join(lines) + "\n")
     code, err = _run(capsys, "transfer", "--pairs", str(tmp_path / "pairs.csv"), "--method", "mkl",
-                     "--io-threads", io_threads)
+                     "--io-threads", io_threads, "--batch-size", batch_size)
     assert code == 1
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["ok1.png", "ok2.png", "ok3.png"]
     errors = [line for line in err.splitlines() if ": error: " in line]
@@ -352,8 +352,12 @@ def test_a_pairs_batch_loads_the_model_once(tmp_path, capsys, monkeypatch, tiny_
     assert [Path(directory) for directory in loads] == [tiny_weights]  # one load for three rows
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png", "1.png", "2.png"]
     engine = ColorTransfer("analogy", model=real(tiny_weights), max_side=64)
-    for index, (source, reference) in enumerate(pairs):  # each row got its own pair's result
-        assert np.array_equal(read_image(tmp_path / "out" / f"{index}.png").rgb, engine(source, reference).image)
+    batched = engine.batch(pairs)  # the three pairs share one working size: one stacked network run
+    for index, (source, reference) in enumerate(pairs):
+        written = read_image(tmp_path / "out" / f"{index}.png").rgb
+        assert np.array_equal(written, batched[index].image)
+        # Each row got its own pair's result: the pair alone gives it up to float rounding.
+        assert np.abs(written.astype(int) - engine(source, reference).image).max() <= 1
 
 
 def test_lut_size_sets_the_fitted_and_saved_lut(tmp_path, capsys, tiny_weights):
@@ -517,7 +521,7 @@ def test_memory_limits_are_one_line_errors(tmp_path, capsys, monkeypatch):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
                            "you tried to allocate 7516192768 bytes.\nsecond line")
 
-    monkeypatch.setattr(cli, "_run_engine", allocation_fails)
+    monkeypatch.setattr(cli, "run_engine_batch", allocation_fails)
     code, err = _run(capsys, "transfer", SOURCE, REFERENCE, "-o", str(tmp_path / "c.png"), "--method", "mkl")
     _assert_one_line_error(code, err)
     assert "out of memory" in err and "--max-side" in err

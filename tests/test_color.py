@@ -59,3 +59,29 @@ def test_normalised_lab_round_trips_and_is_about_unit_range(rng):
     normalised = normalize_lab(lab)
     assert normalised.abs().max() <= 1.01
     assert torch.allclose(denormalize_lab(normalised), lab)
+
+
+# --------------------------------------------------------------- the numpy twin (issue 26)
+
+
+def test_the_numpy_conversions_match_the_torch_ones(rng):
+    """histocolor.colorspace (numpy, for the paths without torch) against histocolor.color (kornia)."""
+    from histocolor import colorspace
+
+    rgb = rng.random((4000, 3)).astype(np.float32)
+    rgb[:8] = [[0, 0, 0], [1, 1, 1], [1, 0, 0], [0, 1, 0], [0, 0, 1], [0.04, 0.04, 0.04], [0.05, 0.0, 1.0], [0.5, 0.5, 0.5]]
+    as_tensor = torch.from_numpy(np.ascontiguousarray(rgb.T)).unsqueeze(-1)  # (3, N, 1)
+    theirs = rgb_to_lab(as_tensor).squeeze(-1).numpy().T
+    ours = colorspace.rgb_to_lab(rgb)
+    assert ours.dtype == np.float32 and ours.shape == rgb.shape
+    assert np.abs(ours - theirs).max() < 1e-3  # Lab units; a 1e-3 error is far below one 8-bit level
+    # Lab beyond the gamut too: scaled and shifted colours, clipped and not.
+    lab = theirs * np.float32([1.2, 1.5, 1.5]) + np.float32([5, 10, -10])
+    lab_tensor = torch.from_numpy(np.ascontiguousarray(lab.T)).unsqueeze(-1)
+    for clip in (True, False):
+        theirs_rgb = lab_to_rgb(lab_tensor, clip=clip).squeeze(-1).numpy().T
+        assert np.abs(colorspace.lab_to_rgb(lab, clip=clip) - theirs_rgb).max() < 1e-4
+    assert np.abs(colorspace.lab_to_rgb(ours) - rgb).max() < 1e-4  # and it round-trips
+    # Any leading shape: an image (H, W, 3) is converted pixel by pixel.
+    image = rgb[:12].reshape(3, 4, 3)
+    assert np.array_equal(colorspace.rgb_to_lab(image), ours[:12].reshape(3, 4, 3))

@@ -88,3 +88,19 @@ def test_by_regions_the_look_holds_one_map_per_region_and_the_rest(tiny_weights,
     assert len(look.maps) == len(look.labels) + 1 == len(look.weights)
     assert np.array_equal(look.label_map, load_label_map(masks[0]))
     assert np.array_equal(look.apply(source), result.image)
+
+
+def test_resize_bilinear_matches_torch_interpolate(rng):
+    """The weights' enlargement in Look.apply (numpy) against torch's bilinear, pixel centres aligned."""
+    import torch
+    import torch.nn.functional as F
+
+    from histocolor.colormap import resize_bilinear
+
+    for small, large in [((37, 50), (480, 640)), ((1, 1), (5, 7)), ((64, 48), (100, 3000)), ((9, 9), (9, 9))]:
+        plane = rng.random(small).astype(np.float32)
+        theirs = F.interpolate(torch.from_numpy(plane)[None, None], size=large, mode="bilinear",
+                               align_corners=False)[0, 0].numpy()
+        ours = resize_bilinear(plane, large)
+        assert ours.shape == large and ours.dtype == np.float32
+        assert np.abs(ours - theirs).max() < 1e-5

@@ -132,3 +132,30 @@ def test_a_1d_cube_is_read_as_its_3d_table(tmp_path):
 def test_write_cube_refuses_other_extensions(tmp_path):
     with pytest.raises(HistocolorError, match=".cube"):
         write_cube(tmp_path / "look.png", identity_lut(3))
+
+
+def test_plain_cubes_are_read_without_colour_science_as_colour_science_reads_them(tmp_path, rng):
+    """The numpy reader of plain 3D tables (headers, comments, domain lines, CRLF) against colour.read_LUT."""
+    table = rng.random((5, 5, 5, 3))
+    rows = table.transpose(2, 1, 0, 3).reshape(-1, 3)  # red fastest, the format's order
+    body = "\n".join(" ".join(f"{v:.6f}" for v in row) for row in rows)
+    variants = {
+        "plain": f'TITLE "a look"\nLUT_3D_SIZE 5\n{body}\n',
+        "domain": f"# made elsewhere\nLUT_3D_SIZE 5\nDOMAIN_MIN 0 0 0\nDOMAIN_MAX 1.0 1.0 1.0\n\n{body}\n",
+        "crlf": f'TITLE "x"\r\nLUT_3D_SIZE 5\r\n{body}'.replace("\n", "\r\n"),
+    }
+    for name, text in variants.items():
+        path = tmp_path / f"{name}.cube"
+        path.write_bytes(text.encode())
+        assert np.abs(read_cube(path) - colour.read_LUT(str(path)).table).max() < 1e-6, name
+        assert np.abs(read_cube(path) - table).max() < 1e-6, name
+    # Another domain, or a shaper, is colour-science's case: the reader hands it over.
+    other = tmp_path / "other-domain.cube"
+    other.write_text(f"LUT_3D_SIZE 5\nDOMAIN_MIN 0 0 0\nDOMAIN_MAX 2 2 2\n{body}\n")
+    grid = identity_lut(33).astype(np.float64)
+    expected = np.clip(colour.read_LUT(str(other)).apply(grid), 0, 1)
+    assert np.abs(read_cube(other) - expected).max() < 1e-6
+    truncated = tmp_path / "truncated.cube"
+    truncated.write_text(f"LUT_3D_SIZE 5\n{body[: len(body) // 2]}\n")
+    with pytest.raises(HistocolorError, match="cannot read LUT"):
+        read_cube(truncated)

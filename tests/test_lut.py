@@ -78,3 +78,29 @@ def test_bad_inputs():
         apply_lut(np.zeros((4, 4), np.uint8), identity_lut(5))
     with pytest.raises(ValueError):
         fit_lut(np.zeros((0, 3)), np.zeros((0, 3)))
+
+
+def test_the_banded_normal_equations_equal_scipys_sparse_matrices(rng):
+    """The LUT fit's matrix (numpy diagonals, no scipy at start-up) against the same matrix built with scipy.sparse."""
+    import scipy.sparse as sparse
+
+    from histocolor.lut import _cells, _corner_offsets, _corner_weights, _grid_laplacian, _normal_matrix
+
+    size = 5
+    base, fraction = _cells(rng.random((2000, 3)).astype(np.float32), size)
+    weights = _corner_weights(fraction)
+    matrix = _normal_matrix(base, weights, size)
+    for shift, values in _grid_laplacian(size).items():
+        matrix.add(shift, values, 0.5)
+    # The reference: W (one row per pixel, its 8 corner weights) as a sparse matrix, and the
+    # grid Laplacian as Kronecker sums of the path Laplacian.
+    design = sparse.csr_matrix((weights.T.ravel(), ((np.arange(len(base))[:, None]).repeat(8, 1).ravel(),
+                                (base[:, None] + _corner_offsets(size)[None]).ravel())), shape=(len(base), size**3))
+    difference = sparse.diags([-np.ones(size - 1), np.ones(size - 1)], [0, 1], shape=(size - 1, size))
+    path, eye = difference.T @ difference, sparse.identity(size)
+    laplacian = sparse.kron(sparse.kron(path, eye), eye) + sparse.kron(sparse.kron(eye, path), eye) + \
+        sparse.kron(sparse.kron(eye, eye), path)
+    expected = (design.T @ design + 0.5 * laplacian).toarray()
+    x = rng.standard_normal((size**3, 3))
+    assert np.allclose(matrix @ x, expected @ x, rtol=1e-5, atol=1e-4)  # float32 weight products
+    assert np.allclose(matrix.diagonal(), np.diag(expected), rtol=1e-5)

@@ -903,8 +903,14 @@ def test_apply_to_all_open_images_with_progress_and_cancel(viewer, dock, qtbot, 
         assert sliced_wasserstein(result.data, reference.data) < 0.5 * sliced_wasserstein(layer.data, reference.data)
     # Again, adding layers this time: the results are not sources; Cancel after the first image stops it early.
     widget.replace.value = False
-    compute = widget._compute  # each image takes a second longer, so that Cancel lands while one runs
-    widget._compute = lambda *args: time.sleep(1.0) or compute(*args)
+    compute = widget._compute_group  # each image takes a second longer, so that Cancel lands while one runs
+
+    def slow_group(*args):
+        for made in compute(*args):
+            time.sleep(1.0)
+            yield made
+
+    widget._compute_group = slow_group
     widget.batch_button.native.click()
     worker = widget.worker
     worker.yielded.connect(lambda _: widget.cancel_button.native.click())

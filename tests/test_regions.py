@@ -121,3 +121,17 @@ def test_a_photo_given_as_a_colour_mask_is_refused_not_exhausting_memory(rng):
     photo_like = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)  # 4096 colours, none dominant
     with pytest.raises(HistocolorError, match="not a label map"):
         colour_labels(photo_like)
+
+
+def test_area_resize_matches_torch_area_interpolation(rng):
+    """Region weights at the working size (numpy) against torch's area mode, up and down."""
+    import torch
+    import torch.nn.functional as F
+
+    from histocolor.regions import area_resize
+
+    for large, small in [((480, 640), (37, 50)), ((7, 5), (1, 1)), ((3000, 100), (64, 48)), ((4, 4), (9, 9))]:
+        mask = rng.random(large) > 0.7
+        theirs = F.interpolate(torch.from_numpy(mask.astype(np.float32))[None, None], size=small, mode="area")
+        ours = area_resize(mask, small)
+        assert ours.shape == small and np.abs(ours - theirs[0, 0].numpy()).max() < 1e-6

@@ -350,3 +350,17 @@ def test_segment_writes_lossless_label_maps_only(tmp_path):
     assert main(["segment", source, "-o", str(tmp_path / "labels.png"), "--segmenter", "slic"]) == 0
     assert np.array_equal(load_label_map(tmp_path / "labels.tif"), load_label_map(tmp_path / "labels.png"))
     assert main(["segment", source, "-o", str(tmp_path / "labels.jpg"), "--segmenter", "slic"]) == 2
+
+
+def test_resize_labels_matches_torch_nearest_exact(rng):
+    """Label maps resized in numpy (slic needs no torch) take the label under each pixel centre, as torch does."""
+    import torch
+    import torch.nn.functional as F
+
+    from histocolor.segment.base import resize_labels
+
+    for small, large in [((37, 50), (480, 640)), ((480, 640), (37, 50)), ((3, 3), (7, 11)), ((100, 7), (33, 21))]:
+        labels = rng.integers(0, 200, small).astype(np.int32)
+        theirs = F.interpolate(torch.from_numpy(labels)[None, None].float(), size=large, mode="nearest-exact")
+        ours = resize_labels(labels, large)
+        assert ours.dtype == np.int32 and np.array_equal(ours, theirs[0, 0].to(torch.int32).numpy())

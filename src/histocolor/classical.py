@@ -27,9 +27,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import torch
 
-from histocolor.color import lab_to_rgb, rgb_to_lab
+from histocolor.colorspace import lab_to_rgb, rgb_to_lab
 from histocolor.colormap import ColorMap, ComposedMap
 from histocolor.errors import HistocolorError
 
@@ -204,36 +203,30 @@ class _Mapping(ColorMap):
 # ----------------------------------------------------------------------------- Reinhard
 
 
-def _lab(pixels: np.ndarray) -> torch.Tensor:
-    """(K, 3) sRGB -> (3, K, 1) Lab tensor (the (*, 3, H, W) layout histocolor.color wants)."""
-    rgb = torch.from_numpy(np.ascontiguousarray(pixels.T)).unsqueeze(-1)
-    return rgb_to_lab(rgb)
-
-
 class ReinhardMapping(_Mapping):
     """``lab -> scale * lab + offset`` per CIELab channel (attributes are float64 (3,))."""
 
     def __init__(self, scale: np.ndarray, offset: np.ndarray):
         self.scale = scale
         self.offset = offset
-        self._scale = torch.tensor(scale, dtype=torch.float32).view(3, 1, 1)
-        self._offset = torch.tensor(offset, dtype=torch.float32).view(3, 1, 1)
+        self._scale = scale.astype(np.float32)
+        self._offset = offset.astype(np.float32)
 
     def _map_block(self, x):
-        with torch.inference_mode():
-            lab = _lab(x) * self._scale + self._offset
-            return lab_to_rgb(lab, clip=True).squeeze(-1).numpy().T
+        lab = rgb_to_lab(x)
+        lab *= self._scale
+        lab += self._offset
+        return lab_to_rgb(lab, clip=True)
 
 
 def fit_reinhard(source: np.ndarray, reference: np.ndarray) -> ReinhardMapping:
     """Reinhard et al. 2001: match each CIELab channel's mean and standard deviation."""
     source = _check_pixels(source, "source")
     reference = _check_pixels(reference, "reference")
-    with torch.inference_mode():
-        stats = []
-        for pixels in (source, reference):
-            lab = _lab(_subsample(pixels, _MAX_FIT_SAMPLES)).reshape(3, -1).numpy()
-            stats.append((lab.mean(axis=1, dtype=np.float64), lab.std(axis=1, dtype=np.float64)))
+    stats = []
+    for pixels in (source, reference):
+        lab = rgb_to_lab(_subsample(pixels, _MAX_FIT_SAMPLES))
+        stats.append((lab.mean(axis=0, dtype=np.float64), lab.std(axis=0, dtype=np.float64)))
     (mu_s, std_s), (mu_r, std_r) = stats
     # A flat source channel carries no spread to rescale: shift it only, so that colours the
     # source never had (e.g. LUT nodes) are not blown up by a huge gain.

@@ -8,14 +8,10 @@ the source's EXIF (see :func:`histocolor.imageio.write_image` for what each form
 
 import argparse
 import contextlib
-import csv
-import os
 import platform
 import sys
 import threading
-import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +19,21 @@ import numpy as np
 from histocolor import __version__
 from histocolor.device import DEVICES
 from histocolor.errors import HistocolorError, Terminated, is_out_of_memory
+from histocolor.pairs import (
+    OUT_OF_MEMORY_ADVICE,
+    batch_groups,
+    check_output,
+    decode_job,
+    encode_job,
+    read_pairs,
+    row_error,
+    run_engine_batch,
+    waits_for_outputs,
+)
 
 USAGE_ERROR = 2
 ROWS_FAILED = 1
 TERMINATED = 143  # 128 + SIGTERM, as shells report it
-_OUT_OF_MEMORY_ADVICE = "out of memory (try a smaller --max-side, or --device cpu)"
-_CSV_REQUIRED = ("source", "reference", "output")
-_CSV_MASKS = ("source_mask", "reference_mask")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,6 +58,10 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pairs", metavar="CSV", help="CSV with columns source,reference,output (paths relative to it)")
     run.add_argument("--io-threads", type=int, default=2, metavar="N",
                      help="with --pairs: threads that decode and encode while the network runs (0: none)")
+    run.add_argument("--batch-size", type=int, default=8, metavar="N",
+                     help="with --pairs: pairs the network recolours together (default 8; 1: one at a time)")
+    run.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                     help="with --pairs: run on a Ray cluster (ADDRESS, else RAY_ADDRESS, else a local one)")
     run.add_argument("--method", default="analogy", choices=METHODS, help="default: analogy (the network)")
     run.add_argument("--strength", type=float, default=1.0, help="0 keeps the source, 1 the full change")
     run.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="working size of the network (long side)")
@@ -135,82 +143,14 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _same_file(first, second) -> bool:
-    try:
-        return os.path.samefile(first, second)
-    except OSError:  # either does not exist
-        return False
-
-
-def _check_output(output, check, overwrite: bool, *inputs) -> Path:
-    """Before any work: ``check(output)`` (its format, a writable place), never an input, never a
-    symbolic link, and an existing file only with ``--overwrite``."""
-    output = Path(check(output))
-    target = output.resolve()
-    for given in inputs:
-        # The same path, or the same file under another name (a case-insensitive file system, a hard link).
-        if given is not None and (Path(given).resolve() == target or _same_file(output, given)):
-            raise HistocolorError(f"the output '{output}' is an input file: choose another name")
-    if output.is_symlink():
-        raise HistocolorError(f"the output '{output}' is a symbolic link: write to a plain path")
-    if output.exists() and not overwrite:
-        raise HistocolorError(f"'{output}' exists: add --overwrite to replace it")
-    return output
-
-
-@dataclass
-class _Job:
-    """One pair of a transfer: decoded by :func:`_decode`, transferred, then written by :func:`_encode`."""
-
-    output: Path
-    source: object  # LoadedImage
-    reference: object
-    masks: tuple
-    timings: dict
-
-
-def _decode(source, reference, output, masks=(None, None), overwrite: bool = False) -> _Job:
-    """Check the output path and decode both images (the part a batch runs ahead, in a thread)."""
-    from histocolor.imageio import check_output_path, read_image
-
-    if source is None or reference is None or output is None:
-        raise HistocolorError("source, reference and output must all be given")
-    output = _check_output(output, check_output_path, overwrite, source, reference, *masks)
-    clock = time.perf_counter()
-    source_image, reference_image = read_image(source), read_image(reference)
-    return _Job(output, source_image, reference_image, masks, {"decode": time.perf_counter() - clock})
-
-
-def _run_engine(engine, job: _Job, strength, region_map=None, segmenter=None):
-    masks = job.masks
-    if segmenter is not None and masks == (None, None):
-        clock = time.perf_counter()
-        masks = segmenter.segment_pair(job.source.rgb, job.reference.rgb)[:2]
-        job.timings["segment"] = time.perf_counter() - clock
-    result = engine(job.source, job.reference, strength=strength, source_labels=masks[0], reference_labels=masks[1],
-                    region_map=region_map)
-    job.timings.update(result.timings)
-    return result
-
-
-def _encode(job: _Job, result) -> None:
-    from histocolor.imageio import write_image
-
-    clock = time.perf_counter()
-    image = result.image
-    rgb, alpha = (image[..., :3], image[..., 3]) if image.shape[-1] == 4 else (image, None)
-    write_image(job.output, rgb, alpha, exif=job.source.exif)  # the result keeps the source's EXIF
-    job.timings["encode"] = time.perf_counter() - clock
-
-
 def _check_lut_path(path, overwrite: bool, by_regions: bool, *inputs) -> Path:
     """``--save-lut``'s name, checked as an output (by regions, also the label map saved next to it)."""
     from histocolor.cube import check_cube_path
     from histocolor.imageio import check_writable
 
-    path = _check_output(path, check_cube_path, overwrite or by_regions, *inputs)
+    path = check_output(path, check_cube_path, overwrite or by_regions, *inputs)
     if by_regions:  # the region .cube files are named after the labels, known only after the run
-        _check_output(path.with_name(f"{path.stem}-labels.png"), check_writable, overwrite, *inputs)
+        check_output(path.with_name(f"{path.stem}-labels.png"), check_writable, overwrite, *inputs)
     return path
 
 
@@ -218,15 +158,18 @@ def _format_timings(timings: dict) -> str:
     return "  ".join(f"{stage} {seconds:.3f}s" for stage, seconds in timings.items())
 
 
-def _run_single(arguments, engine, region_map, segmenter) -> int:
+def _run_single(arguments, region_map, segmenter) -> int:
     masks = (arguments.source_mask, arguments.reference_mask)
     if arguments.save_lut:
         by_regions = masks != (None, None) or arguments.segmenter is not None
         _check_lut_path(arguments.save_lut, arguments.overwrite, by_regions, arguments.source, arguments.reference,
                         arguments.output, *masks)
-    job = _decode(arguments.source, arguments.reference, arguments.output, masks, arguments.overwrite)
-    result = _run_engine(engine, job, arguments.strength, region_map, segmenter)
-    _encode(job, result)
+    job = decode_job(arguments.source, arguments.reference, arguments.output, masks, arguments.overwrite)
+    engine = _engine(arguments)  # after the inputs are known good (for the network, torch loads here)
+    result = run_engine_batch(engine, [job], arguments.strength, region_map, segmenter)[0]
+    if isinstance(result, BaseException):
+        raise result
+    encode_job(job, result)
     if arguments.save_lut:
         from histocolor.cube import save_look
 
@@ -237,95 +180,29 @@ def _run_single(arguments, engine, region_map, segmenter) -> int:
     return 0
 
 
-def read_pairs(path) -> list[dict]:
-    """Rows of a pairs CSV, paths resolved against the CSV's folder; empty cells become None.
-
-    Each row also holds ``line``, its line number in the file (for error messages).
-    """
-    path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as stream:
-            reader = csv.DictReader(stream)
-            header = [name.strip() for name in reader.fieldnames or []]
-            rows = []
-            for row in reader:
-                cells = {key.strip(): (value or "").strip() for key, value in row.items() if isinstance(key, str)}
-                rows.append((reader.line_num, cells))
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise HistocolorError(f"cannot read pairs file '{path}': {error}") from None
-    missing = [name for name in _CSV_REQUIRED if name not in header]
-    if missing:
-        raise HistocolorError(
-            f"pairs file '{path}' lacks the column(s) {', '.join(missing)} (header: {','.join(header)})"
-        )
-    if not rows:
-        raise HistocolorError(f"pairs file '{path}' has no rows")
-    base = path.parent
-    pairs = [
-        {
-            "line": line,
-            **{name: (base / row[name] if row.get(name) else None) for name in (*_CSV_REQUIRED, *_CSV_MASKS)},
-        }
-        for line, row in rows
-    ]
-    _check_outputs(pairs)
-    return pairs
-
-
-def _check_outputs(pairs) -> None:
-    """Mark (``row["refused"]``) a row that would write a file an earlier row writes, or over an input
-    of its own or an earlier row: a per-row error (a later row may read an earlier row's output)."""
-    written, read = {}, {}
-    for row in pairs:
-        for key in ("source", "reference", *_CSV_MASKS):
-            if row[key] is not None:
-                read.setdefault(Path(row[key]).resolve(), row["line"])
-        row["refused"] = None
-        if row["output"] is None:
-            continue
-        target = Path(row["output"]).resolve()
-        if target in written:
-            row["refused"] = f"line {written[target]} writes '{row['output']}' already"
-        elif target in read:
-            row["refused"] = f"'{row['output']}' is an input of line {read[target]}: choose another output"
-        else:
-            written[target] = row["line"]
-
-
-def _row_error(error: BaseException) -> str:
-    if isinstance(error, HistocolorError):
-        return str(error)
-    if is_out_of_memory(error):
-        return _OUT_OF_MEMORY_ADVICE
-    summary = str(error).splitlines()[0] if str(error) else ""  # a bug must not cost the other rows their results
-    return f"unexpected {type(error).__name__}: {summary}"
-
-
 def _run_batch(arguments, rows, engine, region_map, segmenter) -> int:
     """Every row of a pairs CSV, reported in order; a failing row costs only itself.
 
-    With ``--io-threads``, the next row is decoded and the last result encoded in threads
-    while the engine works on the current row (the engine's own work stays on this thread).
-    A row that reads an earlier row's output waits for it; with 0 threads, rows run one after
-    the other.
+    Rows go through the engine in groups of ``--batch-size`` (the network recolours a group's
+    pairs of one working size together). With ``--io-threads``, the next group is decoded and
+    the last group's results encoded in threads while the engine works on the current group.
+    A row that reads an earlier row's output waits for it; with 0 threads, everything runs on
+    this thread, one step after the other.
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from tqdm import tqdm
 
+    if arguments.batch_size < 1:
+        raise HistocolorError(f"--batch-size must be 1 or more, got {arguments.batch_size}")
+
     def decode(row):
         if row.get("refused"):
             raise HistocolorError(row["refused"])
-        return _decode(row["source"], row["reference"], row["output"], (row["source_mask"], row["reference_mask"]),
+        return decode_job(row["source"], row["reference"], row["output"], (row["source_mask"], row["reference_mask"]),
                        arguments.overwrite)
 
-    outputs = [None if row["output"] is None else Path(row["output"]).resolve() for row in rows]
-
-    def reads_an_earlier_output(index) -> bool:
-        row = rows[index]
-        inputs = {Path(row[key]).resolve() for key in ("source", "reference", *_CSV_MASKS) if row[key] is not None}
-        return bool(inputs & set(outputs[:index]))
-
+    groups = batch_groups(rows, arguments.batch_size)
     failures = 0
     with ThreadPoolExecutor(max(1, arguments.io_threads)) as pool, \
             tqdm(total=len(rows), desc="transfer", unit="pair", file=sys.stderr) as bar:
@@ -340,51 +217,56 @@ def _run_batch(arguments, rows, engine, region_map, segmenter) -> int:
 
         submit = pool.submit if arguments.io_threads > 0 else run_now
 
-        def ahead(index):  # the row's decoding, started now in a thread, or None: decode it at its turn
-            if arguments.io_threads == 0 or index >= len(rows) or reads_an_earlier_output(index):
+        def ahead(number):  # the group's decoding, started now in threads, or None: decode it at its turn
+            if arguments.io_threads == 0 or number >= len(groups) or waits_for_outputs(rows, groups[number]):
                 return None
-            return pool.submit(decode, rows[index])
+            start, end = groups[number]
+            return [pool.submit(decode, row) for row in rows[start:end]]
 
         def report(number, error=None, timings=None) -> None:
             nonlocal failures
             if error is not None:
                 failures += 1
-                bar.write(f"line {number}: error: {_row_error(error)}", file=sys.stderr)
+                bar.write(f"line {number}: error: {row_error(error)}", file=sys.stderr)
             elif arguments.timings:
                 bar.write(f"line {number}: {_format_timings(timings)}", file=sys.stderr)
             bar.update(1)
 
-        def finish(writing) -> None:
-            if writing is not None:
-                number, job, future = writing
+        def finish(outcomes) -> None:  # each row's outcome, in order: its error, or its write to wait for
+            for number, job, outcome in outcomes:
                 try:
-                    future.result()
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                    outcome.result()
                     report(number, timings=job.timings)
                 except Exception as error:  # noqa: BLE001 - reported per row
                     report(number, error)
 
-        reading, writing = ahead(0), None
-        for index, row in enumerate(rows):
+        reading, writing = ahead(0), []
+        for number, (start, end) in enumerate(groups):
+            group = rows[start:end]
             if reading is None:  # decoded now, after the rows before it are written
                 finish(writing)
-                writing = None
-            current, failure = reading, None
-            try:
-                job = current.result() if current is not None else decode(row)
-            except Exception as error:  # noqa: BLE001 - reported per row
-                job, failure = None, error
-            reading = ahead(index + 1)
-            if job is not None:
+                writing = []
+                reading = [run_now(decode, row) for row in group]
+            decoded = []
+            for future in reading:
                 try:
-                    result = _run_engine(engine, job, arguments.strength, region_map, segmenter)
+                    decoded.append(future.result())
                 except Exception as error:  # noqa: BLE001 - reported per row
-                    job, failure = None, error
+                    decoded.append(error)
+            reading = ahead(number + 1)
+            jobs = [job for job in decoded if not isinstance(job, BaseException)]
+            results = iter(run_engine_batch(engine, jobs, arguments.strength, region_map, segmenter))
             finish(writing)
-            writing = None
-            if job is None:
-                report(row["line"], failure)
-            else:
-                writing = (row["line"], job, submit(_encode, job, result))
+            writing = []
+            for row, job in zip(group, decoded):
+                if isinstance(job, BaseException):
+                    writing.append((row["line"], None, job))
+                    continue
+                result = next(results)
+                writing.append((row["line"], job, result if isinstance(result, BaseException)
+                                else submit(encode_job, job, result)))
         finish(writing)
     if failures:
         print(f"histocolor: {failures} of {len(rows)} pairs failed", file=sys.stderr)
@@ -429,10 +311,40 @@ def _transfer(arguments) -> int:
         raise HistocolorError("--region-map needs masks (--source-mask/--reference-mask) or --segmenter")
     region_map = load_region_map(arguments.region_map) if arguments.region_map else None
     segmenter = get_segmenter(arguments.segmenter, arguments.device) if arguments.segmenter else None
-    engine = _engine(arguments)
+    if arguments.ray is not None:
+        if rows is None:
+            raise HistocolorError("--ray runs a --pairs CSV: add --pairs")
+        if segmenter is not None:
+            raise HistocolorError("--ray takes masks from the CSV: drop --segmenter")
+        return _run_on_ray(arguments, rows, region_map)
     if rows is not None:
-        return _run_batch(arguments, rows, engine, region_map, segmenter)
-    return _run_single(arguments, engine, region_map, segmenter)
+        return _run_batch(arguments, rows, _engine(arguments), region_map, segmenter)
+    return _run_single(arguments, region_map, segmenter)
+
+
+def _run_on_ray(arguments, rows, region_map) -> int:
+    """``--pairs`` on a Ray cluster (:mod:`histocolor.cluster`), reported as ``--pairs`` reports."""
+    from tqdm import tqdm
+
+    from histocolor.cluster import transfer_pairs_on_ray
+
+    # Workers may run elsewhere, in another folder: absolute paths only.
+    keys = ("source", "reference", "output", "source_mask", "reference_mask")
+    rows = [{**row, **{key: str(Path(row[key]).resolve()) for key in keys if row[key] is not None}} for row in rows]
+    options = {"method": arguments.method, "device": arguments.device, "max_side": arguments.max_side,
+               "lut_size": arguments.lut_size,
+               "weights": None if arguments.weights is None else str(Path(arguments.weights).resolve())}
+    with tqdm(total=len(rows), desc="transfer (ray)", unit="pair", file=sys.stderr) as bar:
+        errors = transfer_pairs_on_ray(rows, options, strength=arguments.strength, overwrite=arguments.overwrite,
+                                       region_map=region_map, batch_size=arguments.batch_size,
+                                       address=arguments.ray or None, progress=bar.update)
+    failures = [(line, error) for line, error in sorted(errors.items()) if error]
+    for line, error in failures:
+        print(f"line {line}: error: {error}", file=sys.stderr)
+    if failures:
+        print(f"histocolor: {len(failures)} of {len(rows)} pairs failed", file=sys.stderr)
+        return ROWS_FAILED
+    return 0
 
 
 def _apply_lut(arguments) -> int:
@@ -441,7 +353,7 @@ def _apply_lut(arguments) -> int:
     from histocolor.imageio import check_output_path, read_image, write_image
 
     _check_strength(arguments.strength)
-    output = _check_output(arguments.output, check_output_path, arguments.overwrite, arguments.image, arguments.lut)
+    output = check_output(arguments.output, check_output_path, arguments.overwrite, arguments.image, arguments.lut)
     look = LutMap(read_cube(arguments.lut)).blended(arguments.strength)
     image = read_image(arguments.image)
     write_image(output, look.apply(image.rgb), image.alpha, exif=image.exif)
@@ -455,7 +367,7 @@ def _video(arguments) -> int:
     _check_strength(arguments.strength)
     if arguments.sample_frames < 1:
         raise HistocolorError(f"--sample-frames must be at least 1, got {arguments.sample_frames}")
-    output = _check_output(arguments.output, check_video_output, arguments.overwrite, arguments.video,
+    output = check_output(arguments.output, check_video_output, arguments.overwrite, arguments.video,
                            arguments.reference)
     if arguments.save_lut:
         if arguments.temporal != "shot":
@@ -553,10 +465,10 @@ def _segment(arguments) -> int:
         if output is not None and Path(output).suffix.lower() not in (".png", ".tif", ".tiff"):
             raise HistocolorError(f"label maps are written losslessly, as PNG or TIFF: name the output "
                                   f"'{Path(output).stem}.png'")
-    outputs = [_check_output(arguments.output, check_output_path, arguments.overwrite, arguments.image,
+    outputs = [check_output(arguments.output, check_output_path, arguments.overwrite, arguments.image,
                              arguments.reference, arguments.reference_output)]
     if arguments.reference:
-        outputs.append(_check_output(arguments.reference_output, check_output_path, arguments.overwrite,
+        outputs.append(check_output(arguments.reference_output, check_output_path, arguments.overwrite,
                                      arguments.image, arguments.reference, arguments.output))
     segmenter = get_segmenter(arguments.segmenter, arguments.device)
     image = read_image(arguments.image).rgb
@@ -654,7 +566,7 @@ def main(argv=None) -> int:
         return TERMINATED
     except Exception as error:
         if is_out_of_memory(error):
-            print(f"histocolor: error: {_OUT_OF_MEMORY_ADVICE}", file=sys.stderr)
+            print(f"histocolor: error: {OUT_OF_MEMORY_ADVICE}", file=sys.stderr)
             return USAGE_ERROR
         raise
 

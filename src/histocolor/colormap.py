@@ -15,12 +15,12 @@ one region that covers everything; the same :meth:`Look.apply` serves both.
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from histocolor.lut import DEFAULT_LUT_SIZE, apply_lut, blend_luts, interpolate, lut_from_mapping
+from histocolor.lut import DEFAULT_LUT_SIZE, apply_lut, blend_luts, interpolate, lut_from_mapping, map_distinct_colours
 
 _CHUNK_PIXELS = 1 << 21
+# From this many values (a megapixel), mapping an 8-bit image's distinct colours beats mapping every pixel.
+_DISTINCT_FROM = 3 << 20
 
 
 def unit_scale(dtype) -> float:
@@ -46,6 +46,33 @@ def from_unit(values: np.ndarray, dtype) -> np.ndarray:
     return np.clip(np.rint(values * scale), 0, scale).astype(dtype)
 
 
+def _bilinear_axis(size_in: int, size_out: int):
+    """Source rows (or columns) and weights of a bilinear resize along one axis (pixel centres aligned)."""
+    position = np.maximum((np.arange(size_out) + 0.5) * (size_in / size_out) - 0.5, 0.0)
+    lower = np.minimum(position.astype(np.intp), size_in - 1)
+    upper = np.minimum(lower + 1, size_in - 1)
+    return lower, upper, (position - lower).astype(np.float32)
+
+
+def resize_bilinear(plane: np.ndarray, shape) -> np.ndarray:
+    """An ``(h, w)`` float plane resized to ``shape`` by bilinear interpolation, float32.
+
+    Pixel centres are aligned (as torch's ``interpolate(..., align_corners=False)``), and
+    there is no antialiasing: meant for enlarging a small weight map to an image.
+
+    Example:
+        >>> resize_bilinear(np.array([[0.0, 1.0]]), (1, 4))
+        array([[0.  , 0.25, 0.75, 1.  ]], dtype=float32)
+    """
+    plane = np.asarray(plane, dtype=np.float32)
+    rows_lo, rows_hi, row_t = _bilinear_axis(plane.shape[0], shape[0])
+    cols_lo, cols_hi, col_t = _bilinear_axis(plane.shape[1], shape[1])
+    top, bottom = plane[rows_lo], plane[rows_hi]
+    rows = top + row_t[:, None] * (bottom - top)  # (H, w): rows first, on the small width
+    left, right = rows[:, cols_lo], rows[:, cols_hi]
+    return left + col_t[None, :] * (right - left)
+
+
 class ColorMap:
     """A map of sRGB colours ``(N, 3)`` float32 in [0, 1] -> ``(N, 3)`` float32 in [0, 1].
 
@@ -56,7 +83,12 @@ class ColorMap:
         raise NotImplementedError
 
     def apply(self, rgb: np.ndarray) -> np.ndarray:
-        """Map every pixel of an ``(H, W, 3)`` image (uint8, uint16 or float); same shape and dtype."""
+        """Map every pixel of an ``(H, W, 3)`` image (uint8, uint16 or float); same shape and dtype.
+
+        An 8-bit image is mapped one distinct colour at a time (the map depends on the colour alone).
+        """
+        if rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.size >= _DISTINCT_FROM:
+            return map_distinct_colours(rgb, self)
         flat = rgb.reshape(-1, 3)
         out = np.empty_like(flat)
         for start in range(0, len(flat), _CHUNK_PIXELS):  # chunks bound the float copies
@@ -159,7 +191,6 @@ class Look:
         scale = np.float32(unit_scale(rgb.dtype))
         total = np.zeros((height, width, 3), dtype=np.float32)
         for colour_map, small in present:
-            full = F.interpolate(torch.from_numpy(np.ascontiguousarray(small, dtype=np.float32))[None, None],
-                                 size=(height, width), mode="bilinear", align_corners=False)[0, 0].numpy()
+            full = resize_bilinear(small, (height, width))
             total += full[..., None] * (colour_map.apply(rgb).astype(np.float32) / scale)
         return from_unit(total, rgb.dtype)

@@ -1,8 +1,13 @@
 """Looks as ``.cube`` 3D LUT files, the format DaVinci Resolve, Premiere, Photoshop, ffmpeg
-and OBS read. Reading and writing go through colour-science (``colour.read_LUT`` /
-``colour.write_LUT``); tables are histocolor's ``(S, S, S, 3)`` float32 arrays indexed
-``[r, g, b]`` over sRGB-encoded values in [0, 1] (the tool's working space: apply the file
-to sRGB-encoded footage).
+and OBS read. Tables are histocolor's ``(S, S, S, 3)`` float32 arrays indexed ``[r, g, b]``
+over sRGB-encoded values in [0, 1] (the tool's working space: apply the file to
+sRGB-encoded footage).
+
+A plain 3D table on [0, 1] (what histocolor writes, and what most tools write) is read and
+written here, in numpy: colour-science takes over a second to import, which a shell loop of
+``apply-lut`` would pay per file. Everything else a .cube may hold (a 1D LUT, a shaper with a
+3D LUT, another domain) goes through colour-science (``colour.read_LUT``), and the tests
+check the plain path against it.
 """
 
 from pathlib import Path
@@ -30,16 +35,51 @@ def check_cube_path(path) -> Path:
 
 
 def write_cube(path, lut: np.ndarray, title: str = "histocolor look") -> Path:
-    """Write ``lut`` ``(S, S, S, 3)`` as a .cube file, atomically (a temporary file, then a rename)."""
-    import colour
+    """Write ``lut`` ``(S, S, S, 3)`` as a .cube file, atomically (a temporary file, then a rename).
 
+    The rows run with red fastest, then green, then blue (the format's order), 7 decimals.
+    """
     path = check_cube_path(path)
     table = np.asarray(lut, dtype=np.float64)
     if table.ndim != 4 or table.shape[-1] != 3 or len(set(table.shape[:3])) != 1:
         raise ValueError(f"expected an (S, S, S, 3) LUT, got shape {table.shape}")
-    with atomic_path(path, ".cube") as temporary:
-        colour.write_LUT(colour.LUT3D(table, name=title, size=table.shape[0]), temporary)
+    rows = table.transpose(2, 1, 0, 3).reshape(-1, 3)  # [b, g, r] in C order: red fastest
+    title = title.replace('"', "'")
+    with atomic_path(path, ".cube") as temporary, open(temporary, "w", encoding="utf-8") as stream:
+        stream.write(f'TITLE "{title}"\nLUT_3D_SIZE {table.shape[0]}\n')
+        np.savetxt(stream, rows, fmt="%.7f")
     return path
+
+
+def _read_plain_cube(path: Path) -> np.ndarray | None:
+    """The table of a plain 3D .cube on [0, 1], ``(S, S, S, 3)`` float64; None for any other content."""
+    lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+    lines = [line for line in lines if line and not line.startswith("#")]
+    size, start = None, len(lines)
+    for index, line in enumerate(lines):
+        keyword, *values = line.split()
+        if keyword[0] in "0123456789+-.":
+            start = index
+            break
+        try:
+            if keyword == "LUT_3D_SIZE" and len(values) == 1:
+                size = int(values[0])
+            elif keyword in ("DOMAIN_MIN", "DOMAIN_MAX") and len(values) == 3:
+                if [float(v) for v in values] != [float(keyword == "DOMAIN_MAX")] * 3:
+                    return None
+            elif keyword != "TITLE":
+                return None  # a 1D table, a shaper, a keyword of another tool: colour-science's case
+        except ValueError:
+            return None
+    if size is None or size < 2:
+        return None
+    try:
+        values = np.array(" ".join(lines[start:]).split(), dtype=np.float64)
+    except ValueError:
+        return None
+    if values.size != 3 * size**3:
+        return None
+    return values.reshape(size, size, size, 3).transpose(2, 1, 0, 3)
 
 
 def read_cube(path) -> np.ndarray:
@@ -55,15 +95,17 @@ def read_cube(path) -> np.ndarray:
         >>> read_cube("/tmp/identity.cube").shape
         (3, 3, 3, 3)
     """
-    import colour
-
     path = Path(path)
     if not path.is_file():
         raise HistocolorError(f"LUT file '{path}' does not exist")
     try:
-        lut = colour.read_LUT(str(path))
-        unit_domain = isinstance(lut, colour.LUT3D) and np.array_equal(lut.domain, [[0, 0, 0], [1, 1, 1]])
-        table = lut.table if unit_domain else lut.apply(identity_lut(_RESAMPLE_SIZE).astype(np.float64))
+        table = _read_plain_cube(path)
+        if table is None:
+            import colour
+
+            lut = colour.read_LUT(str(path))
+            unit_domain = isinstance(lut, colour.LUT3D) and np.array_equal(lut.domain, [[0, 0, 0], [1, 1, 1]])
+            table = lut.table if unit_domain else lut.apply(identity_lut(_RESAMPLE_SIZE).astype(np.float64))
     except Exception as error:  # colour-science raises many kinds on a malformed file
         raise HistocolorError(f"cannot read LUT '{path}': {first_line(error) or type(error).__name__}") from None
     table = np.asarray(table, dtype=np.float32)

@@ -1,8 +1,16 @@
-"""Which torch device to run on: the names the front ends offer, and how ``auto`` resolves."""
+"""Which torch device to run on: the names the front ends offer, and how ``auto`` resolves.
 
-import torch
+torch is imported by the functions that need it, so that offering the names costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from histocolor.errors import HistocolorError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -14,6 +22,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         >>> resolve_device("cpu")
         device(type='cpu')
     """
+    import torch
+
     name = str(device)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -33,4 +43,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work, so a stage's time is not billed to the next one."""
     if device.type == "cuda":
+        import torch
+
         torch.cuda.synchronize(device)

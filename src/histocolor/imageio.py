@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import png
-import tifffile
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from histocolor.atomic import atomic_write
@@ -69,9 +68,10 @@ _TEXT_TAGS = (269, 270, 271, 272, 305, 306, 315, 316, 33432)
 _SUB_IFDS = (0x8769, 0x8825)  # Exif, GPS
 _JPEG_MAX_EXIF = 65533  # one APP1 segment, "Exif\0\0" header included
 # What decoders raise on corrupt or truncated data (Pillow uses SyntaxError for
-# some broken PNG chunks; pypng and tifffile have their own error types).
+# some broken PNG chunks; pypng has its own error type, tifffile's TiffFileError is a
+# ValueError). tifffile itself is imported by the TIFF paths only.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error,
-                  zlib.error, MemoryError, png.Error, tifffile.TiffFileError)
+                  zlib.error, MemoryError, png.Error)
 # EXIF is metadata: damaged values that Pillow trips over are dropped, never fatal.
 _EXIF_ERRORS = (*_DECODE_ERRORS, TypeError, AttributeError, KeyError)
 
@@ -259,6 +259,8 @@ def tifffile_messages_as_warnings(path):
 
 def _read_tiff_wide(path: pathlib.Path) -> LoadedImage | None:
     """Read a 16-bit TIFF with tifffile; return None for 8-bit ones Pillow handles."""
+    import tifffile
+
     try:
         with tifffile_messages_as_warnings(path), tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
@@ -623,6 +625,8 @@ def _encode(f, ext: str, rgb: np.ndarray, alpha: np.ndarray | None, quality: int
         rows = pixels.astype(">u2").reshape(height, width * planes)
         writer.write_packed(f, (row.tobytes() for row in rows))
     elif rgb.dtype == np.uint16:  # TIFF
+        import tifffile
+
         text = dict(exif or {})
         options = {"description": text.pop(270), "metadata": None} if 270 in text else {}
         if 305 in text:

@@ -13,9 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import numpy as np
-import scipy.sparse as sparse
-import torch
-import torch.nn.functional as F
 
 DEFAULT_LUT_SIZE = 17  # by measurement: see docs/BENCHMARKS.md (33 for the finest fit)
 DEFAULT_SMOOTHNESS = 1e-6
@@ -81,48 +78,68 @@ def interpolate(lut: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     return out
 
 
+class _BandedMatrix:
+    """A symmetric matrix held as a few diagonals: ``diagonals[shift][i]`` is ``M[i, i + shift]``
+    (and ``M[i + shift, i]``), zero past the end. The LUT fit's normal equations have 14 (27 with
+    their mirrors), so a product is 27 shifted multiply-adds: no sparse-matrix package needed.
+    """
+
+    def __init__(self, cells: int):
+        self.cells = cells
+        self.diagonals: dict[int, np.ndarray] = {}
+
+    def add(self, shift: int, values: np.ndarray, scale: float = 1.0) -> None:
+        self.diagonals[shift] = self.diagonals.get(shift, 0.0) + scale * np.asarray(values, dtype=np.float64)
+        self.__dict__.pop("_bands", None)  # products see the new diagonal
+
+    def diagonal(self) -> np.ndarray:
+        return self.diagonals[0]
+
+    def __matmul__(self, x: np.ndarray) -> np.ndarray:
+        """``M @ x`` for ``x`` ``(cells, k)``."""
+        if not hasattr(self, "_bands"):  # (shift, column of the diagonal) once, for the solver's many products
+            self._bands = [(shift, values[:-shift, None]) for shift, values in self.diagonals.items() if shift]
+            self._main = self.diagonals[0][:, None]
+        y = self._main * x
+        scratch = np.empty_like(x)
+        for shift, band in self._bands:
+            product = np.multiply(band, x[shift:], out=scratch[:-shift])
+            y[:-shift] += product
+            np.multiply(band, x[:-shift], out=product)
+            y[shift:] += product
+        return y
+
+
 @lru_cache(maxsize=4)
-def _grid_laplacian(size: int) -> sparse.csr_matrix:
-    """Graph Laplacian of the ``size^3`` grid (6-neighbourhood): the smoothness penalty."""
-    difference = sparse.diags([-np.ones(size - 1), np.ones(size - 1)], [0, 1], shape=(size - 1, size))
-    path = (difference.T @ difference).tocsr()
-    eye = sparse.identity(size, format="csr")
-    return (
-        sparse.kron(sparse.kron(path, eye), eye)
-        + sparse.kron(sparse.kron(eye, path), eye)
-        + sparse.kron(sparse.kron(eye, eye), path)
-    ).tocsr()
+def _grid_laplacian(size: int) -> dict[int, np.ndarray]:
+    """Graph Laplacian of the ``size^3`` grid (6-neighbourhood), the smoothness penalty, as the
+    diagonals of a :class:`_BandedMatrix`: each node's degree, and -1 towards each next neighbour
+    along b (shift 1), g (shift ``size``) and r (shift ``size^2``)."""
+    r, g, b = np.meshgrid(*(np.arange(size),) * 3, indexing="ij")
+    diagonals, degree = {}, np.zeros((size,) * 3)
+    for shift, axis in ((1, b), (size, g), (size * size, r)):
+        has_next = axis < size - 1
+        diagonals[shift] = -has_next.astype(np.float64).ravel()
+        degree += has_next.astype(np.float64) + (axis > 0)
+    diagonals[0] = degree.ravel()
+    return diagonals
 
 
-def _normal_matrix(base, weights, size):
+def _normal_matrix(base, weights, size) -> _BandedMatrix:
     """``W^T W`` of the trilinear design matrix, built diagonal by diagonal with bincount.
 
     Corners a and b of a cell sit a fixed flat distance apart, so every product
-    ``w_a * w_b`` lands on one of 27 diagonals; this avoids a 64 N-entry sparse product.
-    The matrix is symmetric: each pair a < b is counted once and mirrored.
+    ``w_a * w_b`` lands on one of 14 diagonals (and their mirrors); this avoids a 64 N-entry
+    sparse product. Each pair a <= b is counted once.
     """
     cells = size**3
     offsets = _corner_offsets(size)
-    diagonals = {}
+    matrix = _BandedMatrix(cells)
     for a in range(8):
         rows = base + offsets[a]
         for b in range(a, 8):
-            shift = int(offsets[b] - offsets[a])
-            values = np.bincount(rows, weights=weights[a] * weights[b], minlength=cells)
-            diagonals[shift] = diagonals.get(shift, 0) + values
-            if shift:  # entry (i, i + shift) mirrored to (i + shift, i)
-                mirrored = np.zeros(cells)
-                mirrored[shift:] = values[:-shift]
-                diagonals[-shift] = diagonals.get(-shift, 0) + mirrored
-    row_list, col_list, value_list = [], [], []
-    for shift, values in diagonals.items():
-        rows = np.flatnonzero(values)
-        row_list.append(rows)
-        col_list.append(rows + shift)
-        value_list.append(values[rows])
-    return sparse.csr_matrix(
-        (np.concatenate(value_list), (np.concatenate(row_list), np.concatenate(col_list))), shape=(cells, cells)
-    )
+            matrix.add(int(offsets[b] - offsets[a]), np.bincount(rows, weights=weights[a] * weights[b], minlength=cells))
+    return matrix
 
 
 def _columnwise_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -192,9 +209,12 @@ def _fit_change(source, change, size, smoothness, tolerance) -> np.ndarray:
     for k, offset in enumerate(_corner_offsets(size)):
         for channel in range(3):
             rhs[:, channel] += np.bincount(base + offset, weights=weights[k] * change[:, channel], minlength=size**3)
-    matrix = _normal_matrix(base, weights, size) / count + smoothness * _grid_laplacian(size)
-    # A tiny ridge keeps the system positive definite whatever the data.
-    matrix = (matrix + 1e-9 * sparse.identity(size**3, format="csr")).tocsr()
+    matrix = _normal_matrix(base, weights, size)
+    for values in matrix.diagonals.values():
+        values /= count
+    for shift, values in _grid_laplacian(size).items():
+        matrix.add(shift, values, smoothness)
+    matrix.add(0, np.full(size**3, 1e-9))  # a tiny ridge keeps the system positive definite whatever the data
     # Coarse to fine: the solution on a half-resolution grid (solved loosely, it is only a
     # start) saves most of the iterations the Laplacian would otherwise need.
     initial = np.zeros((size**3, 3))
@@ -222,14 +242,15 @@ def _colour_codes(image: np.ndarray) -> np.ndarray:
     return codes
 
 
-def _apply_uint8(image: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """8-bit fast path: interpolate each distinct colour once, then gather.
+def map_distinct_colours(image: np.ndarray, mapping) -> np.ndarray:
+    """Apply a colour ``mapping`` (``(N, 3)`` float32 in [0, 1] -> ``(N, 3)`` in [0, 1]) to an 8-bit
+    ``(H, W, 3)`` image, looking up each distinct colour once; uint8 out.
 
-    A photo of 12 megapixels holds well under a million distinct colours, so looking
-    them up in a 2^24-entry table beats interpolating every pixel. The table's entries are
-    3-byte records, so the gather writes each output pixel whole (a quarter faster than
-    gathering 4-byte words and dropping a byte); marking and gathering run in threads over
-    bands of pixels (numpy releases the GIL there).
+    A photo of 12 megapixels holds well under a million distinct colours, so mapping them in a
+    2^24-entry table beats mapping every pixel, and the result is the same: the map depends
+    on the colour alone. The table's entries are 3-byte records, so the gather writes each
+    output pixel whole (a quarter faster than gathering 4-byte words and dropping a byte);
+    marking and gathering run in threads over bands of pixels (numpy releases the GIL there).
     """
     codes = _colour_codes(image)
     seen = np.zeros(1 << 24, dtype=bool)
@@ -243,7 +264,7 @@ def _apply_uint8(image: np.ndarray, lut: np.ndarray) -> np.ndarray:
         list(pool.map(mark, spans))
         distinct = np.flatnonzero(seen).astype(np.uint32)
         colors = np.stack([distinct & 255, (distinct >> 8) & 255, distinct >> 16], axis=1)
-        mapped = interpolate(lut, colors.astype(np.float32) / 255.0)
+        mapped = mapping(colors.astype(np.float32) / np.float32(255.0))
         table = np.empty((1 << 24, 3), dtype=np.uint8)  # only the seen entries are ever read
         table[distinct] = np.clip(np.rint(mapped * 255.0), 0, 255).astype(np.uint8)
         records = table.view("V3").ravel()
@@ -258,29 +279,28 @@ def _apply_uint8(image: np.ndarray, lut: np.ndarray) -> np.ndarray:
 
 
 def _apply_chunked(image: np.ndarray, lut: np.ndarray, rows_per_chunk: int) -> np.ndarray:
-    """Any dtype: trilinear interpolation with torch, a band of rows at a time."""
-    scale = float(np.iinfo(image.dtype).max) if image.dtype.kind in "ui" else 1.0
-    volume = torch.from_numpy(np.ascontiguousarray(lut.transpose(3, 0, 1, 2)))[None]
+    """Any dtype: trilinear interpolation of every pixel, bands of rows in threads."""
+    scale = np.float32(np.iinfo(image.dtype).max) if image.dtype.kind in "ui" else np.float32(1.0)
     out = np.empty_like(image)
-    for start in range(0, image.shape[0], rows_per_chunk):
-        band = torch.from_numpy(np.ascontiguousarray(image[start : start + rows_per_chunk]))
-        # Clamped like interpolate(): grid_sample would fade out-of-range values toward 0.
-        pixels = (band.reshape(-1, 3).float() / scale).clamp_(0.0, 1.0)
-        # grid_sample's last coordinate indexes the volume's first axis: pass (b, g, r).
-        grid = (pixels.flip(-1) * 2.0 - 1.0).view(1, 1, 1, -1, 3)
-        mapped = F.grid_sample(volume, grid, mode="bilinear", align_corners=True).view(3, -1).T
-        mapped = mapped.clamp(0.0, 1.0).numpy()
+
+    def band(start: int) -> None:
+        pixels = image[start : start + rows_per_chunk].reshape(-1, 3).astype(np.float32) / scale
+        mapped = np.clip(interpolate(lut, pixels), 0.0, 1.0)  # interpolate clamps its input to [0, 1]
         if scale != 1.0:
             mapped = np.rint(mapped * scale).astype(image.dtype)
-        out[start : start + rows_per_chunk] = mapped.reshape(band.shape)
+        out[start : start + rows_per_chunk] = mapped.reshape(out[start : start + rows_per_chunk].shape)
+
+    starts = range(0, image.shape[0], rows_per_chunk)
+    with ThreadPoolExecutor(max(1, min(_THREADS, len(starts)))) as pool:  # numpy releases the GIL
+        list(pool.map(band, starts))
     return out
 
 
-def apply_lut(image: np.ndarray, lut: np.ndarray, chunk_pixels: int = 1 << 21) -> np.ndarray:
+def apply_lut(image: np.ndarray, lut: np.ndarray, chunk_pixels: int = 1 << 18) -> np.ndarray:
     """Apply ``lut`` to an ``(H, W, 3)`` image (uint8, uint16 or float in [0, 1]); same dtype out."""
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
-    if image.dtype == np.uint8:
-        return _apply_uint8(image, lut)
+    if image.dtype == np.uint8:  # 8-bit fast path: interpolate each distinct colour once, then gather
+        return map_distinct_colours(image, lambda colours: interpolate(lut, colours))
     rows_per_chunk = max(1, chunk_pixels // max(1, image.shape[1]))
     return _apply_chunked(image, lut, rows_per_chunk)

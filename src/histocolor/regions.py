@@ -10,7 +10,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from histocolor.errors import HistocolorError, NoCommonRegion
 
@@ -271,6 +270,33 @@ def _preview(values: np.ndarray, limit: int = 8) -> str:
     return shown + (", ..." if len(values) > limit else "")
 
 
+def _area_sums(cumulative: np.ndarray, size_in: int, size_out: int) -> np.ndarray:
+    """Means over the output cells along axis 0, from a cumulative sum with a leading zero row."""
+    index = np.arange(size_out)
+    start = (index * size_in) // size_out
+    end = -((-(index + 1) * size_in) // size_out)  # ceil
+    return (cumulative[end] - cumulative[start]) / (end - start)[:, None]
+
+
+def area_resize(mask: np.ndarray, shape) -> np.ndarray:
+    """An ``(H, W)`` mask or plane resized to ``shape`` by area averaging, float32.
+
+    Each output pixel is the mean of the input cells its span covers, rounded outward to whole
+    cells (as torch's ``interpolate(..., mode="area")``): a thin region keeps its share.
+
+    Example:
+        >>> area_resize(np.array([[1, 0, 0, 0]], bool), (1, 2))
+        array([[0.5, 0. ]], dtype=float32)
+    """
+    plane = np.asarray(mask, dtype=np.float64)
+    if plane.shape == tuple(shape):
+        return plane.astype(np.float32)
+    rows = np.concatenate([np.zeros((1, plane.shape[1])), np.cumsum(plane, axis=0)])
+    plane = _area_sums(rows, plane.shape[0], shape[0])  # (h, W)
+    columns = np.concatenate([np.zeros((1, plane.shape[0])), np.cumsum(plane.T, axis=0)])
+    return _area_sums(columns, plane.shape[1], shape[1]).T.astype(np.float32)
+
+
 def region_weights(labels: np.ndarray, groups: list[list[int]], shape, feather: float = 0.0) -> np.ndarray:
     """``(R, h, w)`` float32 weights of the label groups at size ``shape``.
 
@@ -279,19 +305,12 @@ def region_weights(labels: np.ndarray, groups: list[list[int]], shape, feather: 
     feather x the diagonal) so that seams blend; the weights of all groups plus the rest of
     the image still sum to 1 everywhere.
     """
-    import torch
-    import torch.nn.functional as F
-    from scipy.ndimage import gaussian_filter
-
-    def area(mask: np.ndarray) -> np.ndarray:
-        if mask.shape == tuple(shape):
-            return mask.astype(np.float32)
-        tensor = torch.from_numpy(mask.astype(np.float32))[None, None]
-        return F.interpolate(tensor, size=tuple(shape), mode="area")[0, 0].numpy()
-
     height, width = shape
-    weights = np.stack([area(np.isin(labels, group)) for group in groups]) if groups else np.zeros((0, *shape), np.float32)
+    weights = (np.stack([area_resize(np.isin(labels, group), shape) for group in groups]) if groups
+               else np.zeros((0, *shape), np.float32))
     if feather > 0 and groups:
+        from scipy.ndimage import gaussian_filter  # a quarter of a second to import: only when feathering
+
         sigma = feather * float(np.hypot(height, width))
         weights = np.stack([gaussian_filter(w, sigma, mode="nearest") for w in weights])
     return weights

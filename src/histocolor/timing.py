@@ -1,11 +1,15 @@
 """Seconds per stage of a transfer, for ``--timings`` and the benchmarks."""
 
+from __future__ import annotations
+
 import contextlib
 import time
-
-import torch
+from typing import TYPE_CHECKING
 
 from histocolor.device import synchronize
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Stopwatch:

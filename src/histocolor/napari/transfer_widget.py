@@ -56,13 +56,34 @@ def named(base: str, strength: float) -> str:
     return base if strength >= 1.0 else f"{base[:-1]}, {round(strength * 100)} %)"
 
 
-def recolour_file(engine, photo, reference, output, strength: float) -> None:
-    """Read ``photo``, give it ``reference``'s colours at ``strength`` and write ``output`` (atomically,
-    keeping its alpha and EXIF)."""
-    image = read_image(photo)
-    result = engine(image, reference, strength=strength).image
-    rgb, alpha = (result[..., :3], result[..., 3]) if result.shape[-1] == 4 else (result, None)
-    write_image(output, rgb, alpha, exif=image.exif)
+# Images the network recolours together in "Apply to all open images" and "Apply to folder…".
+BATCH_SIZE = 8
+
+
+def recolour_files(engine, photos, reference, strength: float) -> list:
+    """Read each ``(photo, output)``, give the photos ``reference``'s colours at ``strength`` in one
+    batch and write the outputs (atomically, keeping alpha and EXIF): per photo None, or the user
+    error (unreadable, unwritable) that stopped it."""
+    images, errors = [], []
+    for photo, _ in photos:
+        try:
+            images.append(read_image(photo))
+            errors.append(None)
+        except (HistocolorError, OSError) as error:
+            images.append(None)
+            errors.append(error)
+    read = [index for index, image in enumerate(images) if image is not None]
+    results = engine.batch([(images[index], reference) for index in read], strength=strength)
+    for index, result in zip(read, results):
+        try:
+            if isinstance(result, BaseException):
+                raise result
+            rgb, alpha = (result.image[..., :3], result.image[..., 3]) if result.image.shape[-1] == 4 \
+                else (result.image, None)
+            write_image(photos[index][1], rgb, alpha, exif=images[index].exif)
+        except (HistocolorError, OSError) as error:
+            errors[index] = error
+    return errors
 
 
 def apply_look(look, source, strength: float):
@@ -207,8 +228,8 @@ class TransferWidget(DockContainer):
         settings, strength = self._settings(), float(self.strength.value)
 
         def run():
-            for layer, source in sources:
-                yield layer, source, self._compute(source, reference, settings, strength)
+            for start in range(0, len(sources), BATCH_SIZE):  # the network recolours a group's images together
+                yield from self._compute_group(sources[start : start + BATCH_SIZE], reference, settings, strength)
 
         done = []
 
@@ -324,6 +345,22 @@ class TransferWidget(DockContainer):
             look = engine.fit(pixels, reference_pixels)
         return apply_look(look, source, strength), look
 
+    def _compute_group(self, group, reference, settings, strength):
+        """``(layer, source, (image, look))`` for each of ``group``'s ``(layer, source)``: the images
+        fitted in one batch (time stacks one by one, as :meth:`_compute` does)."""
+        engine = self._engine_for(settings)
+        reference_pixels = reference.read()
+        pixels = [source.read() for _, source in group]
+        looks = iter(engine.fit_batch([(image, reference_pixels) for image in pixels if image.ndim != 4]))
+        for (layer, source), image in zip(group, pixels):
+            if image.ndim == 4:
+                yield layer, source, self._compute(source, reference, settings, strength)
+                continue
+            look = next(looks)
+            if isinstance(look, BaseException):
+                raise look
+            yield layer, source, (apply_look(look, source, strength), look)
+
     def _folder_clicked(self, *_) -> None:
         from qtpy.QtWidgets import QFileDialog
 
@@ -362,12 +399,12 @@ class TransferWidget(DockContainer):
 
         def run():
             engine, reference_pixels = self._engine_for(settings), reference.read()
-            for photo, output in zip(photos, outputs):
-                try:
-                    recolour_file(engine, photo, reference_pixels, output, strength)
-                except (HistocolorError, OSError) as error:
-                    failed.append(f"{photo.name} ({error})")
-                yield photo
+            for start in range(0, len(photos), BATCH_SIZE):  # the network recolours a group's photos together
+                group = list(zip(photos[start : start + BATCH_SIZE], outputs[start : start + BATCH_SIZE]))
+                for (photo, _), error in zip(group, recolour_files(engine, group, reference_pixels, strength)):
+                    if error is not None:
+                        failed.append(f"{photo.name} ({error})")
+                    yield photo
 
         def report(_=None):
             written = len(photos) - len(failed)

@@ -1,14 +1,21 @@
-"""The interface every segmenter follows, and helpers they share."""
+"""The interface every segmenter follows, and helpers they share.
+
+torch is imported by the helpers of the torch models only: ``slic`` runs on numpy alone.
+"""
+
+from __future__ import annotations
 
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from histocolor.errors import HistocolorError
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -78,6 +85,9 @@ def scaled_size(size, scale: float, multiple: int = 1) -> tuple[int, int]:
 
 def imagenet_input(rgb: np.ndarray, size) -> torch.Tensor:
     """``(H, W, 3)`` uint8 -> ``(1, 3, *size)`` float32: resized (bilinear, antialiased), /255, ImageNet mean/std."""
+    import torch
+    import torch.nn.functional as F
+
     tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255.0
     tensor = F.interpolate(tensor, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
     mean, std = (torch.tensor(values)[None, :, None, None] for values in (IMAGENET_MEAN, IMAGENET_STD))
@@ -91,6 +101,9 @@ _MAX_SCORE_VALUES = 1 << 27
 
 def upsample_scores(scores: torch.Tensor, size) -> np.ndarray:
     """Class scores ``(1, C, h, w)`` -> labels ``(H, W)`` int32 (argmax after bilinear resizing)."""
+    import torch
+    import torch.nn.functional as F
+
     height, width = size
     classes = scores.shape[1]
     shrink = min(1.0, (_MAX_SCORE_VALUES / (classes * height * width)) ** 0.5)
@@ -101,9 +114,19 @@ def upsample_scores(scores: torch.Tensor, size) -> np.ndarray:
 
 
 def resize_labels(labels: np.ndarray, size) -> np.ndarray:
-    """Nearest-neighbour resize of a label map to ``size`` (H, W)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int32))[None, None].float()
-    return F.interpolate(tensor, size=tuple(size), mode="nearest-exact")[0, 0].to(torch.int32).numpy()
+    """Nearest-neighbour resize of a label map to ``size`` (H, W), int32: each output pixel takes
+    the label under its centre.
+
+    Example:
+        >>> resize_labels(np.array([[1, 2]]), (1, 4))
+        array([[1, 1, 2, 2]], dtype=int32)
+    """
+    labels = np.asarray(labels, dtype=np.int32)
+    rows, columns = (
+        np.minimum(((np.arange(out) + 0.5) * (size_in / out)).astype(np.intp), size_in - 1)
+        for size_in, out in zip(labels.shape, size)
+    )
+    return labels[rows[:, None], columns[None, :]]
 
 
 def write_labels(path, labels: np.ndarray) -> None:
