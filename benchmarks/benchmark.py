@@ -544,7 +544,7 @@ def tone_grid(arguments) -> None:
     print(arguments.out)
 
 
-def _whole_process(command: list, cwd=None) -> tuple[float, float]:
+def _whole_process(command: list, cwd=None, env=None) -> tuple[float, float]:
     """Wall seconds and peak resident memory (MB) of one run of ``command``, start-up included.
 
     The memory comes from GNU time (``/usr/bin/time -f %M``): a child's own ``ru_maxrss`` would
@@ -553,7 +553,7 @@ def _whole_process(command: list, cwd=None) -> tuple[float, float]:
     with tempfile.NamedTemporaryFile("r", suffix=".txt") as report:
         wrapper = ["/usr/bin/time", "-f", "%M", "-o", report.name] if Path("/usr/bin/time").exists() else []
         started = time.perf_counter()
-        subprocess.run([*wrapper, *(str(part) for part in command)], cwd=cwd, stdout=subprocess.DEVNULL,
+        subprocess.run([*wrapper, *(str(part) for part in command)], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, check=False)
         elapsed = time.perf_counter() - started
         kilobytes = report.read().strip().splitlines()[-1:] if wrapper else []
@@ -583,18 +583,27 @@ def startup(arguments) -> None:
             if arguments.color_matcher:
                 commands[f"color-matcher --method=mkl, {label}"] = (
                     [arguments.color_matcher, "-s", source, "-r", reference, "--method=mkl"], folder)
-        runs = {name: [] for name in commands}
-        for _ in range(arguments.repeat):  # interleaved: every command once per round
-            for name, (command, cwd) in commands.items():
-                runs[name].append(_whole_process(command, cwd))
+        # Both tools run from bytecode, as installed packages do: an editable install under
+        # PYTHONDONTWRITEBYTECODE would compile histocolor's sources in every run. The first
+        # round (which writes the bytecode and fills the page cache) is not counted.
+        env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+        env["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
+        names = list(commands)
+        runs = {name: [] for name in names}
+        for round_ in range(arguments.repeat + 1):  # interleaved, every command once per round, in turns
+            for name in names[round_ % len(names):] + names[: round_ % len(names)]:
+                timing = _whole_process(*commands[name], env=env)
+                if round_:
+                    runs[name].append(timing)
     medians = {name: (statistics.median(t for t, _ in r), statistics.median(m for _, m in r)) for name, r in runs.items()}
-    print(f"| command | wall (s), median of {arguments.repeat} | peak memory (MB) | ratio to color-matcher |")
+    print(f"| command | wall (s), median of {arguments.repeat} (fastest) | peak memory (MB) | ratio to color-matcher |")
     print("| --- | --- | --- | --- |")
     for name, (seconds, memory) in medians.items():
         size = name.rsplit(", ", 1)[-1]
         peer = medians.get(f"color-matcher --method=mkl, {size}")
         ratio = f"{seconds / peer[0]:.2f}x" if peer and not name.startswith("color-matcher") else "-"
-        print(f"| `{name}` | {seconds:.3f} | {memory:.0f} | {ratio} |")
+        fastest = min(t for t, _ in runs[name])
+        print(f"| `{name}` | {seconds:.3f} ({fastest:.3f}) | {memory:.0f} | {ratio} |")
 
 
 def main(argv=None) -> None:

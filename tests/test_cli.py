@@ -7,6 +7,7 @@ import png
 import pytest
 from PIL import Image
 
+from histocolor import cli
 from histocolor.cli import main
 from histocolor.errors import HistocolorError
 from histocolor.imageio import read_image
@@ -93,6 +94,27 @@ def test_bad_source_is_one_line_exit_2_and_no_output(tmp_path, capsys, case):
     _assert_one_line_error(code, err)
     assert not output.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_bad_input_is_reported_even_when_the_engine_fails_too(tmp_path, capsys):
+    # The images decode while the engine is built: the input's error wins over the weights' error.
+    output = tmp_path / "out.png"
+    code, err = _run(capsys, "transfer", str(_bad_inputs(tmp_path)["text"]), REFERENCE, "-o", str(output),
+                     "--weights", str(tmp_path / "no-such-weights"))
+    _assert_one_line_error(code, err)
+    assert "cannot read" in err and "weights" not in err
+    assert not output.exists()
+
+
+@pytest.mark.parametrize("case", ["empty", "text", "missing"])
+def test_an_input_that_cannot_open_is_refused_before_the_engine_is_built(tmp_path, capsys, monkeypatch, case):
+    # Building the network's engine imports torch (about a second): a missing or non-image file
+    # is refused from its header, before that.
+    built = []
+    monkeypatch.setattr(cli, "_engine", lambda arguments: built.append(arguments))
+    code, err = _run(capsys, "transfer", REFERENCE, str(_bad_inputs(tmp_path)[case]), "-o", str(tmp_path / "out.png"))
+    _assert_one_line_error(code, err)
+    assert built == []
 
 
 def test_unwritable_output_is_refused_before_any_work(tmp_path, capsys):

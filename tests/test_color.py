@@ -54,6 +54,21 @@ def test_conversions_are_differentiable(rng):
     assert torch.autograd.gradcheck(lambda x: lab_to_rgb(x, clip=False), (lab,), eps=1e-6, atol=1e-4)
 
 
+def test_the_conversions_match_kornias(rng):
+    """kornia is the reference implementation; the network's own conversions avoid its import."""
+    from kornia.color import lab_to_rgb as kornia_lab_to_rgb
+    from kornia.color import rgb_to_lab as kornia_rgb_to_lab
+
+    rgb = torch.from_numpy(rng.random((2, 3, 40, 40)).astype(np.float32))
+    rgb[0, :, 0, :6] = torch.tensor([[0, 1, 1, 0, 0, 0.04], [0, 1, 0, 1, 0, 0.04], [0, 1, 0, 0, 1, 0.04]])
+    lab = rgb_to_lab(rgb)
+    assert lab.shape == rgb.shape and lab.dtype == rgb.dtype
+    assert (lab - kornia_rgb_to_lab(rgb)).abs().max() < 1e-3  # Lab units, far below one 8-bit level
+    beyond = lab * torch.tensor([1.2, 1.5, 1.5]).view(3, 1, 1) + torch.tensor([5.0, 10.0, -10.0]).view(3, 1, 1)
+    for clip in (True, False):
+        assert (lab_to_rgb(beyond, clip=clip) - kornia_lab_to_rgb(beyond, clip=clip)).abs().max() < 1e-4
+
+
 def test_normalised_lab_round_trips_and_is_about_unit_range(rng):
     lab = rgb_to_lab(torch.from_numpy(rng.random((1, 3, 8, 8))))
     normalised = normalize_lab(lab)
@@ -65,7 +80,7 @@ def test_normalised_lab_round_trips_and_is_about_unit_range(rng):
 
 
 def test_the_numpy_conversions_match_the_torch_ones(rng):
-    """histocolor.colorspace (numpy, for the paths without torch) against histocolor.color (kornia)."""
+    """histocolor.colorspace (numpy, for the paths without torch) against histocolor.color (torch)."""
     from histocolor import colorspace
 
     rgb = rng.random((4000, 3)).astype(np.float32)

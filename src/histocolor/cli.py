@@ -22,9 +22,11 @@ from histocolor.errors import HistocolorError, Terminated, is_out_of_memory
 from histocolor.pairs import (
     OUT_OF_MEMORY_ADVICE,
     batch_groups,
+    check_job,
     check_output,
     decode_job,
     encode_job,
+    read_job,
     read_pairs,
     row_error,
     run_engine_batch,
@@ -164,8 +166,18 @@ def _run_single(arguments, region_map, segmenter) -> int:
         by_regions = masks != (None, None) or arguments.segmenter is not None
         _check_lut_path(arguments.save_lut, arguments.overwrite, by_regions, arguments.source, arguments.reference,
                         arguments.output, *masks)
-    job = decode_job(arguments.source, arguments.reference, arguments.output, masks, arguments.overwrite)
-    engine = _engine(arguments)  # after the inputs are known good (for the network, torch loads here)
+    output = check_job(arguments.source, arguments.reference, arguments.output, masks, arguments.overwrite)
+    from concurrent.futures import ThreadPoolExecutor
+
+    # The images decode in a thread while the engine is built (for the network, torch loads then).
+    with ThreadPoolExecutor(1) as pool:
+        decoding = pool.submit(read_job, output, arguments.source, arguments.reference, masks)
+        try:
+            engine = _engine(arguments)
+        except BaseException:
+            decoding.result()  # a corrupt input's error is the one to report
+            raise
+        job = decoding.result()
     result = run_engine_batch(engine, [job], arguments.strength, region_map, segmenter)[0]
     if isinstance(result, BaseException):
         raise result

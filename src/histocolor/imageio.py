@@ -40,6 +40,7 @@ __all__ = [
     "WRITE_EXTENSIONS",
     "LoadedImage",
     "check_output_path",
+    "probe_image",
     "read_image",
     "to_uint",
     "write_image",
@@ -117,6 +118,14 @@ def read_image(path) -> LoadedImage:
         if loaded is not None:
             return loaded
     return _read_with_pillow(path)
+
+
+def probe_image(path) -> None:
+    """Fail as :func:`read_image` would on a missing, empty or unidentifiable file, or one over
+    MAX_PIXELS, reading the header alone (a millisecond, where decoding takes a while)."""
+    path = pathlib.Path(path)
+    if _read_head(path)[:4] not in _TIFF_MAGIC:  # tifffile reads TIFFs that Pillow cannot open
+        open_image(path).close()
 
 
 def as_image(image) -> LoadedImage:
@@ -441,7 +450,7 @@ def _normalize(path, im: Image.Image, icc: bytes | None) -> LoadedImage:
     if gray:
         rgb = np.repeat(np.array(im)[..., None], 3, axis=2)
     else:
-        rgb = np.array(im.convert("RGB"))
+        rgb = np.array(im if im.mode == "RGB" else im.convert("RGB"))  # no copy of an RGB image first
     return LoadedImage(np.ascontiguousarray(rgb), alpha, gray)
 
 

@@ -50,16 +50,31 @@ class Job:
     timings: dict
 
 
-def decode_job(source, reference, output, masks=(None, None), overwrite: bool = False) -> Job:
-    """Check the output path and decode both images (the part a batch runs ahead, in a thread)."""
-    from histocolor.imageio import check_output_path, read_image
+def check_job(source, reference, output, masks=(None, None), overwrite: bool = False) -> Path:
+    """The checks a pair passes before any work, from paths and file headers alone: the output's
+    name (never an input, an existing file only with ``overwrite``) and whether both inputs open."""
+    from histocolor.imageio import check_output_path, probe_image
 
     if source is None or reference is None or output is None:
         raise HistocolorError("source, reference and output must all be given")
     output = check_output(output, check_output_path, overwrite, source, reference, *masks)
+    probe_image(source)
+    probe_image(reference)
+    return output
+
+
+def read_job(output: Path, source, reference, masks=(None, None)) -> Job:
+    """Decode both images of a checked pair (see :func:`check_job`)."""
+    from histocolor.imageio import read_image
+
     clock = time.perf_counter()
     source_image, reference_image = read_image(source), read_image(reference)
     return Job(output, source_image, reference_image, masks, {"decode": time.perf_counter() - clock})
+
+
+def decode_job(source, reference, output, masks=(None, None), overwrite: bool = False) -> Job:
+    """Check a pair and decode both images (the part a batch runs ahead, in a thread)."""
+    return read_job(check_job(source, reference, output, masks, overwrite), source, reference, masks)
 
 
 def run_engine_batch(engine, jobs: list, strength, region_map=None, segmenter=None) -> list:
