@@ -596,14 +596,14 @@ def startup(arguments) -> None:
                 if round_:
                     runs[name].append(timing)
     medians = {name: (statistics.median(t for t, _ in r), statistics.median(m for _, m in r)) for name, r in runs.items()}
-    print(f"| command | wall (s), median of {arguments.repeat} (fastest) | peak memory (MB) | ratio to color-matcher |")
-    print("| --- | --- | --- | --- |")
+    print(f"| command | wall (s), median of {arguments.repeat} | fastest (s) | peak memory (MB) | ratio to color-matcher |")
+    print("| --- | --- | --- | --- | --- |")
     for name, (seconds, memory) in medians.items():
         size = name.rsplit(", ", 1)[-1]
         peer = medians.get(f"color-matcher --method=mkl, {size}")
         ratio = f"{seconds / peer[0]:.2f}x" if peer and not name.startswith("color-matcher") else "-"
         fastest = min(t for t, _ in runs[name])
-        print(f"| `{name}` | {seconds:.3f} ({fastest:.3f}) | {memory:.0f} | {ratio} |")
+        print(f"| `{name}` | {seconds:.3f} | {fastest:.3f} | {memory:.0f} | {ratio} |")
 
 
 def main(argv=None) -> None:
