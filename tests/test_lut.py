@@ -50,6 +50,25 @@ def test_uint8_fast_path_matches_direct_interpolation(rng):
     assert np.abs(apply_lut(image, lut).astype(int) - expected).max() <= 1
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 3), (7, 5, 3), (301, 257, 3)])  # the last: several chunks per thread
+def test_each_distinct_colour_is_mapped_once_and_every_pixel_gets_its_own(rng, shape):
+    from histocolor.lut import map_distinct_colours
+
+    image = rng.integers(0, 256, shape, dtype=np.uint8)
+    image[-1, -1] = (255, 254, 253)  # the last pixel (read apart) with a colour of its own
+    calls = []
+
+    def mapping(colours):
+        calls.append(len(colours))
+        return colours[:, ::-1] ** 0.5  # channels swapped: a wrong gather cannot pass
+
+    out = map_distinct_colours(image, mapping)
+    assert calls == [len(np.unique(image.reshape(-1, 3), axis=0))]
+    expected = np.rint((image[..., ::-1] / np.float32(255.0)) ** 0.5 * 255)
+    assert out.dtype == np.uint8 and np.array_equal(out, expected.astype(np.uint8))
+    assert np.array_equal(map_distinct_colours(np.asfortranarray(image), mapping), out)  # any memory layout
+
+
 def test_float_and_uint16_images_keep_their_dtype(rng):
     lut = lut_from_mapping(_grading, 17)
     image = rng.random((8, 9, 3), dtype=np.float32)

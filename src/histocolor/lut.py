@@ -225,20 +225,27 @@ def _fit_change(source, change, size, smoothness, tolerance) -> np.ndarray:
     return solution.reshape(size, size, size, 3).astype(np.float32)
 
 
-def _colour_codes(image: np.ndarray) -> np.ndarray:
-    """Each pixel of a C-contiguous uint8 ``(H, W, 3)`` image as one integer r | g << 8 | b << 16.
+# Pixels per step of the distinct-colour passes: their colour codes stay in a small, warm buffer.
+_CODES_CHUNK = 1 << 16
 
-    Read straight from the bytes: a little-endian uint32 every 3 bytes holds a pixel and
-    the next pixel's red, which the mask drops (the last pixel, lacking a 4th byte, is
-    done apart). No (N, 4) staging copy is needed.
+
+def _colour_codes(raw: np.ndarray, start: int, stop: int, out: np.ndarray) -> np.ndarray:
+    """Pixels ``start:stop`` of a flat C-contiguous uint8 RGB buffer as integers r | g << 8 | b << 16,
+    written into ``out`` (at least ``stop - start`` long); returns the filled part.
+
+    Read straight from the bytes: a little-endian uint32 every 3 bytes holds a pixel and the
+    next pixel's red, which the mask drops (the image's last pixel, lacking a 4th byte, is done
+    apart).
     """
-    raw = np.ascontiguousarray(image).reshape(-1)
     count = raw.size // 3
-    codes = np.empty(count, dtype=np.uint32)
-    codes[:-1] = np.ndarray((count - 1,), dtype="<u4", buffer=raw, strides=(3,))
-    last = raw[-3:].astype(np.uint32)
-    codes[-1] = last[0] | (last[1] << 8) | (last[2] << 16)
-    codes &= 0xFFFFFF
+    codes = out[: stop - start]
+    whole = min(stop, count - 1) - start  # pixels that own a 4th byte to read
+    if whole > 0:
+        words = np.ndarray((whole,), dtype="<u4", buffer=raw, offset=3 * start, strides=(3,))
+        np.bitwise_and(words, 0xFFFFFF, out=codes[:whole])
+    if stop == count:
+        last = raw[-3:].astype(np.uint32)
+        codes[-1] = last[0] | (last[1] << 8) | (last[2] << 16)
     return codes
 
 
@@ -250,15 +257,25 @@ def map_distinct_colours(image: np.ndarray, mapping) -> np.ndarray:
     2^24-entry table beats mapping every pixel, and the result is the same: the map depends
     on the colour alone. The table's entries are 3-byte records, so the gather writes each
     output pixel whole (a quarter faster than gathering 4-byte words and dropping a byte);
-    marking and gathering run in threads over bands of pixels (numpy releases the GIL there).
+    marking and gathering run in threads over bands of pixels (numpy releases the GIL there),
+    each reading its pixels' colour codes a small chunk at a time rather than keeping a code
+    per pixel (4 bytes a pixel of fresh memory, which costs more to touch than to compute).
     """
-    codes = _colour_codes(image)
+    raw = np.ascontiguousarray(image).reshape(-1)
+    count = raw.size // 3
     seen = np.zeros(1 << 24, dtype=bool)
-    bounds = np.linspace(0, len(codes), _THREADS + 1).astype(np.int64)
+    bounds = np.linspace(0, count, _THREADS + 1).astype(np.int64)
     spans = list(zip(bounds[:-1], bounds[1:]))
 
+    def chunks(span):
+        buffer = np.empty(_CODES_CHUNK, dtype=np.uint32)
+        for start in range(span[0], span[1], _CODES_CHUNK):
+            stop = min(start + _CODES_CHUNK, span[1])
+            yield start, stop, _colour_codes(raw, start, stop, buffer)
+
     def mark(span):
-        seen[codes[span[0] : span[1]]] = True
+        for _, _, codes in chunks(span):
+            seen[codes] = True
 
     with ThreadPoolExecutor(_THREADS) as pool:
         list(pool.map(mark, spans))
@@ -268,11 +285,12 @@ def map_distinct_colours(image: np.ndarray, mapping) -> np.ndarray:
         table = np.empty((1 << 24, 3), dtype=np.uint8)  # only the seen entries are ever read
         table[distinct] = np.clip(np.rint(mapped * 255.0), 0, 255).astype(np.uint8)
         records = table.view("V3").ravel()
-        out = np.empty((len(codes), 3), dtype=np.uint8)
+        out = np.empty((count, 3), dtype=np.uint8)
         out_records = out.view("V3").ravel()
 
         def gather(span):
-            out_records[span[0] : span[1]] = records[codes[span[0] : span[1]]]
+            for start, stop, codes in chunks(span):
+                np.take(records, codes, out=out_records[start:stop])
 
         list(pool.map(gather, spans))
     return out.reshape(image.shape)
