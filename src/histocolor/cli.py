@@ -166,8 +166,13 @@ def _run_single(arguments, region_map, segmenter) -> int:
         by_regions = masks != (None, None) or arguments.segmenter is not None
         _check_lut_path(arguments.save_lut, arguments.overwrite, by_regions, arguments.source, arguments.reference,
                         arguments.output, *masks)
-    output = check_job(arguments.source, arguments.reference, arguments.output, masks, arguments.overwrite)
     from concurrent.futures import ThreadPoolExecutor
+
+    from histocolor.imageio import probe_image
+
+    output = check_job(arguments.source, arguments.reference, arguments.output, masks, arguments.overwrite)
+    probe_image(arguments.source)  # a missing or non-image file is refused now, not after torch loads
+    probe_image(arguments.reference)
 
     # The images decode in a thread while the engine is built (for the network, torch loads then).
     with ThreadPoolExecutor(1) as pool:

@@ -51,16 +51,13 @@ class Job:
 
 
 def check_job(source, reference, output, masks=(None, None), overwrite: bool = False) -> Path:
-    """The checks a pair passes before any work, from paths and file headers alone: the output's
-    name (never an input, an existing file only with ``overwrite``) and whether both inputs open."""
-    from histocolor.imageio import check_output_path, probe_image
+    """The checks a pair passes before any work, from its paths alone: all three given, and the
+    output's name (never an input, an existing file only with ``overwrite``)."""
+    from histocolor.imageio import check_output_path
 
     if source is None or reference is None or output is None:
         raise HistocolorError("source, reference and output must all be given")
-    output = check_output(output, check_output_path, overwrite, source, reference, *masks)
-    probe_image(source)
-    probe_image(reference)
-    return output
+    return check_output(output, check_output_path, overwrite, source, reference, *masks)
 
 
 def read_job(output: Path, source, reference, masks=(None, None)) -> Job:
