@@ -136,6 +136,8 @@ def test_the_widgets_network_beats_its_alignment_on_held_out_views(make_napari_v
 
     viewer = make_napari_viewer()
     widget = dock(viewer, "Color transfer")
+    widget.match.native.click()  # the views share pixels with their sources: the network alone here
+    assert not widget.match.value
     scores = {}
     for weights in (DEFAULT_WEIGHTS, alignment_alone):
         widget.weights.value = weights
@@ -149,6 +151,35 @@ def test_the_widgets_network_beats_its_alignment_on_held_out_views(make_napari_v
             viewer.layers.clear()
         scores[weights] = np.mean(errors)
     assert scores[DEFAULT_WEIGHTS] < 0.995 * scores[alignment_alone]
+
+
+def test_the_dock_says_when_the_reference_is_an_edited_copy_and_the_match_can_be_turned_off(
+        make_napari_viewer, dock, qtbot, sample_pair):
+    """Issue 38: an edited copy of the source gives its exact look, and the status line says so;
+    the checkbox turns the match off (the network's transfer, and the line says that too)."""
+    source = sample_pair[0]
+    edited = np.clip(source.astype(np.float32) * np.array([1.15, 1.0, 0.8]) + 10, 0, 255).astype(np.uint8)
+    viewer = make_napari_viewer()
+    widget = dock(viewer, "Color transfer")
+    widget.source.value = viewer.add_image(source, name="photo")
+    widget.reference.value = viewer.add_image(np.ascontiguousarray(edited[40:360, 600:60:-1]), name="edited copy")
+    assert widget.match.value and widget.found.value == ""
+    widget.run_button.native.click()
+    _wait_idle(qtbot, widget)
+    assert widget.found.value.startswith("same photo: ") and "% of the source matched" in widget.found.value
+    result = viewer.layers["photo ← edited copy (analogy)"].data
+    assert np.abs(result.astype(int) - edited.astype(int)).mean() < 1.5
+    widget.match.native.click()
+    assert not widget.match.value
+    widget.run_button.native.click()
+    _wait_idle(qtbot, widget)
+    assert widget.found.value == "shared pixels not looked for"
+    assert np.abs(viewer.layers["photo ← edited copy (analogy)"].data.astype(int) - edited.astype(int)).mean() > 3.0
+    widget.match.native.click()
+    widget.reference.value = viewer.add_image(sample_pair[1], name="rocket")
+    widget.run_button.native.click()
+    _wait_idle(qtbot, widget)
+    assert widget.found.value == "no shared pixels: the network's transfer"
 
 
 def test_weights_of_a_transformer_and_attention_variant_run_in_the_widget(viewer, dock, qtbot, tmp_path):

@@ -145,3 +145,27 @@ def test_webm_output_reencodes_the_audio_and_strength_reaches_the_saved_look(tmp
         assert container.streams.audio[0].codec_context.name == "opus"
     full, half = outputs
     assert np.abs(half - (identity_lut(17) + full) / 2).max() < 1e-5  # the saved look is the one applied
+
+
+def test_a_graded_frame_of_the_clip_gives_the_clip_its_grade(tmp_path, tiny_weights):
+    """Issue 38: the reference is one frame of the shot, graded; the matched look is that grade."""
+    clip = tmp_path / "pan.mp4"
+    benchmark_module()["make_clip"](clip, read_image(SAMPLES / "source.jpg").rgb, 12, (320, 240), rate=12,
+                                    audio=False)
+
+    def grade(rgb):
+        unit = rgb.astype(np.float32) / 255.0
+        return np.clip(np.rint(np.stack([unit[..., 0] ** 0.8, unit[..., 1], unit[..., 2] ** 1.25], -1) * 255), 0,
+                       255).astype(np.uint8)
+
+    frames = _frames(clip)
+    reference = grade(frames[5])
+    matched = ColorTransfer(weights=tiny_weights)
+    look = shot_look(matched, iter(frames), reference)
+    assert look.shared_pixels is not None and look.shared_pixels.coverage > 0.95
+    outputs = {}
+    for name, engine in (("matched", matched), ("network", ColorTransfer(weights=tiny_weights, match="off"))):
+        recolour_video(clip, reference, tmp_path / f"{name}.mp4", engine)
+        outputs[name] = np.mean([np.abs(out.astype(int) - grade(frame).astype(int)).mean()
+                                 for out, frame in zip(_frames(tmp_path / f"{name}.mp4"), frames)])
+    assert outputs["matched"] < 2.5 < outputs["network"]

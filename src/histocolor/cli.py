@@ -47,9 +47,14 @@ class _Parser(argparse.ArgumentParser):
 
 def _build_parser() -> argparse.ArgumentParser:
     from histocolor.lut import DEFAULT_LUT_SIZE
+    from histocolor.methods import MATCH_MODES
     from histocolor.transfer import DEFAULT_MAX_SIDE, METHODS
 
     parser = _Parser(prog="histocolor", description="Colour transfer by histogram analogy.")
+    match_option = dict(
+        default="auto", choices=MATCH_MODES,
+        help="a reference that shares pixels with the source (an edited copy, a graded frame of the shot): "
+             "auto fits the look on those pixels for the network (default), on insists for any method, off never")
     parser.add_argument("--version", action="version", version=f"histocolor {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -66,6 +71,7 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="with --pairs: run on a Ray cluster (ADDRESS, else RAY_ADDRESS, else a local one)")
     run.add_argument("--method", default="analogy", choices=METHODS, help="default: analogy (the network)")
     run.add_argument("--strength", type=float, default=1.0, help="0 keeps the source, 1 the full change")
+    run.add_argument("--match", **match_option)
     run.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="working size of the network (long side)")
     run.add_argument("--lut-size", type=int, default=DEFAULT_LUT_SIZE,
                      help="grid points per axis of the fitted (and saved) 3D LUT")
@@ -98,6 +104,7 @@ def _build_parser() -> argparse.ArgumentParser:
     clip.add_argument("-o", "--output", required=True, help="output video (.mp4, .mkv, .mov or .webm)")
     clip.add_argument("--method", default="analogy", choices=METHODS, help="default: analogy (the network)")
     clip.add_argument("--strength", type=float, default=1.0, help="0 keeps the video, 1 the full change")
+    clip.add_argument("--match", **match_option)
     clip.add_argument("--temporal", default="shot", choices=("shot", "smooth"),
                       help="shot: one look fitted on frames sampled across the clip (default); smooth: a look "
                            "per key frame, smoothed over time")
@@ -126,6 +133,7 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--max-side", type=int, help="working size of the network")
     bench.add_argument("--limit", type=int, help="only the first N pairs of each set")
     bench.add_argument("--device", default="auto", choices=DEVICES)
+    bench.add_argument("--match", **match_option)
     bench.add_argument(
         "--segmenter", metavar="NAME", help="METHOD+regions use this segmenter's labels instead of the set's masks"
     )
@@ -156,8 +164,10 @@ def _check_lut_path(path, overwrite: bool, by_regions: bool, *inputs) -> Path:
     return path
 
 
-def _format_timings(timings: dict) -> str:
-    return "  ".join(f"{stage} {seconds:.3f}s" for stage, seconds in timings.items())
+def _format_timings(job) -> str:
+    """A pair's stage timings, and what its reference shares with its source (``--timings``)."""
+    line = "  ".join(f"{stage} {seconds:.3f}s" for stage, seconds in job.timings.items())
+    return line if job.found is None else f"{line}  ({job.found})"
 
 
 def _run_single(arguments, region_map, segmenter) -> int:
@@ -193,7 +203,7 @@ def _run_single(arguments, region_map, segmenter) -> int:
         for path in save_look(arguments.save_lut, result.look, engine.lut_size):
             print(f"look saved: {path}", file=sys.stderr)
     if arguments.timings:
-        print(_format_timings(job.timings), file=sys.stderr)
+        print(_format_timings(job), file=sys.stderr)
     return 0
 
 
@@ -240,13 +250,13 @@ def _run_batch(arguments, rows, engine, region_map, segmenter) -> int:
             start, end = groups[number]
             return [pool.submit(decode, row) for row in rows[start:end]]
 
-        def report(number, error=None, timings=None) -> None:
+        def report(number, error=None, job=None) -> None:
             nonlocal failures
             if error is not None:
                 failures += 1
                 bar.write(f"line {number}: error: {row_error(error)}", file=sys.stderr)
             elif arguments.timings:
-                bar.write(f"line {number}: {_format_timings(timings)}", file=sys.stderr)
+                bar.write(f"line {number}: {_format_timings(job)}", file=sys.stderr)
             bar.update(1)
 
         def finish(outcomes) -> None:  # each row's outcome, in order: its error, or its write to wait for
@@ -255,7 +265,7 @@ def _run_batch(arguments, rows, engine, region_map, segmenter) -> int:
                     if isinstance(outcome, BaseException):
                         raise outcome
                     outcome.result()
-                    report(number, timings=job.timings)
+                    report(number, job=job)
                 except Exception as error:  # noqa: BLE001 - reported per row
                     report(number, error)
 
@@ -301,7 +311,7 @@ def _engine(arguments):
     from histocolor.transfer import ColorTransfer
 
     return ColorTransfer(arguments.method, weights=arguments.weights, device=arguments.device,
-                         max_side=arguments.max_side, lut_size=arguments.lut_size)
+                         max_side=arguments.max_side, lut_size=arguments.lut_size, match=arguments.match)
 
 
 def _transfer(arguments) -> int:
@@ -349,7 +359,7 @@ def _run_on_ray(arguments, rows, region_map) -> int:
     keys = ("source", "reference", "output", "source_mask", "reference_mask")
     rows = [{**row, **{key: str(Path(row[key]).resolve()) for key in keys if row[key] is not None}} for row in rows]
     options = {"method": arguments.method, "device": arguments.device, "max_side": arguments.max_side,
-               "lut_size": arguments.lut_size,
+               "lut_size": arguments.lut_size, "match": arguments.match,
                "weights": None if arguments.weights is None else str(Path(arguments.weights).resolve())}
     with tqdm(total=len(rows), desc="transfer (ray)", unit="pair", file=sys.stderr) as bar:
         errors = transfer_pairs_on_ray(rows, options, strength=arguments.strength, overwrite=arguments.overwrite,
@@ -466,6 +476,7 @@ def _evaluate(arguments) -> int:
         max_side=arguments.max_side,
         limit=arguments.limit,
         segmenter=arguments.segmenter,
+        match=arguments.match,
     )
     print(f"report written to {Path(arguments.out) / 'report.md'}", file=sys.stderr)
     return 0

@@ -99,6 +99,10 @@ class ColorMap:
         """The map tabulated on a ``size^3`` sRGB grid, ``(size, size, size, 3)`` float32, indexed [r, g, b]."""
         return lut_from_mapping(self, size)
 
+    def tabulated(self, size: int = DEFAULT_LUT_SIZE) -> "LutMap":
+        """This map as a 3D LUT of ``size`` (what a .cube file holds), fast to apply to many frames."""
+        return LutMap(self.to_lut(size))
+
     def blended(self, strength: float) -> "ColorMap":
         """This map at ``strength``: 1 is the map, 0 the identity, in between a linear blend."""
         return self if strength == 1.0 else BlendedMap(self, float(strength))
@@ -171,6 +175,11 @@ class Look:
     weights: np.ndarray = field(default_factory=lambda: np.ones((1, 1, 1), np.float32))
     labels: list = field(default_factory=list)
     label_map: np.ndarray | None = None
+
+    @property
+    def shared_pixels(self):
+        """What the reference shares with the source, when this look was fitted on those pixels (else None)."""
+        return next((m.shared for m in self.maps if getattr(m, "shared", None) is not None), None)
 
     @property
     def is_global(self) -> bool:

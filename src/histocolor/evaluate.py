@@ -163,14 +163,19 @@ class _Contender:
     engine: ColorTransfer | None
     by_regions: bool
 
-    def run(self, pair: EvaluationPair, source, reference, segmented=None) -> np.ndarray:
-        """``segmented``: automatic (source, reference) labels for a by-regions method, instead of the masks."""
+    def run(self, pair: EvaluationPair, source, reference, segmented=None):
+        """The result image, and what the reference shares with the source when the look was fitted on it.
+
+        ``segmented``: automatic (source, reference) labels for a by-regions method, instead of the masks.
+        """
         if self.engine is None:
-            return source
+            return source, None
         if not self.by_regions:
-            return self.engine(source, reference).image
-        labels = segmented if segmented is not None else self._masks(pair)
-        return self.engine(source, reference, source_labels=labels[0], reference_labels=labels[1]).image
+            result = self.engine(source, reference)
+        else:
+            labels = segmented if segmented is not None else self._masks(pair)
+            result = self.engine(source, reference, source_labels=labels[0], reference_labels=labels[1])
+        return result.image, result.shared_pixels
 
     def run_video(self, pair: EvaluationPair, reference, folder: Path, source_change: float):
         """Recolour a video pair: (frame mosaic of the result, added flicker, seconds recolouring took).
@@ -196,9 +201,9 @@ class _Contender:
         return pair.source_mask, pair.reference_mask
 
 
-def _contenders(methods, weights, device, max_side) -> list[_Contender]:
+def _contenders(methods, weights, device, max_side, match="auto") -> list[_Contender]:
     """One contender per method name; "analogy" and "analogy+regions" share one loaded model."""
-    options = {"device": device, **({"max_side": max_side} if max_side else {})}
+    options = {"device": device, "match": match, **({"max_side": max_side} if max_side else {})}
     engines = {}
     contenders = []
     for method in methods:
@@ -211,19 +216,22 @@ def _contenders(methods, weights, device, max_side) -> list[_Contender]:
 
 def evaluate(
     sets: dict, methods, out, *, weights=None, device="auto", max_side=None, limit=None, grid_rows=6, segmenter=None,
+    match="auto",
 ):
     """Run ``methods`` on every set (``{name: path}``); write ``report.md`` and grids into ``out``.
 
     With ``segmenter`` (a name), the ``+regions`` methods use its automatic labels instead of the
     pairs' masks; the region SWD is still measured on the masks, so the score says what
-    automatic segmentation costs.
+    automatic segmentation costs. ``match`` is the engines' shared-pixels mode (see
+    :class:`~histocolor.transfer.ColorTransfer`); the report says on which pairs the look was
+    fitted on shared pixels.
 
     Returns ``{set name: {method: mean scores}}``.
     """
     unknown = [m for m in methods if m not in EVALUATION_METHODS]
     if unknown:
         raise HistocolorError(f"unknown method(s) {', '.join(unknown)}: choose from {', '.join(EVALUATION_METHODS)}")
-    contenders = _contenders(methods, weights, device, max_side)
+    contenders = _contenders(methods, weights, device, max_side, match)
     if segmenter is not None:
         from histocolor.segment import get_segmenter
 
@@ -236,6 +244,7 @@ def evaluate(
         pairs = loaded[set_name]
         scores = {method: [] for method in methods}
         global_runs: dict[str, int] = {}
+        matched: dict[str, list[str]] = {}
         grid = []
         for index, pair in enumerate(pairs):
             video = pair.source.suffix.lower() in VIDEO_EXTENSIONS
@@ -257,12 +266,13 @@ def evaluate(
                 segmented = segmenter.segment_pair(source, reference)[:2]
             for contender in contenders:
                 clock = time.perf_counter()
+                shared = None
                 try:
                     if video:
                         result, flicker, seconds = contender.run_video(pair, reference, out / "videos" / set_name,
                                                                        source_change)
                     else:
-                        result = contender.run(pair, source, reference, segmented)
+                        result, shared = contender.run(pair, source, reference, segmented)
                 except NoCommonRegion:  # nothing to match: the transfer is the global one
                     global_runs[contender.name] = global_runs.get(contender.name, 0) + 1
                     result = contender.engine(source, reference).image
@@ -277,6 +287,8 @@ def evaluate(
                 scores[contender.name].append(
                     _score(pair, result, source, reference, truth, seconds / megapixels) | check)
                 row.append(result)
+                if shared is not None:
+                    matched.setdefault(contender.name, []).append(f"{pair.name} ({shared.describe()})")
             if index < grid_rows:
                 grid.append(row)
         summary[set_name] = {method: _means(values) for method, values in scores.items()}
@@ -289,6 +301,9 @@ def evaluate(
         if global_runs:
             count = max(global_runs.values())
             note += f" {count} pair(s) had no region in common; the +regions methods ran globally there."
+        for name, found in matched.items():
+            note += (f" {name} fitted the look on shared pixels for {len(found)} of {len(pairs)} pairs: "
+                     f"{'; '.join(found)}.")
         sections.append(_section(set_name, set_path, len(pairs), summary[set_name], grid_name, columns, note))
     with atomic_write(out / "report.md") as stream:
         stream.write(("# Evaluation\n\n" + "\n".join(sections)).encode())

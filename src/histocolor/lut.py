@@ -175,6 +175,8 @@ def fit_lut(
     target: np.ndarray,
     size: int = DEFAULT_LUT_SIZE,
     smoothness: float = DEFAULT_SMOOTHNESS,
+    weights: np.ndarray | None = None,
+    start: np.ndarray | None = None,
 ) -> np.ndarray:
     """Fit the LUT whose trilinear lookup of ``source`` best reproduces ``target``.
 
@@ -188,6 +190,10 @@ def fit_lut(
         target: ``(N, 3)`` sRGB in [0, 1], what they became.
         size: grid points per axis.
         smoothness: weight of the penalty relative to the mean squared data error.
+        weights: ``(N,)`` non-negative weight of each example (default: all 1), e.g. a
+            robust refit's, so that examples that disagree count for little.
+        start: a LUT of the same size to start the solver from (a refit's previous LUT): the
+            same solution, in fewer iterations.
 
     Returns:
         ``(size, size, size, 3)`` float32 LUT with values in [0, 1].
@@ -196,20 +202,31 @@ def fit_lut(
     target = np.asarray(target, dtype=np.float32).reshape(-1, 3)
     if len(source) == 0 or len(source) != len(target):
         raise ValueError("fit_lut needs as many target colours as source colours, at least one")
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float32).reshape(-1)
+        if len(weights) != len(source) or not (weights >= 0).all() or not weights.sum() > 0:
+            raise ValueError("fit_lut's weights must be one non-negative number per example, not all zero")
     change = (target - source).astype(np.float64)
-    return np.clip(identity_lut(size) + _fit_change(source, change, size, smoothness, _TOLERANCE), 0.0, 1.0)
+    initial = None if start is None else (np.asarray(start, np.float64) - identity_lut(size)).reshape(-1, 3)
+    return np.clip(identity_lut(size) + _fit_change(source, change, size, smoothness, _TOLERANCE, weights, initial),
+                   0.0, 1.0)
 
 
-def _fit_change(source, change, size, smoothness, tolerance) -> np.ndarray:
+def _fit_change(source, change, size, smoothness, tolerance, sample_weights=None, initial=None) -> np.ndarray:
     """The regularised least-squares colour change on a ``size^3`` grid, ``(S, S, S, 3)``."""
     base, fraction = _cells(source, size)
     weights = _corner_weights(fraction)
-    count = float(len(source))
+    count, weighted_change = float(len(source)), change
+    if sample_weights is not None:  # each example's weight enters both W^T W and W^T y
+        count = float(sample_weights.sum())
+        weighted_change = change * sample_weights[:, None]
     rhs = np.zeros((size**3, 3))
     for k, offset in enumerate(_corner_offsets(size)):
         for channel in range(3):
-            rhs[:, channel] += np.bincount(base + offset, weights=weights[k] * change[:, channel], minlength=size**3)
-    matrix = _normal_matrix(base, weights, size)
+            rhs[:, channel] += np.bincount(base + offset, weights=weights[k] * weighted_change[:, channel],
+                                           minlength=size**3)
+    # W^T S W: the products of two corner weights each carry the example's weight once.
+    matrix = _normal_matrix(base, weights if sample_weights is None else weights * np.sqrt(sample_weights), size)
     for values in matrix.diagonals.values():
         values /= count
     for shift, values in _grid_laplacian(size).items():
@@ -217,9 +234,10 @@ def _fit_change(source, change, size, smoothness, tolerance) -> np.ndarray:
     matrix.add(0, np.full(size**3, 1e-9))  # a tiny ridge keeps the system positive definite whatever the data
     # Coarse to fine: the solution on a half-resolution grid (solved loosely, it is only a
     # start) saves most of the iterations the Laplacian would otherwise need.
-    initial = np.zeros((size**3, 3))
-    if size > _COARSEST_SIZE:
-        coarse = _fit_change(source, change, (size + 1) // 2, smoothness, _COARSE_TOLERANCE)
+    if initial is None and size <= _COARSEST_SIZE:
+        initial = np.zeros((size**3, 3))
+    elif initial is None:
+        coarse = _fit_change(source, change, (size + 1) // 2, smoothness, _COARSE_TOLERANCE, sample_weights)
         initial = interpolate(coarse, identity_lut(size).reshape(-1, 3)).astype(np.float64)
     solution = _conjugate_gradient(matrix, rhs / count, initial, tolerance)
     return solution.reshape(size, size, size, 3).astype(np.float32)

@@ -8,6 +8,9 @@ masks there is no region and the rest is the whole image: the same code serves b
   or a composed map, see :mod:`histocolor.classical`). numpy alone.
 - the network's methods (:mod:`histocolor.network_methods`, which brings in torch): the CTN's
   change at a working size fitted with 3D LUTs, or the LUT head's own LUTs.
+- :class:`SharedPixelsFirst`: routes by relevance. A reference that shares pixels with the
+  source (an edited copy, a graded frame of the shot) gets the look fitted on those pixels
+  (:mod:`histocolor.shared_pixels`); any other goes to the method it wraps, unchanged.
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ class TransferMethod:
                  weights: np.ndarray, clock: Stopwatch) -> list:
         raise NotImplementedError
 
+    def matched_maps(self, source: LoadedImage, reference: LoadedImage, regions: Regions, clock: Stopwatch):
+        """The maps fitted on the pixels the reference shares with the source, or None (this method never matches)."""
+        return None
+
     def fit_maps_batch(self, items: list, clocks: list) -> list:
         """:meth:`fit_maps` for several pairs, ``items`` of ``(source, reference, regions, weights)``
         with a clock each: per pair its maps, or the exception its fit raised (a failing pair costs
@@ -80,12 +87,81 @@ class ClassicalMethod(TransferMethod):
             ] + [self.fit(_pixels_of(source), _pixels_of(reference))]
 
 
-def build_method(name: str, model, device, max_side: int, lut_size: int, smoothness: float) -> TransferMethod:
-    """The method object for ``name``: ``analogy`` (with ``model``, on the torch ``device``) or a classical method."""
-    if name in CLASSICAL_METHODS:
-        return ClassicalMethod(CLASSICAL_METHODS[name])
-    from histocolor.network_methods import LutHeadMethod, NetworkMethod
+class SharedPixelsFirst(TransferMethod):
+    """A reference that shares pixels with the source gets the look fitted on them; any other, ``fallback``'s.
 
-    if getattr(getattr(model, "config", None), "head", None) == "lut":
-        return LutHeadMethod(model, device, max_side, lut_size)
-    return NetworkMethod(model, device, max_side, lut_size, smoothness)  # the CTN, or a stand-in giving pixels
+    With regions, the matched look is every region's: the shared pixels carry the edit of
+    the whole photo, which one global map reproduces (expert renders are nearly global).
+
+    Args:
+        fallback: the method for references that share nothing (its results are then unchanged).
+        lut_size, smoothness: the fitted LUT's grid and smoothness.
+        forced: accept weaker evidence of shared pixels, and fail when there is none.
+    """
+
+    def __init__(self, fallback: TransferMethod, lut_size: int, smoothness: float, forced: bool = False):
+        self.fallback, self.lut_size, self.smoothness, self.forced = fallback, lut_size, smoothness, forced
+        self.model = getattr(fallback, "model", None)
+
+    def matched_maps(self, source, reference, regions, clock):
+        from histocolor.shared_pixels import find_shared_pixels, fit_shared_look
+
+        with clock.stage("match"):
+            shared = find_shared_pixels(source.rgb, reference.rgb, forced=self.forced)
+        if shared is None:
+            return None
+        with clock.stage("match_fit"):
+            look = fit_shared_look(source.rgb, reference.rgb, shared, lut_size=self.lut_size,
+                                   smoothness=self.smoothness)
+        return None if look is None else [look] * (len(regions.pairs) + 1)
+
+    def _matched_or_refused(self, source, reference, regions, clock):
+        maps = self.matched_maps(source, reference, regions, clock)
+        if maps is None and self.forced:
+            from histocolor.errors import HistocolorError
+
+            raise HistocolorError("the reference shares no pixels with the source that histocolor could find "
+                                  "(drop --match on to transfer its colours)")
+        return maps
+
+    def fit_maps(self, source, reference, regions, weights, clock):
+        maps = self._matched_or_refused(source, reference, regions, clock)
+        return maps if maps is not None else self.fallback.fit_maps(source, reference, regions, weights, clock)
+
+    def fit_maps_batch(self, items, clocks):
+        results, rest = [None] * len(items), []
+        for index, ((source, reference, regions, _), clock) in enumerate(zip(items, clocks)):
+            try:
+                results[index] = self._matched_or_refused(source, reference, regions, clock)
+            except Exception as error:  # noqa: BLE001 - delivered to the pair
+                results[index] = error
+            if results[index] is None:
+                rest.append(index)
+        for index, maps in zip(rest, self.fallback.fit_maps_batch([items[i] for i in rest], [clocks[i] for i in rest])):
+            results[index] = maps
+        return results
+
+
+# --match: whether a reference that shares pixels with the source gets the look fitted on them.
+MATCH_MODES = ("auto", "on", "off")
+
+
+def build_method(name: str, model, device, max_side: int, lut_size: int, smoothness: float,
+                 match: str = "auto") -> TransferMethod:
+    """The method object for ``name``: ``analogy`` (with ``model``, on the torch ``device``) or a classical method.
+
+    ``match``: ``auto`` matches shared pixels first for the network (the default method),
+    ``on`` for any method and insists on finding them, ``off`` never looks for them.
+    """
+    if name in CLASSICAL_METHODS:
+        method = ClassicalMethod(CLASSICAL_METHODS[name])
+    else:
+        from histocolor.network_methods import LutHeadMethod, NetworkMethod
+
+        if getattr(getattr(model, "config", None), "head", None) == "lut":
+            method = LutHeadMethod(model, device, max_side, lut_size)
+        else:
+            method = NetworkMethod(model, device, max_side, lut_size, smoothness)  # the CTN, or a stand-in
+    if match == "on" or (match == "auto" and name not in CLASSICAL_METHODS):
+        return SharedPixelsFirst(method, lut_size, smoothness, forced=match == "on")
+    return method

@@ -48,6 +48,7 @@ class Job:
     reference: object
     masks: tuple
     timings: dict
+    found: str | None = None  # what the reference shares with the source, when the look was fitted on it
 
 
 def check_job(source, reference, output, masks=(None, None), overwrite: bool = False) -> Path:
@@ -93,6 +94,8 @@ def run_engine_batch(engine, jobs: list, strength, region_map=None, segmenter=No
     for index, job in enumerate(jobs):
         if not isinstance(results.get(index), (BaseException, type(None))):
             job.timings.update(results[index].timings)
+            shared = results[index].shared_pixels
+            job.found = None if shared is None else shared.describe()
     return [failed[index] if index in failed else results[index] for index in range(len(jobs))]
 
 

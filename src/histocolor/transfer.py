@@ -18,7 +18,7 @@ from histocolor.colormap import Look
 from histocolor.errors import HistocolorError
 from histocolor.imageio import as_image
 from histocolor.lut import DEFAULT_LUT_SIZE, DEFAULT_SMOOTHNESS
-from histocolor.methods import build_method, working_shape
+from histocolor.methods import MATCH_MODES, build_method, working_shape
 from histocolor.regions import DEFAULT_FEATHER, prepare_regions
 from histocolor.timing import Stopwatch
 
@@ -39,6 +39,8 @@ class TransferResult:
             blend it to another strength, or export it (:mod:`histocolor.cube`).
         method: the method name.
         timings: seconds per stage.
+        shared_pixels: what the reference shares with the source
+            (:class:`~histocolor.shared_pixels.SharedPixels`) when the look was fitted on those pixels, else None.
     """
 
     def __init__(self, image: np.ndarray, look: Look, method: str, timings: dict[str, float], lut_size: int):
@@ -47,6 +49,10 @@ class TransferResult:
         self.method = method
         self.timings = timings
         self._lut_size = lut_size
+
+    @property
+    def shared_pixels(self):
+        return self.look.shared_pixels
 
     @functools.cached_property
     def lut(self) -> np.ndarray | None:
@@ -66,6 +72,9 @@ class ColorTransfer:
         max_side: long side of the working size the network runs at.
         lut_size: grid points per axis of the fitted (and exported) LUT.
         lut_smoothness: weight of the LUT fit's smoothness penalty.
+        match: a reference that shares pixels with the source (an edited copy of it, a graded
+            frame of the shot) gets the look fitted on those pixels: ``auto`` (default) for the
+            network, ``on`` for any method (and an error when none are found), ``off`` never.
     """
 
     def __init__(
@@ -78,6 +87,7 @@ class ColorTransfer:
         max_side: int = DEFAULT_MAX_SIDE,
         lut_size: int = DEFAULT_LUT_SIZE,
         lut_smoothness: float = DEFAULT_SMOOTHNESS,
+        match: str = "auto",
     ):
         if method not in METHODS:
             raise HistocolorError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
@@ -85,6 +95,8 @@ class ColorTransfer:
             raise HistocolorError(f"the working size must be between 16 and {MAX_WORKING_SIDE} pixels, got {max_side}")
         if not 2 <= lut_size <= 129:
             raise HistocolorError(f"the LUT size must be between 2 and 129, got {lut_size}")
+        if match not in MATCH_MODES:
+            raise HistocolorError(f"unknown match mode {match!r}: choose one of {', '.join(MATCH_MODES)}")
         if not lut_smoothness > 0:
             raise HistocolorError(f"the LUT smoothness must be positive, got {lut_smoothness}")
         self.method = method
@@ -101,7 +113,8 @@ class ColorTransfer:
             from histocolor.model.io import load_weights
 
             model = load_weights(weights, self.device)
-        self.strategy = build_method(method, model, self.device, self.max_side, self.lut_size, float(lut_smoothness))
+        self.strategy = build_method(method, model, self.device, self.max_side, self.lut_size, float(lut_smoothness),
+                                     match)
         self.model = getattr(self.strategy, "model", None)
 
     def _prepare(self, source, reference, source_labels, reference_labels, region_map, feather):
@@ -116,6 +129,14 @@ class ColorTransfer:
     @staticmethod
     def _look(maps, regions, weights) -> Look:
         return Look(maps, weights, [mine for mine, _ in regions.pairs], regions.source_labels)
+
+    def fit_shared(self, source, reference):
+        """The look fitted on the pixels ``reference`` shares with ``source``, or None when they share
+        none or this engine does not match them (``match="off"``)."""
+        source_image, reference_image = as_image(source), as_image(reference)
+        maps = self.strategy.matched_maps(source_image, reference_image, prepare_regions(
+            None, None, source_image.rgb.shape, reference_image.rgb.shape), Stopwatch(self.device))
+        return None if maps is None else Look(maps)
 
     def fit(self, source, reference, *, source_labels=None, reference_labels=None, region_map=None,
             feather: float = DEFAULT_FEATHER, clock: Stopwatch | None = None) -> Look:

@@ -127,8 +127,19 @@ def video_megapixels(path) -> float:
 
 
 def shot_look(engine, frames, reference, sample_count: int = 9) -> Look:
-    """The look of a whole shot: ``engine`` fitted on a mosaic of frames sampled across ``frames``."""
-    return engine.fit(frame_mosaic(frames, sample_count), reference)
+    """The look of a whole shot: ``engine`` fitted on a mosaic of frames sampled across ``frames``.
+
+    A reference that is a graded frame of the shot shares pixels with some sampled frame: the
+    look is then fitted on the pixels of the frame that shares the most (see
+    :meth:`~histocolor.transfer.ColorTransfer.fit_shared`), the grade itself.
+    """
+    sampled = sample_frames(read_frames(frames) if isinstance(frames, (str, Path)) else frames, sample_count)
+    if not sampled:
+        raise HistocolorError("the video has no frames")
+    matched = [look for look in (engine.fit_shared(frame, reference) for frame in sampled) if look is not None]
+    if matched:
+        return max(matched, key=lambda look: look.shared_pixels.coverage)
+    return engine.fit(mosaic(sampled), reference)
 
 
 class _SmoothedLook:
@@ -165,7 +176,7 @@ def recolour_video(source, reference, output, engine, *, strength: float = 1.0, 
     look = None
     if temporal == "shot":
         shot = shot_look(engine, read_frames(source), reference, sample_frames).blended(strength)
-        look = Look([LutMap(shot.maps[0].to_lut(engine.lut_size))])
+        look = Look([shot.maps[0].tabulated(engine.lut_size)])
     with _progress(None, progress) as bar, atomic_path(output, output.suffix) as temporary:
         try:
             frames = _encode_video(source, reference, temporary, output.suffix.lower(), engine, look, strength, bar)

@@ -18,7 +18,7 @@ from functools import partial
 
 import numpy as np
 
-from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSlider, PushButton, SpinBox, create_widget
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSlider, Label, PushButton, SpinBox, create_widget
 from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info
@@ -94,6 +94,16 @@ def apply_look(look, source, strength: float):
     return source.restore(done if pixels.ndim == 4 else done[0])
 
 
+def found_line(look, method: str, matching: bool) -> str:
+    """What the status line says of a result: what its reference shares with its source, if anything."""
+    shared = look.shared_pixels
+    if shared is not None:
+        return shared.describe()
+    if not matching:
+        return "shared pixels not looked for"
+    return "no shared pixels: the network's transfer" if method == "analogy" else ""
+
+
 class TransferWidget(DockContainer):
     """Pick a source and a reference Image layer, a method and its settings; "Transfer"."""
 
@@ -108,6 +118,11 @@ class TransferWidget(DockContainer):
         self.weights = FileEdit(mode="d", value=DEFAULT_WEIGHTS, label="weights")
         self.device = ComboBox(choices=DEVICES, value="auto", label="device")
         self.replace = CheckBox(value=True, text="replace the earlier result of the same pair")
+        self.match = CheckBox(value=True, text="match shared pixels (an edited copy of the source)")
+        self.match.tooltip = ("a reference that shows the source's own pixels (an edited, cropped or exported copy, "
+                              "a graded frame of the shot) gives its exact look, fitted on those pixels")
+        self.found = Label(value="", label="found")
+        self.found.native.setWordWrap(True)
         self.run_button = PushButton(text="Transfer")
         self.run_button.changed.connect(self._clicked)
         self.export_button = PushButton(text="Export LUT…", enabled=False)
@@ -128,7 +143,7 @@ class TransferWidget(DockContainer):
         self.method.changed.connect(self._method_changed)
         self.extend(
             [self.source, self.reference, self.method, self.strength, self.working_size, self.weights,
-             self.device, self.replace, self.run_button, self.export_button, self.before_after_button,
+             self.device, self.match, self.found, self.replace, self.run_button, self.export_button, self.before_after_button,
              self.undo_button, self.batch_button, self.folder_button, self.cancel_button]
         )
         self.worker = self.preview_worker = None
@@ -195,7 +210,8 @@ class TransferWidget(DockContainer):
         weights = Path(self.weights.value)
         # The weights file's time is in the key: a fine-tune run may rewrite the same folder.
         stamp = (weights / "model.safetensors").stat().st_mtime if (weights / "model.safetensors").is_file() else None
-        return self.method.value, str(weights), stamp, self.device.value, int(self.working_size.value)
+        match = "auto" if self.match.value else "off"
+        return self.method.value, str(weights), stamp, self.device.value, int(self.working_size.value), match
 
     def _batch_clicked(self, *_) -> None:
         self.transfer_all(self.reference.value)
@@ -267,6 +283,7 @@ class TransferWidget(DockContainer):
         self._results[name] = layer
         self._shown = _Shown(layer, look, source, name)
         self.last_look = look.blended(strength)
+        self.found.value = found_line(look, method, self.match.value)
         for button in (self.export_button, self.before_after_button):
             button.enabled = True
 
@@ -331,9 +348,9 @@ class TransferWidget(DockContainer):
     def _engine_for(self, settings) -> ColorTransfer:
         # In the worker thread; the engine (and its loaded model) is kept for the next run.
         if self._engine_key != settings:
-            method, weights, _, device, working_size = settings
+            method, weights, _, device, working_size, match = settings
             options = {"weights": weights, "device": device, "max_side": working_size} if method == "analogy" else {}
-            self._engine, self._engine_key = ColorTransfer(method, **options), settings
+            self._engine, self._engine_key = ColorTransfer(method, match=match, **options), settings
         return self._engine
 
     def _compute(self, source, reference, settings, strength):
