@@ -90,8 +90,8 @@ class ClassicalMethod(TransferMethod):
 class SharedPixelsFirst(TransferMethod):
     """A reference that shares pixels with the source gets the look fitted on them; any other, ``fallback``'s.
 
-    With regions, the matched look is every region's: the shared pixels carry the edit of
-    the whole photo, which one global map reproduces (expert renders are nearly global).
+    With regions, each region's look is fitted on the shared pixels inside it (an edit that
+    differs from sky to ground is followed), and the whole image's look is the rest's.
 
     Args:
         fallback: the method for references that share nothing (its results are then unchanged).
@@ -104,16 +104,16 @@ class SharedPixelsFirst(TransferMethod):
         self.model = getattr(fallback, "model", None)
 
     def matched_maps(self, source, reference, regions, clock):
-        from histocolor.shared_pixels import find_shared_pixels, fit_shared_look
+        from histocolor.shared_pixels import find_shared_pixels, fit_shared_looks
 
         with clock.stage("match"):
             shared = find_shared_pixels(source.rgb, reference.rgb, forced=self.forced)
         if shared is None:
             return None
         with clock.stage("match_fit"):
-            look = fit_shared_look(source.rgb, reference.rgb, shared, lut_size=self.lut_size,
-                                   smoothness=self.smoothness)
-        return None if look is None else [look] * (len(regions.pairs) + 1)
+            return fit_shared_looks(source.rgb, reference.rgb, shared, label_map=regions.source_labels,
+                                    groups=[mine for mine, _ in regions.pairs], lut_size=self.lut_size,
+                                    smoothness=self.smoothness)
 
     def _matched_or_refused(self, source, reference, regions, clock):
         maps = self.matched_maps(source, reference, regions, clock)

@@ -10,9 +10,11 @@ not the whole edited photo's when it is cropped).
   grades), mirrored or not, a homography by MAGSAC, then a check that the two images agree
   where the homography lays them over each other. The result says which share of the
   source the reference shows (its *coverage*) and how to warp one onto the other.
-- :func:`fit_shared_look` samples corresponding pixels away from edges, clipped values and
-  the overlap's border, fits a 3D LUT on them and refits it with weights that leave out what
-  disagrees with one global look (something that moved, a local edit), which it reports.
+- :func:`fit_shared_looks` samples corresponding pixels (registered to a fraction of a pixel,
+  away from the overlap's border and from what the reference does not show of the source),
+  fits a 3D LUT on them robustly, so that what disagrees with one global look (something that
+  moved, a local edit) does not bend it, and reports such a disagreement. By regions, one
+  LUT per region, on the shared pixels inside it.
 
 OpenCV does the features and the geometry (measured in docs/BENCHMARKS.md, "Issue 38").
 """
@@ -38,8 +40,8 @@ _REPROJECTION = 4.0  # pixels at DETECT_SIDE: a match farther than this from the
 MIN_INLIERS = 20
 MIN_AGREEMENT = 0.3
 MIN_COVERAGE = 0.05
-FORCED_MIN_INLIERS = 8  # with the match forced on, weaker evidence is accepted
-FORCED_MIN_AGREEMENT = 0.2
+FORCED_MIN_INLIERS = 10  # with the match forced on, weaker evidence is accepted
+FORCED_MIN_AGREEMENT = 0.3
 _SMALLEST = 48  # pixels on the short side below which an image holds too few features to register
 # The fit (each choice measured on the development pairs: docs/BENCHMARKS.md, "Issue 38").
 _MAX_SAMPLES = 80_000
@@ -508,31 +510,60 @@ def _local_edit(residual: np.ndarray, positions: np.ndarray) -> str | None:
            "one global look cannot match it everywhere"
 
 
-def fit_shared_look(source_rgb: np.ndarray, reference_rgb: np.ndarray, shared: SharedPixels, *,
-                    lut_size: int = DEFAULT_LUT_SIZE, smoothness: float = DEFAULT_SMOOTHNESS) -> "MatchedLut | None":
-    """The look of the reference fitted on the pixels it shares with the source.
-
-    A 3D LUT fitted first on the median target colour of each bin of source colours, then
-    twice on every pixel that agrees with the look so far (within five robust deviations),
-    so that what disagrees with one global look (an object that moved, a local edit) does
-    not bend it.
-
-    Returns:
-        the LUT map, holding ``shared`` with ``local_edit`` filled in where the residuals show
-        one; None when too few pixels are usable (a sliver of overlap, all of it occluded).
-    """
-    source, reference, positions = corresponding_pixels(source_rgb, reference_rgb, shared)
-    if len(source) < _FEWEST_SAMPLES:
-        return None
-    # A first look from the median colour of each bin of source colours, then refits on the
-    # pixels that agree with the look so far.
+def _robust_lut(source, reference, lut_size, smoothness) -> np.ndarray:
+    """A LUT fitted first on the median target colour of each bin of source colours, then twice on
+    every pixel that agrees with the look so far (within five robust deviations)."""
     colours, medians, counts = _binned_medians(source, reference)
     lut = fit_lut(colours, medians, lut_size, smoothness, weights=counts)
     for _ in range(_REFITS):
         weights = _robust_weights(np.linalg.norm(reference - interpolate(lut, source), axis=1))
         lut = fit_lut(source, reference, lut_size, smoothness, weights=weights, start=lut)
-    residual = reference - interpolate(lut, source)
-    return MatchedLut(lut, replace(shared, local_edit=_local_edit(residual, positions)))
+    return lut
+
+
+def fit_shared_looks(source_rgb: np.ndarray, reference_rgb: np.ndarray, shared: SharedPixels, *,
+                     label_map: np.ndarray | None = None, groups=(), lut_size: int = DEFAULT_LUT_SIZE,
+                     smoothness: float = DEFAULT_SMOOTHNESS) -> "list[MatchedLut] | None":
+    """The looks of the reference fitted on the pixels it shares with the source: one per group of
+    source labels (``groups``, labels of the ``(H, W)`` ``label_map``), then the whole image's.
+
+    Each is a robust 3D LUT fit (:func:`_robust_lut`), so that what disagrees with one look (an
+    object that moved, a local edit) does not bend it. By regions, a region's look is fitted
+    on the shared pixels inside it: an edit that differs from region to region (sky from
+    ground) is followed; a region with too few shared pixels takes the whole image's look.
+    Where the pixels correspond is known from the registration: the reference's own labels
+    are not needed.
+
+    Returns:
+        the LUT maps, each holding ``shared`` (the whole image's residuals fill in ``local_edit``
+        where they show one); None when too few pixels are usable (a sliver of overlap, all of
+        it occluded).
+    """
+    source, reference, positions = corresponding_pixels(source_rgb, reference_rgb, shared)
+    if len(source) < _FEWEST_SAMPLES:
+        return None
+    whole = _robust_lut(source, reference, lut_size, smoothness)
+    found = replace(shared, local_edit=_local_edit(reference - interpolate(whole, source), positions))
+    looks = []
+    if groups:
+        height, width = label_map.shape
+        rows = np.minimum((positions[:, 1] * height).astype(np.int64), height - 1)
+        columns = np.minimum((positions[:, 0] * width).astype(np.int64), width - 1)
+        labels = label_map[rows, columns]
+        for group in groups:
+            inside = np.isin(labels, group)
+            lut = whole if inside.sum() < _FEWEST_SAMPLES else \
+                _robust_lut(source[inside], reference[inside], lut_size, smoothness)
+            looks.append(MatchedLut(lut, found))
+    return looks + [MatchedLut(whole, found)]
+
+
+def fit_shared_look(source_rgb: np.ndarray, reference_rgb: np.ndarray, shared: SharedPixels, *,
+                    lut_size: int = DEFAULT_LUT_SIZE, smoothness: float = DEFAULT_SMOOTHNESS) -> "MatchedLut | None":
+    """The whole image's look fitted on the pixels the reference shares with the source (see
+    :func:`fit_shared_looks`); None when too few pixels are usable."""
+    looks = fit_shared_looks(source_rgb, reference_rgb, shared, lut_size=lut_size, smoothness=smoothness)
+    return None if looks is None else looks[-1]
 
 
 class MatchedLut(LutMap):
