@@ -236,3 +236,23 @@ def test_by_regions_each_region_takes_the_edit_of_its_own_shared_pixels(held_out
         by_regions.append(ciede2000(result.image, truth))
         whole.append(ciede2000(engine(source, reference).image, truth))
     assert np.mean(by_regions) < 0.8 * np.mean(whole)
+
+
+def test_a_strip_too_thin_to_register_goes_to_the_network(source, tiny_weights):
+    strip = np.ascontiguousarray(np.tile(source[:48, :300], (1, 40, 1)))  # 48 x 12000 pixels
+    result = ColorTransfer(weights=tiny_weights)(strip, grade(strip))
+    assert result.shared_pixels is None and result.image.shape == strip.shape
+
+
+def test_a_region_map_that_sends_regions_elsewhere_is_not_overruled_by_the_match(source, tiny_weights):
+    labels = np.zeros(source.shape[:2], np.int32)
+    labels[:, source.shape[1] // 2 :] = 1
+    engine = ColorTransfer(weights=tiny_weights)
+    swapped = engine(source, source, source_labels=labels, reference_labels=labels, region_map={0: 1, 1: 0})
+    assert swapped.shared_pixels is None
+    assert engine(source, source, source_labels=labels, reference_labels=labels).shared_pixels is not None
+
+
+def test_a_lut_fit_refuses_a_start_of_another_size(rng):
+    with pytest.raises(ValueError, match="start"):
+        fit_lut(rng.random((100, 3)), rng.random((100, 3)), 9, start=np.zeros((17, 17, 17, 3)))

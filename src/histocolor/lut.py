@@ -207,6 +207,8 @@ def fit_lut(
         if len(weights) != len(source) or not (weights >= 0).all() or not weights.sum() > 0:
             raise ValueError("fit_lut's weights must be one non-negative number per example, not all zero")
     change = (target - source).astype(np.float64)
+    if start is not None and np.shape(start) != (size, size, size, 3):
+        raise ValueError(f"fit_lut's start must be a ({size}, {size}, {size}, 3) LUT, got {np.shape(start)}")
     initial = None if start is None else (np.asarray(start, np.float64) - identity_lut(size)).reshape(-1, 3)
     return np.clip(identity_lut(size) + _fit_change(source, change, size, smoothness, _TOLERANCE, weights, initial),
                    0.0, 1.0)

@@ -106,6 +106,8 @@ class SharedPixelsFirst(TransferMethod):
     def matched_maps(self, source, reference, regions, clock):
         from histocolor.shared_pixels import find_shared_pixels, fit_shared_looks
 
+        if any(sorted(mine) != sorted(theirs) for mine, theirs in regions.pairs):
+            return None  # a region map that sends a region elsewhere asks for other colours than its own edit
         with clock.stage("match"):
             shared = find_shared_pixels(source.rgb, reference.rgb, forced=self.forced)
         if shared is None:

@@ -39,10 +39,14 @@ _REPROJECTION = 4.0  # pixels at DETECT_SIDE: a match farther than this from the
 # and images that agree, structure for structure, where it lays them over each other.
 MIN_INLIERS = 20
 MIN_AGREEMENT = 0.3
+# Fewer inliers than this is weak geometric evidence: a self-similar texture (ripples, cables,
+# dunes) can place a crop wrongly with 20-35 of them; then the structure must agree strongly.
+STRONG_INLIERS = 50
+WEAK_MIN_AGREEMENT = 0.7
 MIN_COVERAGE = 0.05
-FORCED_MIN_INLIERS = 10  # with the match forced on, weaker evidence is accepted
-FORCED_MIN_AGREEMENT = 0.3
+FORCED_MIN_INLIERS = 10  # with the match forced on, fewer inliers (and any coverage) are accepted
 _SMALLEST = 48  # pixels on the short side below which an image holds too few features to register
+_SMALLEST_SHRUNK = 32  # the same, on the small copies registered
 # The fit (each choice measured on the development pairs: docs/BENCHMARKS.md, "Issue 38").
 _MAX_SAMPLES = 80_000
 _FEWEST_SAMPLES = 500
@@ -143,18 +147,19 @@ def _matches(source_descriptors, reference_descriptors) -> np.ndarray:
 
 
 def _homography(source_points, reference_points):
-    """MAGSAC homography source -> reference and its inlier count; (None, 0) if none."""
+    """MAGSAC homography source -> reference and its inliers (a boolean per match); (None, None) if none."""
     cv2 = _cv2()
     if len(source_points) < 4:
-        return None, 0
+        return None, None
     matrix, inliers = cv2.findHomography(source_points, reference_points, cv2.USAC_MAGSAC, _REPROJECTION,
                                          maxIters=2000, confidence=0.999)
     if matrix is None or inliers is None:
-        return None, 0
-    return matrix, int(inliers.sum())
+        return None, None
+    return matrix, inliers.ravel() > 0
 
 
-def _is_sane(matrix: np.ndarray, source_shape, reference_shape) -> bool:
+
+def _is_sane(matrix: np.ndarray, source_shape) -> bool:
     """A homography a real copy of a photo could have: no fold, a bounded change of scale and tilt."""
     affine = matrix[:2, :2] / matrix[2, 2]
     determinant = np.linalg.det(affine)
@@ -211,7 +216,7 @@ def find_shared_pixels(source_rgb: np.ndarray, reference_rgb: np.ndarray, *, for
 
     Survives tone changes (exposure, contrast, colour grades), mirroring, rotation, scale,
     crops, perspective and partial overlap. ``forced`` accepts weaker evidence (fewer
-    inliers, less agreement), for a user who says the two are the same photo.
+    inliers, any coverage), for a user who says the two are the same photo.
 
     Returns:
         :class:`SharedPixels`, or None when the reference shows none of the source's pixels.
@@ -228,11 +233,12 @@ def find_shared_pixels(source_rgb: np.ndarray, reference_rgb: np.ndarray, *, for
 
 def is_same_photo(candidate: SharedPixels, forced: bool = False) -> bool:
     """The decision on a registration: enough inliers, a share of the source seen, and structure
-    that agrees where the homography lays the images over each other."""
+    that agrees where the homography lays the images over each other (strongly, where the
+    inliers are few)."""
+    least = WEAK_MIN_AGREEMENT if candidate.inliers < STRONG_INLIERS else MIN_AGREEMENT
     if forced:
-        return candidate.inliers >= FORCED_MIN_INLIERS and candidate.agreement >= FORCED_MIN_AGREEMENT
-    return candidate.inliers >= MIN_INLIERS and candidate.coverage >= MIN_COVERAGE \
-        and candidate.agreement >= MIN_AGREEMENT
+        return candidate.inliers >= FORCED_MIN_INLIERS and candidate.agreement >= least
+    return candidate.inliers >= MIN_INLIERS and candidate.coverage >= MIN_COVERAGE and candidate.agreement >= least
 
 
 def best_registration(source_rgb: np.ndarray, reference_rgb: np.ndarray) -> SharedPixels | None:
@@ -242,6 +248,8 @@ def best_registration(source_rgb: np.ndarray, reference_rgb: np.ndarray) -> Shar
         return None  # too small to hold features: nothing to match
     small_source, source_scale = _shrink(source_rgb, DETECT_SIDE, quick=True)
     small_reference, reference_scale = _shrink(reference_rgb, DETECT_SIDE, quick=True)
+    if min(small_source.shape[:2]) < _SMALLEST_SHRUNK or min(small_reference.shape[:2]) < _SMALLEST_SHRUNK:
+        return None  # a strip: too thin, once shrunk, to hold features
     source_grey, reference_grey = _equalised(_grey(small_source)), _equalised(_grey(small_reference))
     source_points, source_descriptors = _features(source_grey)
     width = reference_grey.shape[1]
@@ -255,11 +263,12 @@ def best_registration(source_rgb: np.ndarray, reference_rgb: np.ndarray) -> Shar
         # Fitted to the mirrored image as it is (a mirroring homography fails RANSAC's orientation
         # checks), then composed with the flip back to the reference's own coordinates.
         matrix, inliers = _homography(source_points[matched[:, 0]], points[matched[:, 1]])
-        if matrix is not None and mirrored:
+        if matrix is None or (best is not None and inliers.sum() <= best[1]):
+            continue
+        if mirrored:
             matrix = np.array([[-1.0, 0.0, width - 1], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) @ matrix
-        if matrix is not None and (best is None or inliers > best[1]):
-            best = (matrix, inliers, mirrored)
-    if best is None or not _is_sane(best[0], source_grey.shape, reference_grey.shape):
+        best = (matrix, int(inliers.sum()), mirrored)
+    if best is None or not _is_sane(best[0], source_grey.shape):
         return None
     matrix, inliers, mirrored = best
     overlap = _overlap(matrix, source_grey.shape, reference_grey.shape)
@@ -275,6 +284,8 @@ def _unit(rgb: np.ndarray) -> np.ndarray:
 def _tone_matched(grey: np.ndarray, like: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
     """``grey`` (uint8) with its histogram matched to ``like``'s (both counted ``where`` given), as
     float32: the same tones for a direct comparison."""
+    if where is not None and not where.any():
+        return grey.astype(np.float32)  # nothing to compare: the tones as they are
     mine = np.cumsum(np.bincount((grey if where is None else grey[where]).ravel(), minlength=256)).astype(np.float64)
     theirs = np.cumsum(np.bincount((like if where is None else like[where]).ravel(), minlength=256)).astype(np.float64)
     curve = np.interp(mine / mine[-1], theirs / theirs[-1], np.arange(256.0)).astype(np.float32)
@@ -314,12 +325,12 @@ def _refined(matrix: np.ndarray, source_rgb: np.ndarray, reference_rgb: np.ndarr
         return float(cv2.computeECC(template, warped, inside))
 
     candidates = [matrix, _tracked(matrix, source_grey, reference_grey, (height, width))]
-    candidates = [c for c in candidates if c is not None and _is_sane(c, (height, width), reference_rgb.shape)]
+    candidates = [c for c in candidates if c is not None and _is_sane(c, (height, width))]
     where = compared(matrix)
     start = max(candidates, key=lambda c: score(c, where))
     where = compared(start)
     aligned = _ecc(start, template, image, where)
-    if aligned is not None and _is_sane(aligned, (height, width), reference_rgb.shape):
+    if aligned is not None and _is_sane(aligned, (height, width)):
         candidates.append(aligned)
     return max(candidates, key=lambda c: score(c, where))
 
@@ -339,10 +350,13 @@ def _tracked(matrix, source_grey, reference_grey, shape):
     found = found.ravel() == 1
     if found.sum() < 12:
         return None
-    moved = cv2.perspectiveTransform(tracked.reshape(-1, 1, 2)[found], matrix).reshape(-1, 2)
-    better, inliers = cv2.findHomography(corners.reshape(-1, 2)[found], moved, cv2.USAC_MAGSAC, 1.0,
-                                         maxIters=2000, confidence=0.999)
-    return better if better is not None and inliers is not None and inliers.sum() >= 12 else None
+    # The correction is fitted in the source's frame, where it is near the identity (RANSAC's
+    # orientation checks refuse a mirroring homography), then composed with ``matrix``.
+    correction, inliers = cv2.findHomography(corners.reshape(-1, 2)[found], tracked.reshape(-1, 2)[found],
+                                             cv2.USAC_MAGSAC, 1.0, maxIters=2000, confidence=0.999)
+    if correction is None or inliers is None or inliers.sum() < 12:
+        return None
+    return matrix @ correction
 
 
 def _ecc(matrix, template, image, where):
@@ -350,11 +364,14 @@ def _ecc(matrix, template, image, where):
     (a boolean mask of the source), or None."""
     cv2 = _cv2()
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-5)
+    start = (matrix / matrix[2, 2]).astype(np.float32)
     try:
-        _, found = cv2.findTransformECCWithMask(template, image, where.astype(np.uint8),
-                                                np.full(image.shape, 255, np.uint8),
-                                                (matrix / matrix[2, 2]).astype(np.float32),
-                                                cv2.MOTION_HOMOGRAPHY, criteria, 1)
+        if hasattr(cv2, "findTransformECCWithMask"):  # OpenCV 4.13 and 5
+            _, found = cv2.findTransformECCWithMask(template, image, where.astype(np.uint8),
+                                                    np.full(image.shape, 255, np.uint8), start,
+                                                    cv2.MOTION_HOMOGRAPHY, criteria, 1)
+        else:  # older OpenCV: the whole overlap (the candidates are still scored without the occlusions)
+            _, found = cv2.findTransformECC(template, image, start, cv2.MOTION_HOMOGRAPHY, criteria, None, 1)
     except cv2.error:  # it did not converge
         return None
     return found.astype(np.float64)

@@ -195,9 +195,10 @@ class TransferWidget(DockContainer):
             notify_error(error)
             return None
         settings, strength = self._settings(), float(self.strength.value)
+        self.found.value = ""
         return start_worker(
             self, self._run_buttons(), self._compute, source, reference, settings, strength,
-            returned=lambda made: self._show(made, source_layer, reference_layer, source, strength, settings[0]),
+            returned=lambda made: self._show(made, source_layer, reference_layer, source, strength, settings),
             description=f"Color transfer ({settings[0]})",
         )
 
@@ -253,7 +254,7 @@ class TransferWidget(DockContainer):
             layer, source, made = made
             done.append(layer)
             if layer in self._viewer.layers:
-                self._show(made, layer, reference_layer, source, strength, settings[0])
+                self._show(made, layer, reference_layer, source, strength, settings)
 
         return self._start_batch(
             run, len(sources), f"Color transfer ({settings[0]}) of {len(sources)} images",
@@ -266,8 +267,10 @@ class TransferWidget(DockContainer):
             self.worker.quit()
             self.cancel_button.enabled = False
 
-    def _show(self, made, source_layer, reference_layer, source, strength, method) -> None:
+    def _show(self, made, source_layer, reference_layer, source, strength, settings) -> None:
+        """Show a result made with ``settings`` (:meth:`_settings`, as they were when the run started)."""
         image, look = made
+        method, matching = settings[0], settings[-1] == "auto"
         name = result_name(source_layer, reference_layer, method)
         about = {"reference": reference_layer.name, "method": method, "strength": strength}
         earlier = self._results.get(name)
@@ -283,7 +286,7 @@ class TransferWidget(DockContainer):
         self._results[name] = layer
         self._shown = _Shown(layer, look, source, name)
         self.last_look = look.blended(strength)
-        self.found.value = found_line(look, method, self.match.value)
+        self.found.value = found_line(look, method, matching)
         for button in (self.export_button, self.before_after_button):
             button.enabled = True
 
