@@ -256,3 +256,15 @@ def test_a_region_map_that_sends_regions_elsewhere_is_not_overruled_by_the_match
 def test_a_lut_fit_refuses_a_start_of_another_size(rng):
     with pytest.raises(ValueError, match="start"):
         fit_lut(rng.random((100, 3)), rng.random((100, 3)), 9, start=np.zeros((17, 17, 17, 3)))
+
+
+def test_transparent_pixels_of_the_reference_stay_out_of_the_fit(source, edited, tiny_weights):
+    """A cut-out export: the edited copy with its top half transparent, and black there."""
+    height = source.shape[0]
+    cut = edited.copy()
+    cut[: height // 3] = 0
+    alpha = np.full(source.shape[:2], 255, np.uint8)
+    alpha[: height // 3] = 0
+    result = ColorTransfer(weights=tiny_weights)(source, np.dstack([cut, alpha]))
+    assert result.shared_pixels is not None
+    assert psnr(result.image[height // 3 :], edited[height // 3 :]) > 38.0

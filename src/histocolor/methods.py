@@ -55,6 +55,11 @@ class TransferMethod:
                  weights: np.ndarray, clock: Stopwatch) -> list:
         raise NotImplementedError
 
+    def registration(self, source: LoadedImage, reference: LoadedImage):
+        """Where the reference shows the source's pixels (:class:`~histocolor.shared_pixels.SharedPixels`),
+        or None: this method never looks."""
+        return None
+
     def matched_maps(self, source: LoadedImage, reference: LoadedImage, regions: Regions, clock: Stopwatch):
         """The maps fitted on the pixels the reference shares with the source, or None (this method never matches)."""
         return None
@@ -103,19 +108,25 @@ class SharedPixelsFirst(TransferMethod):
         self.fallback, self.lut_size, self.smoothness, self.forced = fallback, lut_size, smoothness, forced
         self.model = getattr(fallback, "model", None)
 
+    def registration(self, source, reference):
+        from histocolor.shared_pixels import find_shared_pixels
+
+        return find_shared_pixels(source.rgb, reference.rgb, forced=self.forced)
+
     def matched_maps(self, source, reference, regions, clock):
-        from histocolor.shared_pixels import find_shared_pixels, fit_shared_looks
+        from histocolor.shared_pixels import fit_shared_looks
 
         if any(sorted(mine) != sorted(theirs) for mine, theirs in regions.pairs):
             return None  # a region map that sends a region elsewhere asks for other colours than its own edit
         with clock.stage("match"):
-            shared = find_shared_pixels(source.rgb, reference.rgb, forced=self.forced)
+            shared = self.registration(source, reference)
         if shared is None:
             return None
         with clock.stage("match_fit"):
             return fit_shared_looks(source.rgb, reference.rgb, shared, label_map=regions.source_labels,
                                     groups=[mine for mine, _ in regions.pairs], lut_size=self.lut_size,
-                                    smoothness=self.smoothness)
+                                    smoothness=self.smoothness, source_alpha=source.alpha,
+                                    reference_alpha=reference.alpha)
 
     def _matched_or_refused(self, source, reference, regions, clock):
         maps = self.matched_maps(source, reference, regions, clock)

@@ -30,7 +30,7 @@ from histocolor.errors import HistocolorError
 from histocolor.lut import DEFAULT_LUT_SIZE, DEFAULT_SMOOTHNESS, fit_lut, interpolate
 
 DETECT_SIDE = 640  # long side of the small copies registered (features and the agreement check)
-FIT_SIDE = 512  # long side of the source copy the look is fitted on
+FIT_SIDE = 768  # long side of the source copy the look is fitted on
 _FEATURES = 1500
 _RATIO = 0.8  # Lowe's ratio test on the two nearest descriptors
 _REPROJECTION = 4.0  # pixels at DETECT_SIDE: a match farther than this from the homography is an outlier
@@ -378,14 +378,16 @@ def _ecc(matrix, template, image, where):
 
 
 def corresponding_pixels(source_rgb: np.ndarray, reference_rgb: np.ndarray, shared: SharedPixels,
-                         rng: np.random.Generator | None = None):
+                         rng: np.random.Generator | None = None, source_alpha: np.ndarray | None = None,
+                         reference_alpha: np.ndarray | None = None):
     """Corresponding colours of the two images where they share pixels, for fitting the look.
 
     The homography is first refined to a fraction of a pixel (:func:`_refined`), so edges can
     stay in (leaving the steepest tenth out was measured 0.2-0.4 dB worse once registration is
     sub-pixel; the robust fit drops what still disagrees). Left out: the overlap's border and
-    what the reference does not show of the source (:func:`_occluded`). Both images are
-    softened alike (:func:`_softened`).
+    what the reference does not show of the source (:func:`_occluded`), and pixels transparent
+    in either image (``source_alpha``, ``reference_alpha``: ``(H, W)`` of each, any dtype).
+    Both images are softened alike (:func:`_softened`).
 
     Returns:
         ``(source_colours, reference_colours, positions)``: ``(N, 3)`` float32 in [0, 1] each,
@@ -401,10 +403,11 @@ def corresponding_pixels(source_rgb: np.ndarray, reference_rgb: np.ndarray, shar
     small_source, scale = _shrink(source_rgb, side)
     height, width = small_source.shape[:2]
     matrix = shared.homography @ np.diag([1 / scale, 1 / scale, 1.0])  # fit-size source -> full reference
-    # A reference much larger than the fit's copy is shrunk first: warping it directly would alias.
+    # A reference larger than the fit's copy is shrunk first, by area as the source was: warping it
+    # directly would alias, and filter it otherwise than the source.
     reference_step = float(np.sqrt(abs(np.linalg.det(matrix[:2, :2] / matrix[2, 2]))))
     reference = reference_rgb
-    if reference_step > 1.5:
+    if reference_step > 1.05:
         reference, shrink = _shrink(reference_rgb, int(max(reference_rgb.shape[:2]) / reference_step))
         matrix = np.diag([shrink, shrink, 1.0]) @ matrix
     reference = np.ascontiguousarray(reference)
@@ -418,6 +421,9 @@ def corresponding_pixels(source_rgb: np.ndarray, reference_rgb: np.ndarray, shar
     source = cv2.warpPerspective(there, matrix, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
     usable = _overlap(matrix, (height, width), reference.shape)
     usable = cv2.erode(usable.astype(np.uint8), np.ones((2 * _BORDER + 1,) * 2, np.uint8)) > 0
+    for alpha, warp in ((source_alpha, None), (reference_alpha, matrix)):
+        if alpha is not None:
+            usable &= _visible(alpha, (height, width), warp, reference.shape)
     usable &= ~_occluded(small_source, cv2.warpPerspective(reference, matrix, (width, height),
                                                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP), usable)
     chroma_blur = _CHROMA_BLUR if _chroma_is_coarse(source, warped, usable) else 0.0
@@ -428,6 +434,18 @@ def corresponding_pixels(source_rgb: np.ndarray, reference_rgb: np.ndarray, shar
         rows, columns = rows[chosen], columns[chosen]
     positions = np.stack([(columns + 0.5) / width, (rows + 0.5) / height], axis=1).astype(np.float32)
     return source[rows, columns], np.clip(warped[rows, columns], 0.0, 1.0), positions
+
+
+def _visible(alpha: np.ndarray, shape, matrix: np.ndarray | None, reference_shape) -> np.ndarray:
+    """Boolean ``shape``: where an alpha plane is fully opaque, at the fit's size (the source's) or
+    warped there by ``matrix`` (the reference's, first brought to ``reference_shape``)."""
+    cv2 = _cv2()
+    opaque = (alpha >= (np.iinfo(alpha.dtype).max if alpha.dtype.kind in "ui" else 1.0)).astype(np.float32)
+    if matrix is None:  # area averaging: a pixel next to a transparent one is not fully opaque
+        return cv2.resize(opaque, (shape[1], shape[0]), interpolation=cv2.INTER_AREA) >= 0.999
+    opaque = cv2.resize(opaque, (reference_shape[1], reference_shape[0]), interpolation=cv2.INTER_AREA)
+    warped = cv2.warpPerspective(opaque, matrix, (shape[1], shape[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    return warped >= 0.999
 
 
 def _softened(rgb: np.ndarray, chroma_blur: float = 0.0) -> np.ndarray:
@@ -467,11 +485,22 @@ def _occluded(source_rgb: np.ndarray, warped_rgb: np.ndarray, overlap: np.ndarra
     """Boolean ``(h, w)``: where the warped reference does not show the source's structure (something
     pasted, moved or covering it). Local correlation of the two greys (the reference's tones matched
     to the source's) in 15-pixel windows: low where both are textured, or one textured and the other
-    flat, or their local brightness far apart."""
+    flat, or their local brightness far apart. The tones are matched twice: the second time
+    without what the first pass found occluded (a large black bar would skew them)."""
     cv2 = _cv2()
-    source_grey = _grey(source_rgb)
+    source_grey, warped_grey = _grey(source_rgb), _grey(warped_rgb)
+    occluded = np.zeros(overlap.shape, bool)
+    for _ in range(2):
+        agreeing = overlap & ~occluded
+        occluded = _disagreeing(source_grey, warped_grey, overlap, agreeing if agreeing.any() else overlap)
+    return occluded
+
+
+def _disagreeing(source_grey, warped_grey, overlap, toned_on) -> np.ndarray:
+    """One pass of :func:`_occluded`, the tones matched on ``toned_on``."""
+    cv2 = _cv2()
     first = source_grey.astype(np.float32)
-    second = _tone_matched(_grey(warped_rgb), source_grey, overlap)
+    second = _tone_matched(warped_grey, source_grey, toned_on)
     second[~overlap] = first[~overlap]  # outside the overlap nothing is compared: windows on its edge see agreement
 
     def mean(values):
@@ -540,7 +569,8 @@ def _robust_lut(source, reference, lut_size, smoothness) -> np.ndarray:
 
 def fit_shared_looks(source_rgb: np.ndarray, reference_rgb: np.ndarray, shared: SharedPixels, *,
                      label_map: np.ndarray | None = None, groups=(), lut_size: int = DEFAULT_LUT_SIZE,
-                     smoothness: float = DEFAULT_SMOOTHNESS) -> "list[MatchedLut] | None":
+                     smoothness: float = DEFAULT_SMOOTHNESS, source_alpha: np.ndarray | None = None,
+                     reference_alpha: np.ndarray | None = None) -> "list[MatchedLut] | None":
     """The looks of the reference fitted on the pixels it shares with the source: one per group of
     source labels (``groups``, labels of the ``(H, W)`` ``label_map``), then the whole image's.
 
@@ -549,14 +579,15 @@ def fit_shared_looks(source_rgb: np.ndarray, reference_rgb: np.ndarray, shared: 
     on the shared pixels inside it: an edit that differs from region to region (sky from
     ground) is followed; a region with too few shared pixels takes the whole image's look.
     Where the pixels correspond is known from the registration: the reference's own labels
-    are not needed.
+    are not needed. Pixels transparent in either image (the alphas, ``(H, W)``) are left out.
 
     Returns:
         the LUT maps, each holding ``shared`` (the whole image's residuals fill in ``local_edit``
         where they show one); None when too few pixels are usable (a sliver of overlap, all of
         it occluded).
     """
-    source, reference, positions = corresponding_pixels(source_rgb, reference_rgb, shared)
+    source, reference, positions = corresponding_pixels(source_rgb, reference_rgb, shared,
+                                                        source_alpha=source_alpha, reference_alpha=reference_alpha)
     if len(source) < _FEWEST_SAMPLES:
         return None
     whole = _robust_lut(source, reference, lut_size, smoothness)

@@ -130,6 +130,11 @@ class ColorTransfer:
     def _look(maps, regions, weights) -> Look:
         return Look(maps, weights, [mine for mine, _ in regions.pairs], regions.source_labels)
 
+    def find_shared(self, source, reference):
+        """Where ``reference`` shows ``source``'s pixels (:class:`~histocolor.shared_pixels.SharedPixels`),
+        or None when it shows none or this engine does not look (``match="off"``)."""
+        return self.strategy.registration(as_image(source), as_image(reference))
+
     def fit_shared(self, source, reference):
         """The look fitted on the pixels ``reference`` shares with ``source``, or None when they share
         none or this engine does not match them (``match="off"``)."""

@@ -136,10 +136,10 @@ def shot_look(engine, frames, reference, sample_count: int = 9) -> Look:
     sampled = sample_frames(read_frames(frames) if isinstance(frames, (str, Path)) else frames, sample_count)
     if not sampled:
         raise HistocolorError("the video has no frames")
-    matched = [look for look in (engine.fit_shared(frame, reference) for frame in sampled) if look is not None]
-    if matched:
-        return max(matched, key=lambda look: look.shared_pixels.coverage)
-    return engine.fit(mosaic(sampled), reference)
+    found = [(shared.coverage, index) for index, shared in
+             enumerate(engine.find_shared(frame, reference) for frame in sampled) if shared is not None]
+    look = engine.fit_shared(sampled[max(found)[1]], reference) if found else None
+    return look if look is not None else engine.fit(mosaic(sampled), reference)
 
 
 class _SmoothedLook:
