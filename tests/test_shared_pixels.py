@@ -268,3 +268,21 @@ def test_transparent_pixels_of_the_reference_stay_out_of_the_fit(source, edited,
     result = ColorTransfer(weights=tiny_weights)(source, np.dstack([cut, alpha]))
     assert result.shared_pixels is not None
     assert psnr(result.image[height // 3 :], edited[height // 3 :]) > 38.0
+
+
+def test_the_evaluation_report_says_which_pairs_shared_pixels(tmp_path, source, edited, tiny_weights):
+    from histocolor.evaluate import evaluate
+    from histocolor.imageio import write_image
+
+    crop, _ = _centre_crop(edited, 0.8)
+    write_image(tmp_path / "source.png", source)
+    write_image(tmp_path / "copy.png", np.ascontiguousarray(crop[:, ::-1]))
+    write_image(tmp_path / "truth.png", edited)
+    (tmp_path / "pairs.csv").write_text("source,reference,truth\nsource.png,copy.png,truth.png\n"
+                                        f"source.png,{SAMPLES / 'reference.jpg'},truth.png\n")
+    summary = evaluate({"set": tmp_path / "pairs.csv"}, ["analogy", "histmatch"], tmp_path / "report",
+                       weights=tiny_weights)["set"]
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "analogy fitted the look on shared pixels for 1 of 2 pairs" in report and "same photo: 64 %" in report
+    assert "histmatch fitted" not in report
+    assert summary["analogy"]["psnr"] > summary["histmatch"]["psnr"]

@@ -31,7 +31,7 @@ from histocolor.lut import DEFAULT_LUT_SIZE, DEFAULT_SMOOTHNESS, fit_lut, interp
 
 DETECT_SIDE = 640  # long side of the small copies registered (features and the agreement check)
 FIT_SIDE = 768  # long side of the source copy the look is fitted on
-_FEATURES = 1000
+_FEATURES = 1500
 _RATIO = 0.8  # Lowe's ratio test on the two nearest descriptors
 _REPROJECTION = 4.0  # pixels at DETECT_SIDE: a match farther than this from the homography is an outlier
 # The decision, measured on same-photo references against unrelated photos and the other half of
