@@ -197,6 +197,11 @@ def test_the_cli_says_what_it_found_and_can_be_told_not_to_match(tmp_path, sourc
     common = [str(SAMPLES / "source.jpg"), str(tmp_path / "copy.png"), "--weights", str(tiny_weights), "--timings"]
     assert main(["transfer", *common, "-o", str(tmp_path / "a.png")]) == 0
     assert "same photo: 6" in capsys.readouterr().err
+    # The command fits the look while the engine loads: the same result as the library's.
+    from histocolor.imageio import read_image
+
+    library = ColorTransfer(weights=tiny_weights)(read_image(SAMPLES / "source.jpg"), read_image(tmp_path / "copy.png"))
+    assert np.array_equal(read_image(tmp_path / "a.png").rgb, library.image)
     assert main(["transfer", *common, "-o", str(tmp_path / "b.png"), "--match", "off"]) == 0
     assert "same photo" not in capsys.readouterr().err
     code = main(["transfer", str(SAMPLES / "source.jpg"), str(SAMPLES / "reference.jpg"), "-o", str(tmp_path / "c.png"),

@@ -21,11 +21,13 @@ from histocolor.device import DEVICES
 from histocolor.errors import HistocolorError, Terminated, is_out_of_memory
 from histocolor.pairs import (
     OUT_OF_MEMORY_ADVICE,
+    Job,
     batch_groups,
     check_job,
     check_output,
     decode_job,
     encode_job,
+    matched_look,
     read_job,
     read_pairs,
     row_error,
@@ -185,15 +187,34 @@ def _run_single(arguments, region_map, segmenter) -> int:
     probe_image(arguments.reference)
 
     # The images decode in a thread while the engine is built (for the network, torch loads then).
+    # A global transfer also looks for shared pixels there, and fits the look on them when the
+    # reference shares some: the engine built meanwhile is then only the fallback.
+    matcher = None
+    if masks == (None, None) and segmenter is None:
+        from histocolor.lut import DEFAULT_SMOOTHNESS
+        from histocolor.methods import shared_pixels_matcher
+
+        matcher = shared_pixels_matcher(arguments.method, arguments.match, arguments.lut_size, DEFAULT_SMOOTHNESS)
+
+    def read() -> Job:
+        job = read_job(output, arguments.source, arguments.reference, masks)
+        if matcher is not None:
+            job.look = matched_look(matcher, job)
+        return job
+
     with ThreadPoolExecutor(1) as pool:
-        decoding = pool.submit(read_job, output, arguments.source, arguments.reference, masks)
+        decoding = pool.submit(read)
         try:
-            engine = _engine(arguments)
+            engine = _engine(arguments, match="off" if matcher is not None else arguments.match)
         except BaseException:
             decoding.result()  # a corrupt input's error is the one to report
             raise
         job = decoding.result()
-    result = run_engine_batch(engine, [job], arguments.strength, region_map, segmenter)[0]
+    if job.look is not None:
+        result = engine.finish(job.look, job.source, arguments.strength)
+        job.timings.update(result.timings)
+    else:
+        result = run_engine_batch(engine, [job], arguments.strength, region_map, segmenter)[0]
     if isinstance(result, BaseException):
         raise result
     encode_job(job, result)
@@ -306,12 +327,14 @@ def _check_strength(strength: float) -> None:
         raise HistocolorError(f"--strength must be between 0 and 1, got {strength}")
 
 
-def _engine(arguments):
-    """The ColorTransfer that ``transfer`` and ``video`` build from their shared options."""
+def _engine(arguments, match: str | None = None):
+    """The ColorTransfer that ``transfer`` and ``video`` build from their shared options (``match``
+    overrides ``--match``)."""
     from histocolor.transfer import ColorTransfer
 
     return ColorTransfer(arguments.method, weights=arguments.weights, device=arguments.device,
-                         max_side=arguments.max_side, lut_size=arguments.lut_size, match=arguments.match)
+                         max_side=arguments.max_side, lut_size=arguments.lut_size,
+                         match=arguments.match if match is None else match)
 
 
 def _transfer(arguments) -> int:

@@ -92,44 +92,41 @@ class ClassicalMethod(TransferMethod):
             ] + [self.fit(_pixels_of(source), _pixels_of(reference))]
 
 
-class SharedPixelsFirst(TransferMethod):
-    """A reference that shares pixels with the source gets the look fitted on them; any other, ``fallback``'s.
+class SharedPixelsMatcher:
+    """Fits the look on the pixels a reference shares with the source (numpy and OpenCV only).
 
     With regions, each region's look is fitted on the shared pixels inside it (an edit that
     differs from sky to ground is followed), and the whole image's look is the rest's.
 
     Args:
-        fallback: the method for references that share nothing (its results are then unchanged).
         lut_size, smoothness: the fitted LUT's grid and smoothness.
         forced: accept weaker evidence of shared pixels, and fail when there is none.
     """
 
-    def __init__(self, fallback: TransferMethod, lut_size: int, smoothness: float, forced: bool = False):
-        self.fallback, self.lut_size, self.smoothness, self.forced = fallback, lut_size, smoothness, forced
-        self.model = getattr(fallback, "model", None)
+    def __init__(self, lut_size: int, smoothness: float, forced: bool = False):
+        self.lut_size, self.smoothness, self.forced = lut_size, smoothness, forced
 
-    def registration(self, source, reference):
+    def registration(self, source: LoadedImage, reference: LoadedImage):
         from histocolor.shared_pixels import find_shared_pixels
 
         return find_shared_pixels(source.rgb, reference.rgb, forced=self.forced)
 
-    def matched_maps(self, source, reference, regions, clock):
+    def matched_maps(self, source: LoadedImage, reference: LoadedImage, regions: Regions, clock: Stopwatch):
+        """The maps fitted on the shared pixels (one per region pair, then the rest's), or None when
+        there are none (an error instead when ``forced``)."""
         from histocolor.shared_pixels import fit_shared_looks
 
-        if any(sorted(mine) != sorted(theirs) for mine, theirs in regions.pairs):
-            return None  # a region map that sends a region elsewhere asks for other colours than its own edit
-        with clock.stage("match"):
-            shared = self.registration(source, reference)
-        if shared is None:
-            return None
-        with clock.stage("match_fit"):
-            return fit_shared_looks(source.rgb, reference.rgb, shared, label_map=regions.source_labels,
-                                    groups=[mine for mine, _ in regions.pairs], lut_size=self.lut_size,
-                                    smoothness=self.smoothness, source_alpha=source.alpha,
-                                    reference_alpha=reference.alpha)
-
-    def _matched_or_refused(self, source, reference, regions, clock):
-        maps = self.matched_maps(source, reference, regions, clock)
+        maps = None
+        # A region map that sends a region elsewhere asks for other colours than its own edit.
+        if all(sorted(mine) == sorted(theirs) for mine, theirs in regions.pairs):
+            with clock.stage("match"):
+                shared = self.registration(source, reference)
+            if shared is not None:
+                with clock.stage("match_fit"):
+                    maps = fit_shared_looks(source.rgb, reference.rgb, shared, label_map=regions.source_labels,
+                                            groups=[mine for mine, _ in regions.pairs], lut_size=self.lut_size,
+                                            smoothness=self.smoothness, source_alpha=source.alpha,
+                                            reference_alpha=reference.alpha)
         if maps is None and self.forced:
             from histocolor.errors import HistocolorError
 
@@ -137,15 +134,30 @@ class SharedPixelsFirst(TransferMethod):
                                   "(drop --match on to transfer its colours)")
         return maps
 
+
+class SharedPixelsFirst(TransferMethod):
+    """A reference that shares pixels with the source gets the look ``matcher`` fits on them
+    (:class:`SharedPixelsMatcher`); any other, ``fallback``'s, unchanged."""
+
+    def __init__(self, fallback: TransferMethod, matcher: SharedPixelsMatcher):
+        self.fallback, self.matcher = fallback, matcher
+        self.model = getattr(fallback, "model", None)
+
+    def registration(self, source, reference):
+        return self.matcher.registration(source, reference)
+
+    def matched_maps(self, source, reference, regions, clock):
+        return self.matcher.matched_maps(source, reference, regions, clock)
+
     def fit_maps(self, source, reference, regions, weights, clock):
-        maps = self._matched_or_refused(source, reference, regions, clock)
+        maps = self.matched_maps(source, reference, regions, clock)
         return maps if maps is not None else self.fallback.fit_maps(source, reference, regions, weights, clock)
 
     def fit_maps_batch(self, items, clocks):
         results, rest = [None] * len(items), []
         for index, ((source, reference, regions, _), clock) in enumerate(zip(items, clocks)):
             try:
-                results[index] = self._matched_or_refused(source, reference, regions, clock)
+                results[index] = self.matched_maps(source, reference, regions, clock)
             except Exception as error:  # noqa: BLE001 - delivered to the pair
                 results[index] = error
             if results[index] is None:
@@ -175,6 +187,12 @@ def build_method(name: str, model, device, max_side: int, lut_size: int, smoothn
             method = LutHeadMethod(model, device, max_side, lut_size)
         else:
             method = NetworkMethod(model, device, max_side, lut_size, smoothness)  # the CTN, or a stand-in
+    matcher = shared_pixels_matcher(name, match, lut_size, smoothness)
+    return method if matcher is None else SharedPixelsFirst(method, matcher)
+
+
+def shared_pixels_matcher(name: str, match: str, lut_size: int, smoothness: float) -> SharedPixelsMatcher | None:
+    """The matcher method ``name`` uses under ``match`` (see :func:`build_method`), or None when it does not match."""
     if match == "on" or (match == "auto" and name not in CLASSICAL_METHODS):
-        return SharedPixelsFirst(method, lut_size, smoothness, forced=match == "on")
-    return method
+        return SharedPixelsMatcher(lut_size, smoothness, forced=match == "on")
+    return None

@@ -49,6 +49,7 @@ class Job:
     masks: tuple
     timings: dict
     found: str | None = None  # what the reference shares with the source, when the look was fitted on it
+    look: object = None  # the look fitted on shared pixels while the engine loaded (the single transfer)
 
 
 def check_job(source, reference, output, masks=(None, None), overwrite: bool = False) -> Path:
@@ -97,6 +98,24 @@ def run_engine_batch(engine, jobs: list, strength, region_map=None, segmenter=No
             shared = results[index].shared_pixels
             job.found = None if shared is None else shared.describe()
     return [failed[index] if index in failed else results[index] for index in range(len(jobs))]
+
+
+def matched_look(matcher, job: Job):
+    """The whole image's look ``matcher`` (:class:`~histocolor.methods.SharedPixelsMatcher`) fits on
+    the pixels the job's reference shares with its source, or None; its stages and what it found
+    go into the job."""
+    from histocolor.colormap import Look
+    from histocolor.regions import Regions
+    from histocolor.timing import Stopwatch
+
+    clock = Stopwatch()
+    maps = matcher.matched_maps(job.source, job.reference, Regions.whole_image(), clock)
+    job.timings.update(clock.timings)
+    if maps is None:
+        return None
+    look = Look(maps)
+    job.found = look.shared_pixels.describe()
+    return look
 
 
 def encode_job(job: Job, result) -> None:

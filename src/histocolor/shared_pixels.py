@@ -58,7 +58,7 @@ _WINDOW = 15  # pixels: the windows in which the two images' structure is compar
 _TEXTURE = 4.0  # grey levels of local deviation from which a window is textured
 _MEDIAN_BINS = 24  # bins per axis of source colour for the median look the robust fit starts from
 _TRIM = 5.0  # robust scales of residual past which a pixel is left out of a refit
-_REFITS = 2
+_REFITS = 1
 _LOCAL_EDIT_LEVELS = 4.0  # 8-bit levels of mean residual over a sixth of the overlap: a local edit
 
 
@@ -327,7 +327,8 @@ def _refined(matrix: np.ndarray, source_rgb: np.ndarray, reference_rgb: np.ndarr
     candidates = [c for c in candidates if c is not None and _is_sane(c, (height, width))]
     where = compared(matrix)
     start = max(candidates, key=lambda c: score(c, where))
-    where = compared(start)
+    if start is not matrix:
+        where = compared(start)
     aligned = _ecc(start, template, image, where)
     if aligned is not None and _is_sane(aligned, (height, width)):
         candidates.append(aligned)
@@ -556,7 +557,7 @@ def _local_edit(residual: np.ndarray, positions: np.ndarray) -> str | None:
 
 
 def _robust_lut(source, reference, lut_size, smoothness) -> np.ndarray:
-    """A LUT fitted first on the median target colour of each bin of source colours, then twice on
+    """A LUT fitted first on the median target colour of each bin of source colours, then once on
     every pixel that agrees with the look so far (within five robust deviations)."""
     colours, medians, counts = _binned_medians(source, reference)
     lut = fit_lut(colours, medians, lut_size, smoothness, weights=counts)

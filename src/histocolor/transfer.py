@@ -191,15 +191,20 @@ class ColorTransfer:
             if isinstance(fitted, BaseException):
                 results.append(fitted)
                 continue
-            look, source_image = fitted
             try:
-                look = look.blended(strength)
-                with clock.stage("apply"):
-                    image = self.apply(look, source_image)
-                results.append(TransferResult(image, look, self.method, clock.timings, self.lut_size))
+                results.append(self.finish(*fitted, strength, clock))
             except Exception as error:  # noqa: BLE001 - delivered to the pair
                 results.append(error)
         return results
+
+    def finish(self, look: Look, source, strength: float = 1.0, clock: Stopwatch | None = None) -> TransferResult:
+        """The result of a fitted ``look`` (at full strength) on ``source``: blended to ``strength``
+        and applied; ``clock`` (its ``apply`` stage) times it."""
+        clock = clock or Stopwatch(self.device)
+        look = look.blended(strength)
+        with clock.stage("apply"):
+            image = self.apply(look, source)
+        return TransferResult(image, look, self.method, clock.timings, self.lut_size)
 
     def fit_batch(self, pairs, *, region_map: dict[int, list[int]] | None = None,
                   feather: float = DEFAULT_FEATHER) -> list:
