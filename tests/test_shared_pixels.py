@@ -6,7 +6,7 @@ import pytest
 
 from histocolor.cli import main
 from histocolor.errors import HistocolorError
-from histocolor.lut import fit_lut, interpolate
+from histocolor.lut import fit_lut
 from histocolor.metrics import psnr
 from histocolor.shared_pixels import fit_shared_look, find_shared_pixels
 from histocolor.transfer import ColorTransfer

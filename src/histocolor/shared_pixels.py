@@ -487,7 +487,6 @@ def _occluded(source_rgb: np.ndarray, warped_rgb: np.ndarray, overlap: np.ndarra
     to the source's) in 15-pixel windows: low where both are textured, or one textured and the other
     flat, or their local brightness far apart. The tones are matched twice: the second time
     without what the first pass found occluded (a large black bar would skew them)."""
-    cv2 = _cv2()
     source_grey, warped_grey = _grey(source_rgb), _grey(warped_rgb)
     occluded = np.zeros(overlap.shape, bool)
     for _ in range(2):
