@@ -19,6 +19,7 @@ import numpy as np
 
 from histocolor.classical import CLASSICAL_METHODS
 from histocolor.colormap import to_unit
+from histocolor.errors import HistocolorError
 from histocolor.imageio import LoadedImage
 from histocolor.regions import Regions
 from histocolor.timing import Stopwatch
@@ -46,23 +47,19 @@ def _pixels_of(image: LoadedImage, owned: np.ndarray | None = None) -> np.ndarra
 class TransferMethod:
     """Fits colour maps: ``fit_maps`` returns one per region pair of ``regions``, then one for the rest.
 
+    ``matcher`` is the :class:`SharedPixelsMatcher` that looks for pixels the reference shares
+    with the source before the method runs (None: the method never looks).
+
     ``weights`` are the source's feathered weights ``(R + 1, h, w)`` of the regions and the
     rest at the working size (without masks, ``R = 0``: the rest is everywhere); ``clock``
     times the stages.
     """
 
+    matcher: SharedPixelsMatcher | None = None
+
     def fit_maps(self, source: LoadedImage, reference: LoadedImage, regions: Regions,
                  weights: np.ndarray, clock: Stopwatch) -> list:
         raise NotImplementedError
-
-    def registration(self, source: LoadedImage, reference: LoadedImage):
-        """Where the reference shows the source's pixels (:class:`~histocolor.shared_pixels.SharedPixels`),
-        or None: this method never looks."""
-        return None
-
-    def matched_maps(self, source: LoadedImage, reference: LoadedImage, regions: Regions, clock: Stopwatch):
-        """The maps fitted on the pixels the reference shares with the source, or None (this method never matches)."""
-        return None
 
     def fit_maps_batch(self, items: list, clocks: list) -> list:
         """:meth:`fit_maps` for several pairs, ``items`` of ``(source, reference, regions, weights)``
@@ -128,11 +125,16 @@ class SharedPixelsMatcher:
                                             smoothness=self.smoothness, source_alpha=source.alpha,
                                             reference_alpha=reference.alpha)
         if maps is None and self.forced:
-            from histocolor.errors import HistocolorError
-
             raise HistocolorError("the reference shares no pixels with the source that histocolor could find "
                                   "(drop --match on to transfer its colours)")
         return maps
+
+    def look(self, source: LoadedImage, reference: LoadedImage, clock: Stopwatch):
+        """The whole image's :class:`~histocolor.colormap.Look` fitted on the shared pixels, or None."""
+        from histocolor.colormap import Look
+
+        maps = self.matched_maps(source, reference, Regions.whole_image(), clock)
+        return None if maps is None else Look(maps)
 
 
 class SharedPixelsFirst(TransferMethod):
@@ -143,21 +145,15 @@ class SharedPixelsFirst(TransferMethod):
         self.fallback, self.matcher = fallback, matcher
         self.model = getattr(fallback, "model", None)
 
-    def registration(self, source, reference):
-        return self.matcher.registration(source, reference)
-
-    def matched_maps(self, source, reference, regions, clock):
-        return self.matcher.matched_maps(source, reference, regions, clock)
-
     def fit_maps(self, source, reference, regions, weights, clock):
-        maps = self.matched_maps(source, reference, regions, clock)
+        maps = self.matcher.matched_maps(source, reference, regions, clock)
         return maps if maps is not None else self.fallback.fit_maps(source, reference, regions, weights, clock)
 
     def fit_maps_batch(self, items, clocks):
         results, rest = [None] * len(items), []
         for index, ((source, reference, regions, _), clock) in enumerate(zip(items, clocks)):
             try:
-                results[index] = self.matched_maps(source, reference, regions, clock)
+                results[index] = self.matcher.matched_maps(source, reference, regions, clock)
             except Exception as error:  # noqa: BLE001 - delivered to the pair
                 results[index] = error
             if results[index] is None:

@@ -104,17 +104,12 @@ def matched_look(matcher, job: Job):
     """The whole image's look ``matcher`` (:class:`~histocolor.methods.SharedPixelsMatcher`) fits on
     the pixels the job's reference shares with its source, or None; its stages and what it found
     go into the job."""
-    from histocolor.colormap import Look
-    from histocolor.regions import Regions
     from histocolor.timing import Stopwatch
 
     clock = Stopwatch()
-    maps = matcher.matched_maps(job.source, job.reference, Regions.whole_image(), clock)
+    look = matcher.look(job.source, job.reference, clock)
     job.timings.update(clock.timings)
-    if maps is None:
-        return None
-    look = Look(maps)
-    job.found = look.shared_pixels.describe()
+    job.found = None if look is None else look.shared_pixels.describe()
     return look
 
 

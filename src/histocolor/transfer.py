@@ -19,7 +19,7 @@ from histocolor.errors import HistocolorError
 from histocolor.imageio import as_image
 from histocolor.lut import DEFAULT_LUT_SIZE, DEFAULT_SMOOTHNESS
 from histocolor.methods import MATCH_MODES, build_method, working_shape
-from histocolor.regions import DEFAULT_FEATHER, Regions, prepare_regions
+from histocolor.regions import DEFAULT_FEATHER, prepare_regions
 from histocolor.timing import Stopwatch
 
 METHODS = ("analogy", *CLASSICAL_METHODS)
@@ -133,14 +133,14 @@ class ColorTransfer:
     def find_shared(self, source, reference):
         """Where ``reference`` shows ``source``'s pixels (:class:`~histocolor.shared_pixels.SharedPixels`),
         or None when it shows none or this engine does not look (``match="off"``)."""
-        return self.strategy.registration(as_image(source), as_image(reference))
+        matcher = self.strategy.matcher
+        return None if matcher is None else matcher.registration(as_image(source), as_image(reference))
 
     def fit_shared(self, source, reference):
         """The look fitted on the pixels ``reference`` shares with ``source``, or None when they share
         none or this engine does not match them (``match="off"``)."""
-        source_image, reference_image = as_image(source), as_image(reference)
-        maps = self.strategy.matched_maps(source_image, reference_image, Regions.whole_image(), Stopwatch(self.device))
-        return None if maps is None else Look(maps)
+        matcher = self.strategy.matcher
+        return None if matcher is None else matcher.look(as_image(source), as_image(reference), Stopwatch(self.device))
 
     def fit(self, source, reference, *, source_labels=None, reference_labels=None, region_map=None,
             feather: float = DEFAULT_FEATHER, clock: Stopwatch | None = None) -> Look:
