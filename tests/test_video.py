@@ -169,3 +169,42 @@ def test_a_graded_frame_of_the_clip_gives_the_clip_its_grade(tmp_path, tiny_weig
         outputs[name] = np.mean([np.abs(out.astype(int) - grade(frame).astype(int)).mean()
                                  for out, frame in zip(_frames(tmp_path / f"{name}.mp4"), frames)])
     assert outputs["matched"] < 2.5 < outputs["network"]
+
+
+def _rotated_copy(clip, path, degrees: int) -> None:
+    """``clip`` remuxed (no re-encoding) into ``path`` as a phone writes a portrait clip: the frames stored
+    sideways with a display matrix rotating them by ``degrees``, plus a title and the streams' languages."""
+    with av.open(str(clip)) as source, av.open(str(path), "w") as written:
+        written.metadata["title"] = "a portrait clip"
+        copies = {}
+        for stream, language in zip((source.streams.video[0], source.streams.audio[0]), ("fra", "deu")):
+            copies[stream.index] = written.add_stream_from_template(stream)
+            copies[stream.index].metadata["language"] = language
+        copies[source.streams.video[0].index].set_display_rotation(degrees)
+        for packet in source.demux():
+            if packet.dts is not None:
+                packet.stream = copies[packet.stream.index]
+                written.mux(packet)
+
+
+def _shown_as(path):
+    """(the first frame's display rotation, its display matrix, the file's title, its streams' languages)."""
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        matrix = frame.side_data.get(av.sidedata.sidedata.Type.DISPLAYMATRIX)
+        return (frame.rotation, None if matrix is None else bytes(matrix), container.metadata.get("title"),
+                [stream.language for stream in container.streams])
+
+
+@pytest.mark.parametrize("extension", [".mp4", ".mkv", ".webm"])  # audio copied, and re-encoded
+def test_a_rotated_clip_keeps_its_rotation_and_metadata(tmp_path, clip, extension):
+    """Issue 39: a portrait phone clip (frames stored sideways, shown through a -90° display matrix) comes
+    out shown the same way, not sideways; the decoded frames are the stored ones, so the matrix is kept as is."""
+    rotated = tmp_path / "portrait.mp4"
+    _rotated_copy(clip, rotated, -90)
+    shown = _shown_as(rotated)
+    assert shown[0] == -90 and shown[1] is not None and shown[2:] == ("a portrait clip", ["fra", "deu"])
+    out = tmp_path / f"out{extension}"
+    recolour_video(rotated, read_image(REFERENCE).rgb, out, ColorTransfer("reinhard"))
+    assert _shown_as(out) == shown
+    assert _frames(out)[0].shape == _frames(rotated)[0].shape == (64, 96, 3)  # not rotated twice

@@ -5,7 +5,7 @@ Instead the shot's look is fitted once, on a mosaic of frames sampled evenly acr
 clip (``temporal="shot"``), or fitted on key frames and smoothed over time
 (``temporal="smooth"``, for shots whose light changes). Frames are decoded, recoloured and
 encoded one at a time, so memory does not grow with the clip's length. The frame count,
-timestamps (so the frame rate), size and audio are kept.
+timestamps (so the frame rate), size, audio, display rotation and metadata are kept.
 """
 
 import math
@@ -29,6 +29,8 @@ _AUDIO_CODECS = {
     ".mp4": {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}, ".m4v": {"aac", "mp3", "alac", "ac3", "eac3"},
     ".mov": {"aac", "mp3", "alac", "ac3", "pcm_s16le", "pcm_s24le"}, ".webm": {"opus", "vorbis"}, ".mkv": None,
 }
+# Metadata tags about how the source was encoded, not about its content: the output gets its own.
+_ENCODING_TAGS = {"encoder", "duration", "major_brand", "minor_version", "compatible_brands"}
 
 
 def check_video_output(path) -> Path:
@@ -193,9 +195,10 @@ def _encode_video(source, reference, temporary, extension, engine, look, strengt
 
     container, stream = _open(source)
     with container, av.open(temporary, mode="w") as written:
+        written.metadata.update(_content_tags(container.metadata))
         rate = stream.average_rate or stream.guessed_rate or 25
         smoothed = _SmoothedLook(engine, reference, float(rate)) if look is None else None
-        video = _video_stream(written, stream, rate, VIDEO_EXTENSIONS[extension])
+        video = _video_stream(written, stream, rate, VIDEO_EXTENSIONS[extension], _display_matrix(source))
         audio = {s.index: _audio_stream(written, s, extension) for s in container.streams.audio}
         bar.reset(total=stream.frames or None)
         index = 0
@@ -220,9 +223,35 @@ def _encode_video(source, reference, temporary, extension, engine, look, strengt
     return index
 
 
-def _video_stream(written, template, rate, codec: str):
-    """An output video stream of ``template``'s size and time base."""
+def _display_matrix(path) -> list[int] | None:
+    """The display matrix (FFmpeg's 9 integers: a rotation, flips) the video ``path`` is shown through, if any.
+
+    A phone's portrait clip is stored sideways with a matrix that turns it upright. Decoders
+    leave the pixels as stored (PyAV does not rotate them) and attach the matrix to every frame,
+    so the output, made of the stored pixels, needs the same matrix. The first frame's is read:
+    it has to be known before anything is written.
+    """
+    from av.sidedata.sidedata import Type
+
+    container, stream = _open(path)
+    with container:
+        first = next(container.decode(stream), None)
+        matrix = None if first is None else first.side_data.get(Type.DISPLAYMATRIX)
+    return None if matrix is None else np.frombuffer(bytes(matrix), dtype=np.int32).tolist()
+
+
+def _content_tags(metadata) -> dict[str, str]:
+    """A file's or stream's metadata (title, language, creation time...) less the tags about its encoding."""
+    return {key: value for key, value in metadata.items() if key.lower() not in _ENCODING_TAGS}
+
+
+def _video_stream(written, template, rate, codec: str, matrix: list[int] | None):
+    """An output video stream of ``template``'s size, time base and metadata, shown through the
+    display ``matrix`` (see :func:`_display_matrix`; None: as stored)."""
     stream = written.add_stream(codec, rate=rate)
+    stream.metadata.update(_content_tags(template.metadata))
+    if matrix is not None:
+        stream.set_display_matrix(matrix)
     stream.width, stream.height = template.width, template.height
     # 4:2:0 chroma needs even sizes; odd-sized clips keep full chroma instead.
     even = template.width % 2 == 0 and template.height % 2 == 0
@@ -235,15 +264,17 @@ def _video_stream(written, template, rate, codec: str):
 
 def _audio_stream(written, template, extension: str):
     """(output stream, whether it re-encodes): the audio copied as it is where the container takes
-    its codec, else re-encoded (AAC in MP4/MOV, Opus in WebM)."""
+    its codec, else re-encoded (AAC in MP4/MOV, Opus in WebM); its metadata (language...) kept."""
     kept = _AUDIO_CODECS.get(extension)
     if kept is None or template.codec_context.name in kept:
-        return written.add_stream_from_template(template), False
-    encoder = "libopus" if extension == ".webm" else "aac"
-    rate = 48000 if encoder == "libopus" else template.codec_context.sample_rate
-    stream = written.add_stream(encoder, rate=rate)
-    stream.layout = template.codec_context.layout.name if template.codec_context.layout else "stereo"
-    return stream, True
+        stream, encodes = written.add_stream_from_template(template), False
+    else:
+        encoder = "libopus" if extension == ".webm" else "aac"
+        rate = 48000 if encoder == "libopus" else template.codec_context.sample_rate
+        stream, encodes = written.add_stream(encoder, rate=rate), True
+        stream.layout = template.codec_context.layout.name if template.codec_context.layout else "stereo"
+    stream.metadata.update(_content_tags(template.metadata))
+    return stream, encodes
 
 
 def _write_audio(written, packet, target, encoder: bool) -> None:
