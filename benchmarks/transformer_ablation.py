@@ -95,11 +95,12 @@ def main() -> None:
 
 
 def _quality(weights: Path, arguments, out: Path) -> dict:
-    views = evaluate({"views": arguments.views}, ["analogy"], out / "views", weights=weights, device="cpu")["views"]
+    views = evaluate({"views": arguments.views}, ["analogy"], out / "views", weights=weights, device="cpu",
+                     overwrite=True)["views"]
     dpst = evaluate({"dpst": arguments.dpst}, ["identity", "analogy", "analogy+regions"], out / "dpst",
-                    weights=weights, device="cpu")["dpst"]
+                    weights=weights, device="cpu", overwrite=True)["dpst"]
     demo = evaluate({"demo": arguments.demo}, ["identity", "analogy"], out / "demo", weights=weights,
-                    device="cpu")["demo"]
+                    device="cpu", overwrite=True)["demo"]
     return {
         "views_psnr": views["analogy"]["psnr"],
         "views_ciede2000": views["analogy"]["ciede2000"],

@@ -135,3 +135,90 @@ def test_the_report_gives_the_structure_score_and_the_pairs_won_against_histogra
     assert summary["mkl"]["wins"] == expected and "wins" not in summary["histmatch"]
     assert summary["identity"]["wins"] <= len(pairs)
     assert "pairs won vs histmatch" in (tmp_path / "report" / "report.md").read_text()
+
+
+@pytest.fixture
+def tiny_set(tmp_path):
+    """A one-pair evaluation CSV of two 8×8 images."""
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png"):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / name)
+    (tmp_path / "tiny.csv").write_text("source,reference\na.png,b.png\n")
+    return tmp_path / "tiny.csv"
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and err.startswith("histocolor: error: "), err
+    return err
+
+
+@pytest.mark.parametrize("content", [
+    b"source,reference\na.png,b.png\na.png\n",  # a short row
+    b"source,reference\na.png,b.png\n,b.png\n",  # an empty source cell
+    b"source,reference\na.png,b.png\n\xe9t\xe9.png,b.png\n",  # Latin-1, not UTF-8
+    b"source,reference\na.png,b.png\na.png\x00,b.png\n",  # a NUL byte
+], ids=["short-row", "empty-source", "latin-1", "nul-byte"])
+def test_a_malformed_evaluation_csv_is_one_line_naming_the_file_and_line(tiny_set, tmp_path, capsys, content):
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(content)
+    assert main(["evaluate", str(bad), "--methods", "identity", "--out", str(tmp_path / "report")]) == 2
+    err = _one_line_error(capsys)
+    assert "bad.csv" in err and "line 3" in err
+    assert not (tmp_path / "report").exists()  # checked before any folder is made
+
+
+def test_evaluate_out_naming_a_file_is_one_line(tiny_set, tmp_path, capsys):
+    (tmp_path / "taken").write_text("mine")
+    assert main(["evaluate", str(tiny_set), "--methods", "identity", "--out", str(tmp_path / "taken")]) == 2
+    assert "taken" in _one_line_error(capsys) and (tmp_path / "taken").read_text() == "mine"
+
+
+def test_evaluate_replaces_an_earlier_report_only_with_overwrite(tiny_set, tmp_path, capsys):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "report.md").write_text("earlier")
+    command = ["evaluate", str(tiny_set), "--methods", "identity", "--out", str(out)]
+    assert main(command) == 2
+    assert "--overwrite" in _one_line_error(capsys)
+    assert (out / "report.md").read_text() == "earlier" and not (out / "tiny-grid.png").exists()
+    assert main([*command, "--overwrite"]) == 0
+    assert "| identity |" in (out / "report.md").read_text() and (out / "tiny-grid.png").is_file()
+
+
+def test_a_failed_evaluation_removes_the_folders_it_made_and_only_those(tiny_set, tmp_path, capsys, monkeypatch):
+    # The second set fails (a truth of another size) after the first set's grid was written.
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "small.png")
+    (tmp_path / "wrong.csv").write_text("source,reference,truth\na.png,b.png,small.png\n")
+    sets = [str(tiny_set), str(tmp_path / "wrong.csv")]
+    made = tmp_path / "new" / "deeper"
+    assert main(["evaluate", *sets, "--methods", "identity", "--out", str(made)]) == 2
+    assert "ground truth" in _one_line_error(capsys) and not (tmp_path / "new").exists()
+    # A folder of the user's stays, with the user's files, and nothing of the failed run.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    assert main(["evaluate", *sets, "--methods", "identity", "--out", str(tmp_path / "mine")]) == 2
+    _one_line_error(capsys)
+    assert [path.name for path in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+    # Ctrl-C as well.
+    import histocolor.evaluate
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(histocolor.evaluate, "structure_score", interrupt)
+    assert main(["evaluate", str(tiny_set), "--methods", "identity", "--out", str(made)]) == 130
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_evaluate_limit_must_be_at_least_one(tiny_set, tmp_path, capsys, limit):
+    assert main(["evaluate", str(tiny_set), "--methods", "identity", "--limit", limit,
+                 "--out", str(tmp_path / "report")]) == 2
+    assert "--limit" in _one_line_error(capsys) and not (tmp_path / "report").exists()
+
+
+def test_the_report_links_only_grids_it_wrote(tiny_set, tmp_path):
+    evaluate({"tiny": tiny_set}, ["identity"], tmp_path / "report", grid_rows=0)
+    assert "grid" not in (tmp_path / "report" / "report.md").read_text()
+    assert not (tmp_path / "report" / "tiny-grid.png").exists()

@@ -94,7 +94,7 @@ def atomic_path(path, suffix: str = ""):
     it is removed, and so are the folders made for it.
     """
     path = Path(path)
-    made = _make_parents(path.parent)
+    made = make_folders(path.parent)
     temporary = None
     try:
         temporary = temporary_file(path, suffix)
@@ -111,7 +111,7 @@ def atomic_path(path, suffix: str = ""):
         raise
 
 
-def _make_parents(folder: Path) -> list[Path]:
+def make_folders(folder: Path) -> list[Path]:
     """Create ``folder`` and its missing parents; return the folders made, outermost first."""
     missing = []
     while not folder.exists() and folder != folder.parent:

@@ -133,7 +133,9 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", required=True, metavar="DIR", help="where report.md and the grids go")
     bench.add_argument("--weights", metavar="DIR", help="network weights (default: the shipped model)")
     bench.add_argument("--max-side", type=int, help="working size of the network")
-    bench.add_argument("--limit", type=int, help="only the first N pairs of each set")
+    bench.add_argument("--limit", type=int, help="only the first N pairs of each set (N at least 1)")
+    bench.add_argument("--overwrite", action="store_true",
+                       help="replace the report, grids and videos of an earlier run in --out")
     bench.add_argument("--device", default="auto", choices=DEVICES)
     bench.add_argument("--match", **match_option)
     bench.add_argument(
@@ -500,6 +502,7 @@ def _evaluate(arguments) -> int:
         limit=arguments.limit,
         segmenter=arguments.segmenter,
         match=arguments.match,
+        overwrite=arguments.overwrite,
     )
     print(f"report written to {Path(arguments.out) / 'report.md'}", file=sys.stderr)
     return 0

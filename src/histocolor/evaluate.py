@@ -24,7 +24,9 @@ stability is reported: the mean frame-to-frame Lab change of the output minus th
 input (ΔE, 0 = no flicker added).
 """
 
+import contextlib
 import csv
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from histocolor.atomic import atomic_write
+from histocolor.atomic import atomic_write, make_folders
 from histocolor.errors import HistocolorError, NoCommonRegion
 from histocolor.imageio import read_image
 from histocolor.metrics import (
@@ -51,6 +53,8 @@ from histocolor.video import VIDEO_EXTENSIONS
 REGIONS_SUFFIX = "+regions"
 # With ground truths, the report counts the pairs where each method's PSNR beats this one's.
 WIN_BASELINE = "histmatch"
+# The path columns of an evaluation CSV, in EvaluationPair's order.
+_CSV_PATHS = ("source", "reference", "truth", "source_mask", "reference_mask", "swapped_reference")
 EVALUATION_METHODS = (*METHODS, "identity", *(method + REGIONS_SUFFIX for method in METHODS))
 _COLUMNS = (
     ("psnr", "PSNR (dB) ↑"),
@@ -98,28 +102,55 @@ def load_set(path) -> list[EvaluationPair]:
                 EvaluationPair(source.stem, source, references[0], None, *(masks if with_masks else (None, None)))
             )
         return pairs
+    base = path.parent
+    pairs = []
+    for line, row in _read_csv(path):
+        cells = {key: (row[key] or "").strip() for key in _CSV_PATHS if key in row}
+        for key in ("source", "reference"):
+            if not cells[key]:
+                raise HistocolorError(f"evaluation set '{path}', line {line}: the {key} cell is empty")
+        for key, value in cells.items():
+            if value and not (base / value).exists():
+                raise HistocolorError(
+                    f"evaluation set '{path}', line {line}: the {key} '{base / value}' does not exist"
+                )
+        pairs.append(EvaluationPair(
+            Path(cells["source"]).stem, *(base / cells[key] if cells.get(key) else None for key in _CSV_PATHS)
+        ))
+    return pairs
+
+
+def _read_csv(path: Path) -> list[tuple[int, dict]]:
+    """The rows of an evaluation CSV, each with its line number; text that is not UTF-8, a NUL
+    byte or a row whose cells do not match the header is an error naming the line."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as stream:
-            rows = list(csv.DictReader(stream))
+        data = path.read_bytes()
     except OSError as error:
-        raise HistocolorError(f"cannot read evaluation set '{path}': {error}") from None
-    if not rows or not {"source", "reference"} <= set(rows[0]):
+        raise HistocolorError(f"cannot read evaluation set '{path}': {error.strerror or error}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise HistocolorError(f"evaluation set '{path}', line {line}: not UTF-8 text (save the CSV as UTF-8)") from None
+    if "\0" in text:
+        line = text[: text.index("\0")].count("\n") + 1
+        raise HistocolorError(f"evaluation set '{path}', line {line}: a NUL byte (is it a text file?)")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        rows = [(reader.line_num, row) for row in reader]
+    except csv.Error as error:
+        raise HistocolorError(f"evaluation set '{path}', line {reader.line_num}: {error}") from None
+    header = reader.fieldnames or []
+    if not rows or not {"source", "reference"} <= set(header):
         raise HistocolorError(f"evaluation set '{path}' needs a header with source,reference (and rows)")
-
-    def resolve(row, key):
-        value = (row.get(key) or "").strip()
-        return path.parent / value if value else None
-
-    return [
-        EvaluationPair(
-            Path(row["source"]).stem,
-            *(
-                resolve(row, key)
-                for key in ("source", "reference", "truth", "source_mask", "reference_mask", "swapped_reference")
-            ),
-        )
-        for row in rows
-    ]
+    for line, row in rows:
+        extra = [cell for cell in row.get(None, []) if cell.strip()]
+        given = sum(value is not None for key, value in row.items() if key is not None)
+        if given < len(header) or extra:
+            raise HistocolorError(
+                f"evaluation set '{path}', line {line}: {given + len(extra)} cell(s), the header has {len(header)}"
+            )
+    return rows
 
 
 def _score(pair: EvaluationPair, result, source, reference, truth, seconds_per_megapixel) -> dict:
@@ -177,8 +208,9 @@ class _Contender:
             result = self.engine(source, reference, source_labels=labels[0], reference_labels=labels[1])
         return result.image, result.shared_pixels
 
-    def run_video(self, pair: EvaluationPair, reference, folder: Path, source_change: float):
-        """Recolour a video pair: (frame mosaic of the result, added flicker, seconds recolouring took).
+    def run_video(self, pair: EvaluationPair, reference, output: Path, source_change: float, written: "_Written"):
+        """Recolour a video pair into ``output``: (frame mosaic of the result, added flicker, seconds
+        recolouring took). The folders made and the video are recorded in ``written``.
 
         ``source_change`` is the input's :func:`~histocolor.video.frame_change`, measured once per pair.
         """
@@ -188,11 +220,11 @@ class _Contender:
             raise HistocolorError(f"{self.name} needs masks, and video pair '{pair.name}' has none")
         if self.engine is None:
             return frame_mosaic(pair.source), 0.0, 0.0
-        folder.mkdir(parents=True, exist_ok=True)
-        output = folder / f"{pair.name}-{self.name}.mp4"
+        written.folder(output.parent)
         clock = time.perf_counter()
         recolour_video(pair.source, reference, output, self.engine)
         seconds = time.perf_counter() - clock
+        written.add(output)
         return frame_mosaic(output), added_flicker(source_change, output), seconds
 
     def _masks(self, pair: EvaluationPair):
@@ -216,7 +248,7 @@ def _contenders(methods, weights, device, max_side, match="auto") -> list[_Conte
 
 def evaluate(
     sets: dict, methods, out, *, weights=None, device="auto", max_side=None, limit=None, grid_rows=6, segmenter=None,
-    match="auto",
+    match="auto", overwrite=False,
 ):
     """Run ``methods`` on every set (``{name: path}``); write ``report.md`` and grids into ``out``.
 
@@ -226,88 +258,166 @@ def evaluate(
     :class:`~histocolor.transfer.ColorTransfer`); the report says on which pairs the look was
     fitted on shared pixels.
 
+    Before any work the methods, ``limit`` (at least 1 pair, or None: all), the sets and ``out``
+    are checked: ``out`` must be a folder or not exist yet, and files of an earlier report there
+    are replaced only with ``overwrite``. Files are written atomically; if the run fails, Ctrl-C
+    included, the files it wrote and the folders it made are removed again.
+
     Returns ``{set name: {method: mean scores}}``.
     """
     unknown = [m for m in methods if m not in EVALUATION_METHODS]
     if unknown:
         raise HistocolorError(f"unknown method(s) {', '.join(unknown)}: choose from {', '.join(EVALUATION_METHODS)}")
+    if limit is not None and limit < 1:
+        raise HistocolorError(f"the limit (--limit) must be at least 1 pair, got {limit}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise HistocolorError(f"the report folder '{out}' is a file: name a folder")
+    loaded = {set_name: load_set(set_path)[:limit] for set_name, set_path in sets.items()}
+    if not overwrite:
+        for path in _planned_outputs(out, loaded, methods, grid_rows):
+            if path.exists() or path.is_symlink():
+                raise HistocolorError(f"'{path}' exists: add --overwrite to replace it")
     contenders = _contenders(methods, weights, device, max_side, match)
     if segmenter is not None:
         from histocolor.segment import get_segmenter
 
         segmenter = get_segmenter(segmenter, device)
-    loaded = {set_name: load_set(set_path)[:limit] for set_name, set_path in sets.items()}  # fail before writing
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary, sections = {}, []
-    for set_name, set_path in sets.items():
-        pairs = loaded[set_name]
-        scores = {method: [] for method in methods}
-        global_runs: dict[str, int] = {}
-        matched: dict[str, list[str]] = {}
-        grid = []
-        for index, pair in enumerate(pairs):
-            video = pair.source.suffix.lower() in VIDEO_EXTENSIONS
-            if video:
-                from histocolor.video import frame_change, frame_mosaic, read_frames, video_megapixels
-
-                if pair.truth is not None or pair.source_mask is not None:
-                    raise HistocolorError(f"video pair '{pair.name}': truth images and masks are for image pairs")
-                source, megapixels = frame_mosaic(pair.source), video_megapixels(pair.source)
-                source_change = frame_change(read_frames(pair.source))
-            else:
-                source = read_image(pair.source).rgb
-                megapixels = source.shape[0] * source.shape[1] / 1e6
-            reference = read_image(pair.reference).rgb
-            truth = read_image(pair.truth).rgb if pair.truth else None
-            row = [source, reference] + ([truth] if truth is not None else [])
-            segmented = None
-            if segmenter is not None and not video and any(c.by_regions for c in contenders):
-                segmented = segmenter.segment_pair(source, reference)[:2]
-            for contender in contenders:
-                clock = time.perf_counter()
-                shared = None
-                try:
-                    if video:
-                        result, flicker, seconds = contender.run_video(pair, reference, out / "videos" / set_name,
-                                                                       source_change)
-                    else:
-                        result, shared = contender.run(pair, source, reference, segmented)
-                except NoCommonRegion:  # nothing to match: the transfer is the global one
-                    global_runs[contender.name] = global_runs.get(contender.name, 0) + 1
-                    result = contender.engine(source, reference).image
-                if not video:
-                    seconds = time.perf_counter() - clock
+    written = _Written()
+    with written.undone_on_failure():
+        written.folder(out)
+        summary, sections = {}, []
+        for set_name, set_path in sets.items():
+            pairs = loaded[set_name]
+            scores = {method: [] for method in methods}
+            global_runs: dict[str, int] = {}
+            matched: dict[str, list[str]] = {}
+            grid = []
+            for index, pair in enumerate(pairs):
+                video = _is_video(pair)
                 if video:
-                    check = {"added_flicker": flicker}
-                elif contender.by_regions:
-                    check = {}
+                    from histocolor.video import frame_change, frame_mosaic, read_frames, video_megapixels
+
+                    if pair.truth is not None or pair.source_mask is not None:
+                        raise HistocolorError(f"video pair '{pair.name}': truth images and masks are for image pairs")
+                    source, megapixels = frame_mosaic(pair.source), video_megapixels(pair.source)
+                    source_change = frame_change(read_frames(pair.source))
                 else:
-                    check = _reference_check(pair, contender.engine, source, truth)
-                scores[contender.name].append(
-                    _score(pair, result, source, reference, truth, seconds / megapixels) | check)
-                row.append(result)
-                if shared is not None:
-                    matched.setdefault(contender.name, []).append(f"{pair.name} ({shared.describe()})")
-            if index < grid_rows:
-                grid.append(row)
-        summary[set_name] = {method: _means(values) for method, values in scores.items()}
-        for method, wins in _wins(scores).items():
-            summary[set_name][method]["wins"] = wins
-        columns = ["source", "reference"] + (["truth"] if pairs and pairs[0].truth else []) + list(methods)
-        grid_name = f"{set_name}-grid.png"
-        _write_grid(out / grid_name, grid, columns)
-        note = "" if segmenter is None else f" The +regions methods use regions from the `{segmenter.name}` segmenter."
-        if global_runs:
-            count = max(global_runs.values())
-            note += f" {count} pair(s) had no region in common; the +regions methods ran globally there."
-        for name, found in matched.items():
-            note += (f" {name} fitted the look on shared pixels for {len(found)} of {len(pairs)} pairs: "
-                     f"{'; '.join(found)}.")
-        sections.append(_section(set_name, set_path, len(pairs), summary[set_name], grid_name, columns, note))
-    with atomic_write(out / "report.md") as stream:
-        stream.write(("# Evaluation\n\n" + "\n".join(sections)).encode())
+                    source = read_image(pair.source).rgb
+                    megapixels = source.shape[0] * source.shape[1] / 1e6
+                reference = read_image(pair.reference).rgb
+                truth = read_image(pair.truth).rgb if pair.truth else None
+                row = [source, reference] + ([truth] if truth is not None else [])
+                segmented = None
+                if segmenter is not None and not video and any(c.by_regions for c in contenders):
+                    segmented = segmenter.segment_pair(source, reference)[:2]
+                for contender in contenders:
+                    clock = time.perf_counter()
+                    shared = None
+                    try:
+                        if video:
+                            result, flicker, seconds = contender.run_video(
+                                pair, reference, _video_output(out, set_name, pair, contender.name), source_change,
+                                written,
+                            )
+                        else:
+                            result, shared = contender.run(pair, source, reference, segmented)
+                    except NoCommonRegion:  # nothing to match: the transfer is the global one
+                        global_runs[contender.name] = global_runs.get(contender.name, 0) + 1
+                        result = contender.engine(source, reference).image
+                    if not video:
+                        seconds = time.perf_counter() - clock
+                    if video:
+                        check = {"added_flicker": flicker}
+                    elif contender.by_regions:
+                        check = {}
+                    else:
+                        check = _reference_check(pair, contender.engine, source, truth)
+                    scores[contender.name].append(
+                        _score(pair, result, source, reference, truth, seconds / megapixels) | check)
+                    row.append(result)
+                    if shared is not None:
+                        matched.setdefault(contender.name, []).append(f"{pair.name} ({shared.describe()})")
+                if index < grid_rows:
+                    grid.append(row)
+            summary[set_name] = {method: _means(values) for method, values in scores.items()}
+            for method, wins in _wins(scores).items():
+                summary[set_name][method]["wins"] = wins
+            columns = ["source", "reference"] + (["truth"] if pairs and pairs[0].truth else []) + list(methods)
+            grid_name = _grid_name(set_name) if grid else None
+            if grid_name is not None:
+                _write_grid(out / grid_name, grid, columns)
+                written.add(out / grid_name)
+            note = "" if segmenter is None else (
+                f" The +regions methods use regions from the `{segmenter.name}` segmenter."
+            )
+            if global_runs:
+                count = max(global_runs.values())
+                note += f" {count} pair(s) had no region in common; the +regions methods ran globally there."
+            for name, found in matched.items():
+                note += (f" {name} fitted the look on shared pixels for {len(found)} of {len(pairs)} pairs: "
+                         f"{'; '.join(found)}.")
+            sections.append(_section(set_name, set_path, len(pairs), summary[set_name], grid_name, columns, note))
+        with atomic_write(out / "report.md") as stream:
+            stream.write(("# Evaluation\n\n" + "\n".join(sections)).encode())
     return summary
+
+
+def _is_video(pair: EvaluationPair) -> bool:
+    return pair.source.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def _grid_name(set_name: str) -> str:
+    return f"{set_name}-grid.png"
+
+
+def _video_output(out: Path, set_name: str, pair: EvaluationPair, method: str) -> Path:
+    """Where a video pair's result by ``method`` goes."""
+    return out / "videos" / set_name / f"{pair.name}-{method}.mp4"
+
+
+def _planned_outputs(out: Path, loaded: dict, methods, grid_rows: int) -> list[Path]:
+    """The files a run writes: the report, a grid per set (sets have pairs), a video per video
+    pair and method that recolours (identity keeps the source; a ``+regions`` method refuses videos)."""
+    recolouring = [m for m in methods if m != "identity" and not m.endswith(REGIONS_SUFFIX)]
+    paths = [out / "report.md"] + ([out / _grid_name(name) for name in loaded] if grid_rows > 0 else [])
+    for set_name, pairs in loaded.items():
+        paths += [_video_output(out, set_name, pair, m) for pair in pairs if _is_video(pair) for m in recolouring]
+    return paths
+
+
+class _Written:
+    """The files a run has written and the folders it has made, removed again if it fails."""
+
+    def __init__(self):
+        self.files: list[Path] = []
+        self.folders: list[Path] = []
+
+    def folder(self, folder: Path) -> None:
+        """Make ``folder`` and its missing parents, remembering those made."""
+        try:
+            self.folders += make_folders(folder)
+        except OSError as error:
+            raise HistocolorError(f"cannot make the folder '{folder}': {error.strerror or error}") from None
+
+    def add(self, path: Path) -> None:
+        """Remember a file written (completely: files are written atomically)."""
+        self.files.append(path)
+
+    @contextlib.contextmanager
+    def undone_on_failure(self):
+        """On any failure in the block, Ctrl-C included, remove the files written, then the folders
+        made (each only if empty: a file someone else put there meanwhile stays)."""
+        try:
+            yield
+        except BaseException:
+            for path in reversed(self.files):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            for folder in reversed(self.folders):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
 
 
 def _wins(scores: dict) -> dict:
@@ -336,7 +446,9 @@ def _section(name, path, count, means, grid_name, columns, note="") -> str:
     for method, values in means.items():
         cells = ["-" if values.get(key) is None else f"{values[key]:.4g}" for key, _ in shown]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines += ["", f"![{name}]({grid_name}) (columns: {', '.join(columns)})", ""]
+    lines.append("")
+    if grid_name is not None:  # only a grid that was written
+        lines += [f"![{name}]({grid_name}) (columns: {', '.join(columns)})", ""]
     return "\n".join(lines)
 
 
