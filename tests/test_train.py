@@ -388,6 +388,72 @@ def test_resume_falls_back_to_the_previous_checkpoint_when_the_newest_is_damaged
 def test_a_fresh_run_keeps_its_own_checkpoints_whatever_an_older_run_left(tmp_path, photo_folder):
     out = tmp_path / "run"
     (out / "checkpoint-0010000").mkdir(parents=True)  # an older, longer run's
-    train(_config(steps=6, checkpoint_every=2), [photo_folder], out, progress_bar=False)
+    train(_config(steps=6, checkpoint_every=2), [photo_folder], out, overwrite=True, progress_bar=False)
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-0000004", "checkpoint-0000006"]
     assert (out / "latest").read_text() == "checkpoint-0000006"
+
+
+def _logged_steps(run):
+    return [int(row.split(",")[0]) for row in (run / "log.csv").read_text().splitlines()[1:]]
+
+
+def test_a_resume_past_a_damaged_checkpoint_logs_each_step_once(tmp_path, photo_folder, capsys):
+    """Stopped at step 5 (rows 1..5 logged), checkpoint 5 damaged: the run resumes from step 4
+    and runs step 5 again; log.csv holds it once."""
+    run, steps = tmp_path / "run", []
+    train(_config(steps=6, checkpoint_every=2), [photo_folder], run, progress_bar=False,
+          callback=lambda p: steps.append(p.step), should_stop=lambda: len(steps) == 4)
+    assert _logged_steps(run) == [1, 2, 3, 4, 5]
+    (run / "checkpoint-0000005" / "optimizer.safetensors").write_bytes(b"garbage")
+    train(_config(steps=6, checkpoint_every=2), [photo_folder], run, resume=True, progress_bar=False)
+    assert "checkpoint-0000005 is unusable" in capsys.readouterr().err
+    assert _logged_steps(run) == [1, 2, 3, 4, 5, 6]
+    assert (run / "log.csv").read_text().splitlines()[0].startswith("step,loss")
+
+
+def _train_command(photos, config, out, *options):
+    from histocolor.cli import main
+
+    return main(["train", "--data", str(photos), "--config", str(config), "--out", str(out), *options])
+
+
+def test_train_into_a_previous_run_needs_resume_or_overwrite(tmp_path, photo_folder, capsys):
+    """A folder holding a run is continued (--resume) or replaced (--overwrite) only when asked;
+    otherwise a one-line error before any work, the run untouched."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**_config(steps=2, checkpoint_every=1).__dict__, "holdout": []}))
+    run = tmp_path / "run"
+    run.mkdir()  # an empty folder is fine
+    assert _train_command(photo_folder, config, run) == 0
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    capsys.readouterr()
+    assert _train_command(photo_folder, config, run) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("histocolor: error:")
+    assert "--resume" in lines[0] and "--overwrite" in lines[0]
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
+    for marker in ("log.csv", "model.safetensors", "latest"):  # any trace of a run counts
+        other = tmp_path / f"only-{marker}"
+        other.mkdir()
+        (other / marker).write_text("")
+        assert _train_command(photo_folder, config, other) == 2
+        assert "holds a previous run" in capsys.readouterr().err
+    assert _train_command(photo_folder, config, run, "--resume", "--overwrite") == 2
+    assert "give one of them" in capsys.readouterr().err
+    # Start over: the old run's checkpoints are gone, the log is the new run's alone.
+    (run / "checkpoint-0000009").mkdir()
+    assert _train_command(photo_folder, config, run, "--overwrite") == 0
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-0000001", "checkpoint-0000002"]
+    assert _logged_steps(run) == [1, 2]
+
+
+def test_train_out_naming_a_file_is_a_one_line_error(tmp_path, photo_folder, capsys):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**_config(steps=1).__dict__, "holdout": []}))
+    (tmp_path / "file").write_text("mine")
+    for out in (tmp_path / "file", tmp_path / "file" / "run"):  # the folder, or one of its parents, is a file
+        for options in ((), ("--resume",), ("--overwrite",)):
+            assert _train_command(photo_folder, config, out, *options) == 2
+            lines = capsys.readouterr().err.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("histocolor: error: cannot train into"), lines
+    assert (tmp_path / "file").read_text() == "mine"

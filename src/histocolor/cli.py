@@ -124,6 +124,7 @@ def _build_parser() -> argparse.ArgumentParser:
     learn.add_argument("--config", metavar="FILE", help="training settings (JSON); defaults when omitted")
     learn.add_argument("--out", required=True, metavar="DIR", help="output: weights, checkpoints, log.csv")
     learn.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    learn.add_argument("--overwrite", action="store_true", help="start over, replacing a previous run in --out")
     learn.add_argument("--init", metavar="DIR", help="start from these weights (fine-tuning)")
     learn.add_argument("--device", default="auto", choices=DEVICES)
 
@@ -449,6 +450,7 @@ def _train(arguments) -> int:
             arguments.out,
             fivek=arguments.fivek,
             resume=arguments.resume,
+            overwrite=arguments.overwrite,
             init_weights=arguments.init,
             device=arguments.device,
             should_stop=stop,

@@ -31,7 +31,7 @@ from histocolor.data.photos import PhotoFolderDataset, Triplet, collate, list_ph
 from histocolor.errors import HistocolorError, first_line
 from histocolor.losses import LossWeights, transfer_loss
 from histocolor.model import AnalogyConfig, HistogramAnalogy, from_pretrained
-from histocolor.model.io import grow_state
+from histocolor.model.io import WEIGHTS_NAME, grow_state
 from histocolor.device import resolve_device
 
 
@@ -52,6 +52,8 @@ _WEIGHTS = (
 )
 # Checkpoints kept in a run's folder: the newest, and the one before in case it is damaged.
 _CHECKPOINTS_KEPT = 2
+# Files a run writes into its folder, besides its checkpoint-* folders: a folder holding any holds a run.
+_RUN_FILES = ("latest", "log.csv", WEIGHTS_NAME)
 
 
 @dataclass
@@ -232,6 +234,59 @@ def _device_for_rank(device: str) -> torch.device:
     return resolved
 
 
+# ------------------------------------------------------------------------------ run folder
+
+
+def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
+    """Before any work: ``out`` can be a run's folder, and a run already there is continued
+    (``resume``) or replaced (``overwrite``) only when asked."""
+    if resume and overwrite:
+        raise HistocolorError("--resume continues the run in --out and --overwrite replaces it: give one of them")
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise HistocolorError(f"cannot train into '{out}': '{existing}' is a file, not a folder")
+    if not resume and not overwrite and out.is_dir() and (
+        _checkpoints(out) or any((out / name).exists() for name in _RUN_FILES)
+    ):
+        raise HistocolorError(f"'{out}' holds a previous run: add --resume to continue it, "
+                              "or --overwrite to start over (replacing it)")
+
+
+def _clear_run(out: Path) -> None:
+    """Remove a previous run's checkpoints and TensorBoard logs from ``out`` (its weights and
+    ``log.csv`` are replaced as the new run writes its own)."""
+    with contextlib.suppress(FileNotFoundError):
+        (out / "latest").unlink()
+    for folder in [*_checkpoints(out), out / "tensorboard"]:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _start_log(path: Path, columns: list[str], resumed_from: int | None) -> None:
+    """Begin ``log.csv`` (atomically): its header alone, or on resume the rows up to step ``resumed_from``.
+
+    Rows past that step were logged by steps that now run again (the newest checkpoint was damaged
+    and an older one restored, or a kill came between a checkpoint and the rows after it): dropped,
+    so that each step is logged once. So is a row a kill cut short.
+    """
+    header = (",".join(columns) + "\r\n").encode()  # as csv.writer ends its rows
+    with atomic_write(path) as kept:
+        if resumed_from is None or not path.is_file():
+            kept.write(header)
+            return
+        with open(path, "rb") as old:
+            first = old.readline()
+            if first.endswith(b"\n"):  # the run's own header (an older version's columns stay with their rows)
+                header = first
+            kept.write(header)
+            for row in old:
+                cells = row.split(b",")
+                if (row.endswith(b"\n") and len(cells) == header.count(b",") + 1 and cells[0].isdigit()
+                        and int(cells[0]) <= resumed_from):
+                    kept.write(row)
+
+
 # ------------------------------------------------------------------------------ checkpoints
 
 
@@ -381,6 +436,7 @@ def train(
     *,
     fivek=None,
     resume: bool = False,
+    overwrite: bool = False,
     init_weights=None,
     device: str = "auto",
     callback=None,
@@ -396,12 +452,16 @@ def train(
         out: output directory: ``config.json`` + ``model.safetensors`` at the end,
             ``checkpoint-*`` + ``latest`` during the run, ``log.csv``.
         resume: continue from the latest checkpoint in ``out``.
+        overwrite: start over in ``out`` although a previous run is there, replacing it. A folder
+            holding a run (checkpoints, ``latest``, ``log.csv`` or weights) needs one of ``resume``
+            and ``overwrite``; a new or empty folder neither.
         init_weights: start from these weights (fine-tuning) instead of random ones.
         callback: called with a :class:`Progress` after every step.
         should_stop: called after every step; when it returns True, a checkpoint is saved and
             training ends early (the weights saved so far are the result).
     """
     out = Path(out)
+    _check_out(out, resume, overwrite)
     device = _device_for_rank(device)
     distributed = _Distributed(device)
     torch.manual_seed(config.seed)
@@ -462,14 +522,14 @@ def train(
     if resume:
         step = _load_checkpoint(out, model, optimizer, config, report=lambda line: print(line, file=sys.stderr))
     trained = torch.nn.parallel.DistributedDataParallel(model) if distributed.world > 1 else model
-    if distributed.main:
-        out.mkdir(parents=True, exist_ok=True)
     log_path = out / "log.csv"
     columns = ["step", "loss", "l1", "deep", "histogram", "region_swd", "anchor", "swd", "gradient", "structure",
                "alignment", "blend", "validation_l1", "identity_l1", "seconds"]
-    if distributed.main and (not resume or not log_path.exists()):
-        with open(log_path, "w", newline="") as stream:
-            csv.writer(stream).writerow(columns)
+    if distributed.main:
+        out.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            _clear_run(out)
+        _start_log(log_path, columns, step if resume else None)
     writer = _tensorboard(out) if distributed.main else None
 
     bar = None
