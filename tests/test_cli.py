@@ -7,11 +7,10 @@ import png
 import pytest
 from PIL import Image
 
-from histocolor import cli
 from histocolor.cli import main
 from histocolor.errors import HistocolorError
 from histocolor.imageio import read_image
-from histocolor.transfer import ColorTransfer, transfer
+from histocolor.engine import ColorTransfer, transfer
 
 from conftest import SAMPLES
 
@@ -111,7 +110,9 @@ def test_an_input_that_cannot_open_is_refused_before_the_engine_is_built(tmp_pat
     # Building the network's engine imports torch (about a second): a missing or non-image file
     # is refused from its header, before that.
     built = []
-    monkeypatch.setattr(cli, "_engine", lambda arguments: built.append(arguments))
+    import histocolor.engine
+
+    monkeypatch.setattr(histocolor.engine, "ColorTransfer", lambda *args, **options: built.append(options))
     code, err = _run(capsys, "transfer", REFERENCE, str(_bad_inputs(tmp_path)[case]), "-o", str(tmp_path / "out.png"))
     _assert_one_line_error(code, err)
     assert built == []
@@ -224,22 +225,22 @@ def test_batch_csv_with_bom_spaces_and_mask_cells(tmp_path, capsys):
 def test_an_unexpected_failure_in_one_row_spares_the_others(tmp_path, capsys, monkeypatch, io_threads, batch_size):
     """Failures while decoding, transferring or encoding a row are that row's alone, reported in order,
     whether decode and encode overlap with the transfer (threads) or not."""
-    import histocolor.cli as cli
+    from histocolor.runner import PairRunner
 
-    real_engine, real_encode = cli.run_engine_batch, cli.encode_job
+    real_engine, real_encode = PairRunner.recolour, PairRunner.encode
 
-    def flaky_engine(engine, jobs, *rest):  # the engine's result for boom.png is a bug's exception
-        results = real_engine(engine, jobs, *rest)
+    def flaky_engine(runner, engine, jobs):  # the engine's result for boom.png is a bug's exception
+        results = real_engine(runner, engine, jobs)
         return [ValueError("simulated bug\nsecond line") if job.output.name == "boom.png" else result
                 for job, result in zip(jobs, results)]
 
-    def flaky_encode(job, result):
+    def flaky_encode(runner, job, result):
         if job.output.name == "unwritable.png":
             raise HistocolorError("cannot write 'unwritable.png': simulated")
-        return real_encode(job, result)
+        return real_encode(runner, job, result)
 
-    monkeypatch.setattr(cli, "run_engine_batch", flaky_engine)
-    monkeypatch.setattr(cli, "encode_job", flaky_encode)
+    monkeypatch.setattr(PairRunner, "recolour", flaky_engine)
+    monkeypatch.setattr(PairRunner, "encode", flaky_encode)
     rows = ["boom.png", "ok1.png", "unwritable.png", "ok2.png"]
     lines = [f"{SOURCE},{REFERENCE},{name}" for name in rows] + [f"missing.jpg,{REFERENCE},never.png", f"{SOURCE},{REFERENCE},ok3.png"]
     (tmp_path / "pairs.csv").write_text("source,reference,output\n" + "\n".join(lines) + "\n")
@@ -522,8 +523,6 @@ def test_stale_temporary_files_of_dead_processes_are_swept(tmp_path, capsys):
 def test_memory_limits_are_one_line_errors(tmp_path, capsys, monkeypatch):
     import json
 
-    import histocolor.cli as cli
-
     # A working size past the documented maximum is refused before any work.
     code, err = _run(capsys, "transfer", SOURCE, REFERENCE, "-o", str(tmp_path / "a.png"), "--max-side", "100000")
     _assert_one_line_error(code, err)
@@ -543,7 +542,9 @@ def test_memory_limits_are_one_line_errors(tmp_path, capsys, monkeypatch):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
                            "you tried to allocate 7516192768 bytes.\nsecond line")
 
-    monkeypatch.setattr(cli, "run_engine_batch", allocation_fails)
+    from histocolor.runner import PairRunner
+
+    monkeypatch.setattr(PairRunner, "recolour", allocation_fails)
     code, err = _run(capsys, "transfer", SOURCE, REFERENCE, "-o", str(tmp_path / "c.png"), "--method", "mkl")
     _assert_one_line_error(code, err)
     assert "out of memory" in err and "--max-side" in err

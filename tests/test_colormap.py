@@ -6,7 +6,7 @@ import pytest
 from histocolor.classical import CLASSICAL_METHODS
 from histocolor.colormap import BlendedMap, Look, LutMap, from_unit, to_unit
 from histocolor.lut import identity_lut
-from histocolor.transfer import METHODS, ColorTransfer
+from histocolor.engine import METHODS, ColorTransfer
 
 from conftest import DPST, require
 

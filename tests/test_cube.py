@@ -12,7 +12,7 @@ from histocolor.imageio import read_image, write_image
 from histocolor.lut import apply_lut, identity_lut
 from histocolor.metrics import psnr
 from histocolor.model.io import DEFAULT_WEIGHTS
-from histocolor.transfer import METHODS, ColorTransfer
+from histocolor.engine import METHODS, ColorTransfer
 
 from conftest import DPST, SAMPLES, require
 

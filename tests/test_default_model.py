@@ -13,7 +13,7 @@ from histocolor.cli import main
 from histocolor.metrics import ciede2000, gradient_ssim, psnr, sliced_wasserstein
 from histocolor.model import HistogramAnalogy
 from histocolor.model.io import DEFAULT_WEIGHTS
-from histocolor.transfer import ColorTransfer
+from histocolor.engine import ColorTransfer
 
 from conftest import SAMPLES
 

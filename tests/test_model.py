@@ -166,7 +166,7 @@ def test_non_finite_weights_are_refused_at_load_and_a_broken_output_is_never_wri
 
     from histocolor.cli import main
     from histocolor.model import CTNOutput
-    from histocolor.transfer import ColorTransfer
+    from histocolor.engine import ColorTransfer
 
     HistogramAnalogy(AnalogyConfig(ctn_width=8)).save_pretrained(tmp_path / "broken")
     state = load_file(tmp_path / "broken" / "model.safetensors")

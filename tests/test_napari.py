@@ -186,7 +186,7 @@ def test_weights_of_a_transformer_and_attention_variant_run_in_the_widget(viewer
     """Issue 13's variants load from a weights folder in the widget, and give the library's result."""
     from histocolor.model import AnalogyConfig, HistogramAnalogy
     from histocolor.model.cross_attention import CrossAttention
-    from histocolor.transfer import ColorTransfer
+    from histocolor.engine import ColorTransfer
 
     config = AnalogyConfig(encoder="transformer", attention="bottleneck+decoder", transformer={"depth": 1, "width": 16,
                            "heads": 2}, feature_size=16, ctn_width=8, ctn_depth=2, alignment={"method": "none"})
@@ -252,7 +252,7 @@ def test_float_and_int16_layers_come_back_in_their_own_range(viewer, dock, qtbot
     assert integers.dtype == np.int16 and integers.min() < -5000 and integers.shape == (*signed.data.shape, 3)
     # the result is the transfer of what the viewer shows: the same as the 8-bit source's
     expected = viewer.layers["source"].data.astype(np.float32)
-    from histocolor.transfer import transfer
+    from histocolor.engine import transfer
 
     eight_bit = transfer(expected.astype(np.uint8), viewer.layers["reference"].data, "mkl").image.astype(np.float32)
     assert np.abs(floats / 4.0 - eight_bit).mean() < 1.5
@@ -353,7 +353,7 @@ def test_compare_widget_fills_metrics_and_histograms(viewer, dock, qtbot, notice
 
     from histocolor.data.retouch import RetouchStyle, apply_style
     from histocolor.napari.compare_widget import viewer_grid
-    from histocolor.transfer import transfer
+    from histocolor.engine import transfer
 
     source, reference = viewer.layers["source"], viewer.layers["reference"]
     # The ground truth: the source under a known grade. One result aims at it (the source matched to
@@ -411,7 +411,7 @@ def test_compare_widget_fills_metrics_and_histograms(viewer, dock, qtbot, notice
 
 def test_multiscale_layers_are_transferred_at_full_resolution(viewer, dock, qtbot, notices, monkeypatch):
     from histocolor.napari import _layers, transfer_widget
-    from histocolor.transfer import transfer
+    from histocolor.engine import transfer
 
     real_engine, received = transfer_widget.ColorTransfer, []
 
@@ -601,7 +601,7 @@ def test_regions_painted_by_hand_take_their_matched_reference_colours(viewer, do
     region_mean = lab_result[inside].mean(0)
     assert np.linalg.norm(region_mean - lab_reference[sky].mean(0)) < 5  # took the sky's colours
     assert np.linalg.norm(lab_source[painted].mean(0) - lab_reference[sky].mean(0)) > 25  # far from them before
-    from histocolor.transfer import transfer
+    from histocolor.engine import transfer
 
     far = np.zeros_like(painted)
     far[:, 200:] = True  # well away from the painted block and its feathered seam
@@ -660,7 +660,7 @@ def test_export_lut_saves_the_look_of_the_last_result(viewer, dock, qtbot, tmp_p
 
 
 def test_a_time_stack_gets_one_look_for_all_its_frames(viewer, dock, qtbot):
-    from histocolor.transfer import ColorTransfer
+    from histocolor.engine import ColorTransfer
     from histocolor.video import shot_look
 
     frames = np.stack([np.roll(viewer.layers["source"].data, 40 * index, axis=1) for index in range(4)])

@@ -77,3 +77,74 @@ def test_ray_needs_a_pairs_csv(tmp_path, capsys):
     code = main(["transfer", str(SAMPLES / "source.jpg"), str(SAMPLES / "reference.jpg"), "-o",
                  str(tmp_path / "x.png"), "--ray"])
     assert code == 2 and "--ray runs a --pairs CSV" in capsys.readouterr().err
+
+
+def _histocolor(*argv, **options):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "histocolor", *map(str, argv)], capture_output=True, text=True,
+                          **options)
+
+
+def _error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.strip() and "|" not in line]  # tqdm bars hold '|'
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1", "no-such-host.invalid:6379", "http://[::1"])
+def test_a_bad_or_unreachable_ray_address_fails_in_one_line_within_20_s(tmp_path, address):
+    import time
+
+    _pairs_csv(tmp_path, "out", rows=2)
+    clock = time.perf_counter()
+    done = _histocolor("transfer", "--pairs", tmp_path / "out.csv", "--method", "mkl", "--ray", address, timeout=60)
+    assert time.perf_counter() - clock <= 20
+    assert done.returncode == 2, done.stderr
+    lines = _error_lines(done.stderr)
+    assert len(lines) == 1 and lines[0].startswith("histocolor: error:"), done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("option", [["--weights", "missing-weights"], ["--max-side", "5000"], ["--device", "cuda"]])
+def test_a_user_error_in_the_ray_workers_is_one_line_and_exit_2(tmp_path, local_ray, capsys, option):
+    if option[0] == "--device" and __import__("torch").cuda.is_available():
+        pytest.skip("this machine has the GPU the test asks for")
+    _pairs_csv(tmp_path, "out", rows=3)
+    capsys.readouterr()
+    code = main(["transfer", "--pairs", str(tmp_path / "out.csv"), "--ray", *option])
+    err = capsys.readouterr().err
+    lines = _error_lines(err)
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("histocolor: error:"), err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_sigterm_during_a_ray_run_stops_with_143_and_leaves_nothing_partial(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    Image.open(SAMPLES / "source.jpg").convert("RGB").resize((2000, 1500)).save(tmp_path / "big.png")
+    (tmp_path / "pairs.csv").write_text("source,reference,output\n" + "".join(
+        f"big.png,big.png,out/{index}.png\n" for index in range(60)))
+    process = subprocess.Popen([sys.executable, "-m", "histocolor", "transfer", "--pairs", str(tmp_path / "pairs.csv"),
+                                "--method", "mkl", "--ray"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((tmp_path / "out").glob("*.png")) and process.poll() is None:
+        time.sleep(0.2)
+    assert process.poll() is None, "the run ended before it could be stopped"
+    process.send_signal(signal.SIGTERM)
+    code = process.wait(timeout=60)
+    err = process.stderr.read()
+    assert code == 143, err
+    assert "histocolor: terminated" in err and "Traceback" not in err and "Stack trace" not in err, err
+    assert not [path.name for path in (tmp_path / "out").iterdir() if path.name.startswith(".")]  # no temporary file
+    for written in (tmp_path / "out").glob("*.png"):
+        assert read_image(written).rgb.shape == (1500, 2000, 3)  # whole files only
+
+
+def test_a_ray_run_prints_no_ray_log_lines(tmp_path):
+    _pairs_csv(tmp_path, "out", rows=2)
+    done = _histocolor("transfer", "--pairs", tmp_path / "out.csv", "--method", "mkl", "--ray", timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert _error_lines(done.stderr.replace("\r", "\n")) == [], done.stderr

@@ -11,7 +11,7 @@ from histocolor.errors import HistocolorError
 from histocolor.imageio import read_image
 from histocolor.metrics import ciede2000, region_sliced_wasserstein
 from histocolor.regions import check_labels, match_regions, parse_region_map, region_weights
-from histocolor.transfer import ColorTransfer, transfer
+from histocolor.engine import ColorTransfer, transfer
 
 from conftest import DPST, require
 

@@ -9,7 +9,7 @@ from histocolor.errors import HistocolorError
 from histocolor.lut import fit_lut
 from histocolor.metrics import psnr
 from histocolor.shared_pixels import fit_shared_look, find_shared_pixels
-from histocolor.transfer import ColorTransfer
+from histocolor.engine import ColorTransfer
 
 from conftest import DPST, PHOTOS, SAMPLES, require
 

@@ -9,7 +9,7 @@ from histocolor.errors import HistocolorError
 from histocolor.lut import apply_lut
 from histocolor.metrics import psnr
 from histocolor.model import AnalogyConfig, HistogramAnalogy
-from histocolor.transfer import METHODS, ColorTransfer
+from histocolor.engine import METHODS, ColorTransfer
 
 from conftest import SAMPLES, benchmark_module
 

@@ -7,7 +7,7 @@ import pytest
 from histocolor.cli import main
 from histocolor.errors import HistocolorError
 from histocolor.imageio import read_image
-from histocolor.transfer import ColorTransfer
+from histocolor.engine import ColorTransfer
 from histocolor.video import added_flicker, frame_change, recolour_video, sample_frames, shot_look
 
 from conftest import SAMPLES, benchmark_module

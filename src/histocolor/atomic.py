@@ -1,12 +1,17 @@
-"""Atomic file writes: a failure never leaves a partial file nor harms an existing one."""
+"""Atomic file writes: a failure never leaves a partial file nor harms an existing one, and a
+write that must not replace never does, even when another process creates the file meanwhile."""
 
 import contextlib
+import ctypes
+import errno
 import hashlib
 import os
 import re
 import socket
 import tempfile
 from pathlib import Path
+
+from histocolor.errors import HistocolorError
 
 
 def _current_umask() -> int:
@@ -85,13 +90,75 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class OutputExists(HistocolorError):
+    """The output exists (another process made it while this one worked) and was not to be replaced."""
+
+    def __init__(self, path):
+        super().__init__(f"'{path}' exists: add --overwrite to replace it")
+        self.path = path
+
+
+_RENAME_NOREPLACE = 1  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _libc_renameat2():
+    """glibc's ``renameat2`` (Linux 3.15+, glibc 2.28+), or None."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    return function
+
+
+_renameat2 = _libc_renameat2()
+
+
+def publish(temporary, path, replace: bool = False) -> None:
+    """Move the finished file ``temporary`` onto ``path`` in one step.
+
+    With ``replace`` an existing ``path`` is replaced (``os.replace``). Without, an existing
+    ``path`` is never touched, even one another process creates a moment before: raises
+    :class:`OutputExists` and leaves ``temporary`` in place. The move is ``renameat2`` with
+    ``RENAME_NOREPLACE`` where the system and file system have it, else a hard link and an
+    unlink (both fail on an existing name); a file system without either (FAT, some network
+    shares) gets a check and a rename, which a writer racing within that instant can beat.
+    """
+    if replace:
+        os.replace(temporary, path)
+        return
+    source, target = os.fsencode(temporary), os.fsencode(path)
+    if _renameat2 is not None:
+        if _renameat2(_AT_FDCWD, source, _AT_FDCWD, target, _RENAME_NOREPLACE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code == errno.EEXIST:
+            raise OutputExists(path)
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM):
+            raise OSError(code, os.strerror(code), str(path))
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        raise OutputExists(path) from None
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.ENOSYS, errno.EMLINK):
+            raise
+        if os.path.lexists(path):
+            raise OutputExists(path)
+        os.replace(temporary, path)
+        return
+    os.unlink(temporary)
+
+
 @contextlib.contextmanager
-def atomic_path(path, suffix: str = ""):
+def atomic_path(path, suffix: str = "", replace: bool = True):
     """Yield the name of a temporary file next to ``path``, for writers that open files by name.
 
     Missing folders are made. When the block succeeds, the file gets the mode a new (or the
-    replaced) file would have and is renamed onto ``path``; on any failure, Ctrl-C included,
-    it is removed, and so are the folders made for it.
+    replaced) file would have and is moved onto ``path`` (see :func:`publish`: without
+    ``replace``, an existing ``path`` raises :class:`OutputExists`); on any failure, Ctrl-C
+    included, it is removed, and so are the folders made for it.
     """
     path = Path(path)
     made = make_folders(path.parent)
@@ -100,7 +167,7 @@ def atomic_path(path, suffix: str = ""):
         temporary = temporary_file(path, suffix)
         yield temporary
         os.chmod(temporary, _new_file_mode(path))
-        os.replace(temporary, path)
+        publish(temporary, path, replace)
     except BaseException:
         if temporary is not None:
             with contextlib.suppress(OSError):
@@ -131,14 +198,15 @@ def make_folders(folder: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def atomic_write(path, suffix: str = ""):
-    """Yield a binary file next to ``path``; it replaces ``path`` only if the block succeeds.
+def atomic_write(path, suffix: str = "", replace: bool = True):
+    """Yield a binary file next to ``path``; it becomes ``path`` only if the block succeeds (and,
+    without ``replace``, only if ``path`` does not exist then: :class:`OutputExists`).
 
     The temporary file keeps ``suffix`` (encoders that look at the extension see the right
     one), is flushed to disk before the rename, and is removed on any failure, Ctrl-C included
     (see :func:`atomic_path`).
     """
-    with atomic_path(path, suffix) as temporary:
+    with atomic_path(path, suffix, replace) as temporary:
         with open(temporary, "wb") as stream:  # opened by name: tifffile wants a named file
             yield stream
             stream.flush()

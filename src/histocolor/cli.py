@@ -19,21 +19,9 @@ import numpy as np
 from histocolor import __version__
 from histocolor.device import DEVICES
 from histocolor.errors import HistocolorError, Terminated, is_out_of_memory
-from histocolor.pairs import (
-    OUT_OF_MEMORY_ADVICE,
-    Job,
-    batch_groups,
-    check_job,
-    check_output,
-    decode_job,
-    encode_job,
-    matched_look,
-    read_job,
-    read_pairs,
-    row_error,
-    run_engine_batch,
-    waits_for_outputs,
-)
+from histocolor.outputs import check_output
+from histocolor.pairs import read_pairs
+from histocolor.runner import OUT_OF_MEMORY_ADVICE
 
 USAGE_ERROR = 2
 ROWS_FAILED = 1
@@ -50,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
 def _build_parser() -> argparse.ArgumentParser:
     from histocolor.lut import DEFAULT_LUT_SIZE
     from histocolor.methods import MATCH_MODES
-    from histocolor.transfer import DEFAULT_MAX_SIDE, METHODS
+    from histocolor.engine import DEFAULT_MAX_SIDE, METHODS
 
     parser = _Parser(prog="histocolor", description="Colour transfer by histogram analogy.")
     match_option = dict(
@@ -71,12 +59,14 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="with --pairs: pairs the network recolours together (default 8; 1: one at a time)")
     run.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                      help="with --pairs: run on a Ray cluster (ADDRESS, else RAY_ADDRESS, else a local one)")
+    run.add_argument("--ray-logs", action="store_true", help="with --ray: show Ray's own log lines")
     run.add_argument("--method", default="analogy", choices=METHODS, help="default: analogy (the network)")
     run.add_argument("--strength", type=float, default=1.0, help="0 keeps the source, 1 the full change")
     run.add_argument("--match", **match_option)
     run.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="working size of the network (long side)")
     run.add_argument("--lut-size", type=int, default=DEFAULT_LUT_SIZE,
-                     help="grid points per axis of the fitted (and saved) 3D LUT")
+                     help="grid points per axis of the fitted (and saved) 3D LUT: 2 to 65 for the network "
+                          "and matched looks, to 129 for the classical methods")
     run.add_argument("--save-lut", metavar="LOOK.cube",
                      help="also save the look as a .cube 3D LUT (by regions: one per region, plus the label map)")
     run.add_argument("--weights", metavar="DIR", help="network weights directory (default: the shipped model)")
@@ -175,152 +165,55 @@ def _format_timings(job) -> str:
     return line if job.found is None else f"{line}  ({job.found})"
 
 
-def _run_single(arguments, region_map, segmenter) -> int:
+def _run_single(arguments, runner) -> int:
+    from histocolor.imageio import probe_image
+    from histocolor.outputs import check_image_output
+    from histocolor.pairs import Row
+
     masks = (arguments.source_mask, arguments.reference_mask)
     if arguments.save_lut:
         by_regions = masks != (None, None) or arguments.segmenter is not None
         _check_lut_path(arguments.save_lut, arguments.overwrite, by_regions, arguments.source, arguments.reference,
                         arguments.output, *masks)
-    from concurrent.futures import ThreadPoolExecutor
-
-    from histocolor.imageio import probe_image
-
-    output = check_job(arguments.source, arguments.reference, arguments.output, masks, arguments.overwrite)
-    probe_image(arguments.source)  # a missing or non-image file is refused now, not after torch loads
+    # A bad output name, a missing or non-image file are refused now, not after torch loads.
+    check_image_output(arguments.output, arguments.overwrite, arguments.source, arguments.reference, *masks)
+    probe_image(arguments.source)
     probe_image(arguments.reference)
-
-    # The images decode in a thread while the engine is built (for the network, torch loads then).
-    # A global transfer also looks for shared pixels there, and fits the look on them when the
-    # reference shares some: the engine built meanwhile is then only the fallback.
-    matcher = None
-    if masks == (None, None) and segmenter is None:
-        from histocolor.lut import DEFAULT_SMOOTHNESS
-        from histocolor.methods import shared_pixels_matcher
-
-        matcher = shared_pixels_matcher(arguments.method, arguments.match, arguments.lut_size, DEFAULT_SMOOTHNESS)
-
-    def read() -> Job:
-        job = read_job(output, arguments.source, arguments.reference, masks)
-        if matcher is not None:
-            job.look = matched_look(matcher, job)
-        return job
-
-    with ThreadPoolExecutor(1) as pool:
-        decoding = pool.submit(read)
-        try:
-            engine = _engine(arguments, match="off" if matcher is not None else arguments.match)
-        except BaseException:
-            decoding.result()  # a corrupt input's error is the one to report
-            raise
-        job = decoding.result()
-    if job.look is not None:
-        result = engine.finish(job.look, job.source, arguments.strength)
-        job.timings.update(result.timings)
-    else:
-        result = run_engine_batch(engine, [job], arguments.strength, region_map, segmenter)[0]
-    if isinstance(result, BaseException):
-        raise result
-    encode_job(job, result)
+    row = Row(Path(arguments.source), Path(arguments.reference), Path(arguments.output),
+              tuple(None if mask is None else Path(mask) for mask in masks))
+    outcome = next(runner.run([row]))
+    if outcome.error is not None:
+        raise outcome.error
     if arguments.save_lut:
         from histocolor.cube import save_look
 
-        for path in save_look(arguments.save_lut, result.look, engine.lut_size):
+        for path in save_look(arguments.save_lut, outcome.result.look, arguments.lut_size, arguments.overwrite):
             print(f"look saved: {path}", file=sys.stderr)
     if arguments.timings:
-        print(_format_timings(job), file=sys.stderr)
+        print(_format_timings(outcome.job), file=sys.stderr)
     return 0
 
 
-def _run_batch(arguments, rows, engine, region_map, segmenter) -> int:
-    """Every row of a pairs CSV, reported in order; a failing row costs only itself.
-
-    Rows go through the engine in groups of ``--batch-size`` (the network recolours a group's
-    pairs of one working size together). With ``--io-threads``, the next group is decoded and
-    the last group's results encoded in threads while the engine works on the current group.
-    A row that reads an earlier row's output waits for it; with 0 threads, everything runs on
-    this thread, one step after the other.
-    """
-    from concurrent.futures import Future, ThreadPoolExecutor
-
+def _run_batch(arguments, rows, runner) -> int:
+    """Every row of a pairs CSV, reported in order; a failing row costs only itself."""
     from tqdm import tqdm
 
-    if arguments.batch_size < 1:
-        raise HistocolorError(f"--batch-size must be 1 or more, got {arguments.batch_size}")
-
-    def decode(row):
-        if row.get("refused"):
-            raise HistocolorError(row["refused"])
-        return decode_job(row["source"], row["reference"], row["output"], (row["source_mask"], row["reference_mask"]),
-                       arguments.overwrite)
-
-    groups = batch_groups(rows, arguments.batch_size)
     failures = 0
-    with ThreadPoolExecutor(max(1, arguments.io_threads)) as pool, \
-            tqdm(total=len(rows), desc="transfer", unit="pair", file=sys.stderr) as bar:
-
-        def run_now(function, *args) -> Future:
-            future = Future()
-            try:
-                future.set_result(function(*args))
-            except Exception as error:  # noqa: BLE001 - delivered to the row, as a thread's error is
-                future.set_exception(error)
-            return future
-
-        submit = pool.submit if arguments.io_threads > 0 else run_now
-
-        def ahead(number):  # the group's decoding, started now in threads, or None: decode it at its turn
-            if arguments.io_threads == 0 or number >= len(groups) or waits_for_outputs(rows, groups[number]):
-                return None
-            start, end = groups[number]
-            return [pool.submit(decode, row) for row in rows[start:end]]
-
-        def report(number, error=None, job=None) -> None:
-            nonlocal failures
-            if error is not None:
+    with tqdm(total=len(rows), desc="transfer", unit="pair", file=sys.stderr) as bar:
+        for outcome in runner.run(rows):
+            if outcome.error is not None:
                 failures += 1
-                bar.write(f"line {number}: error: {row_error(error)}", file=sys.stderr)
+                bar.write(f"line {outcome.row.line}: error: {outcome.message}", file=sys.stderr)
             elif arguments.timings:
-                bar.write(f"line {number}: {_format_timings(job)}", file=sys.stderr)
+                bar.write(f"line {outcome.row.line}: {_format_timings(outcome.job)}", file=sys.stderr)
             bar.update(1)
+    return _rows_failed(failures, len(rows))
 
-        def finish(outcomes) -> None:  # each row's outcome, in order: its error, or its write to wait for
-            for number, job, outcome in outcomes:
-                try:
-                    if isinstance(outcome, BaseException):
-                        raise outcome
-                    outcome.result()
-                    report(number, job=job)
-                except Exception as error:  # noqa: BLE001 - reported per row
-                    report(number, error)
 
-        reading, writing = ahead(0), []
-        for number, (start, end) in enumerate(groups):
-            group = rows[start:end]
-            if reading is None:  # decoded now, after the rows before it are written
-                finish(writing)
-                writing = []
-                reading = [run_now(decode, row) for row in group]
-            decoded = []
-            for future in reading:
-                try:
-                    decoded.append(future.result())
-                except Exception as error:  # noqa: BLE001 - reported per row
-                    decoded.append(error)
-            reading = ahead(number + 1)
-            jobs = [job for job in decoded if not isinstance(job, BaseException)]
-            results = iter(run_engine_batch(engine, jobs, arguments.strength, region_map, segmenter))
-            finish(writing)
-            writing = []
-            for row, job in zip(group, decoded):
-                if isinstance(job, BaseException):
-                    writing.append((row["line"], None, job))
-                    continue
-                result = next(results)
-                writing.append((row["line"], job, result if isinstance(result, BaseException)
-                                else submit(encode_job, job, result)))
-        finish(writing)
+def _rows_failed(failures: int, total: int) -> int:
+    """A batch's exit code, with the line that counts the failed rows."""
     if failures:
-        print(f"histocolor: {failures} of {len(rows)} pairs failed", file=sys.stderr)
+        print(f"histocolor: {failures} of {total} pairs failed", file=sys.stderr)
         return ROWS_FAILED
     return 0
 
@@ -330,23 +223,22 @@ def _check_strength(strength: float) -> None:
         raise HistocolorError(f"--strength must be between 0 and 1, got {strength}")
 
 
-def _engine(arguments, match: str | None = None):
-    """The ColorTransfer that ``transfer`` and ``video`` build from their shared options (``match``
-    overrides ``--match``)."""
-    from histocolor.transfer import ColorTransfer
-
-    return ColorTransfer(arguments.method, weights=arguments.weights, device=arguments.device,
-                         max_side=arguments.max_side, lut_size=arguments.lut_size,
-                         match=arguments.match if match is None else match)
+def _engine_options(arguments) -> dict:
+    """The :class:`~histocolor.engine.ColorTransfer` keywords of ``transfer``'s and ``video``'s options."""
+    return {"method": arguments.method, "weights": arguments.weights, "device": arguments.device,
+            "max_side": arguments.max_side, "lut_size": arguments.lut_size, "match": arguments.match}
 
 
 def _transfer(arguments) -> int:
     from histocolor.regions import load_region_map
+    from histocolor.runner import engine_runner
     from histocolor.segment import get_segmenter
 
     _check_strength(arguments.strength)
     if arguments.io_threads < 0:
         raise HistocolorError(f"--io-threads must be 0 or more, got {arguments.io_threads}")
+    if arguments.batch_size < 1:
+        raise HistocolorError(f"--batch-size must be 1 or more, got {arguments.batch_size}")
     rows = None
     if arguments.pairs:
         if arguments.source or arguments.reference or arguments.output:
@@ -363,41 +255,36 @@ def _transfer(arguments) -> int:
     if arguments.region_map and not (arguments.source_mask or arguments.segmenter or arguments.pairs):
         raise HistocolorError("--region-map needs masks (--source-mask/--reference-mask) or --segmenter")
     region_map = load_region_map(arguments.region_map) if arguments.region_map else None
-    segmenter = get_segmenter(arguments.segmenter, arguments.device) if arguments.segmenter else None
+    settings = {"strength": arguments.strength, "overwrite": arguments.overwrite, "region_map": region_map,
+                "batch_size": arguments.batch_size}
     if arguments.ray is not None:
         if rows is None:
             raise HistocolorError("--ray runs a --pairs CSV: add --pairs")
-        if segmenter is not None:
+        if arguments.segmenter:
             raise HistocolorError("--ray takes masks from the CSV: drop --segmenter")
-        return _run_on_ray(arguments, rows, region_map)
-    if rows is not None:
-        return _run_batch(arguments, rows, _engine(arguments), region_map, segmenter)
-    return _run_single(arguments, region_map, segmenter)
+        return _run_on_ray(arguments, rows, settings)
+    segmenter = get_segmenter(arguments.segmenter, arguments.device) if arguments.segmenter else None
+    runner = engine_runner(_engine_options(arguments), segmenter=segmenter, io_threads=arguments.io_threads,
+                           **settings)
+    return _run_single(arguments, runner) if rows is None else _run_batch(arguments, rows, runner)
 
 
-def _run_on_ray(arguments, rows, region_map) -> int:
+def _run_on_ray(arguments, rows, settings) -> int:
     """``--pairs`` on a Ray cluster (:mod:`histocolor.cluster`), reported as ``--pairs`` reports."""
     from tqdm import tqdm
 
     from histocolor.cluster import transfer_pairs_on_ray
 
     # Workers may run elsewhere, in another folder: absolute paths only.
-    keys = ("source", "reference", "output", "source_mask", "reference_mask")
-    rows = [{**row, **{key: str(Path(row[key]).resolve()) for key in keys if row[key] is not None}} for row in rows]
-    options = {"method": arguments.method, "device": arguments.device, "max_side": arguments.max_side,
-               "lut_size": arguments.lut_size, "match": arguments.match,
+    options = {**_engine_options(arguments),
                "weights": None if arguments.weights is None else str(Path(arguments.weights).resolve())}
     with tqdm(total=len(rows), desc="transfer (ray)", unit="pair", file=sys.stderr) as bar:
-        errors = transfer_pairs_on_ray(rows, options, strength=arguments.strength, overwrite=arguments.overwrite,
-                                       region_map=region_map, batch_size=arguments.batch_size,
-                                       address=arguments.ray or None, progress=bar.update)
+        errors = transfer_pairs_on_ray(rows, options, address=arguments.ray or None, progress=bar.update,
+                                       verbose=arguments.ray_logs, **settings)
     failures = [(line, error) for line, error in sorted(errors.items()) if error]
     for line, error in failures:
         print(f"line {line}: error: {error}", file=sys.stderr)
-    if failures:
-        print(f"histocolor: {len(failures)} of {len(rows)} pairs failed", file=sys.stderr)
-        return ROWS_FAILED
-    return 0
+    return _rows_failed(len(failures), len(rows))
 
 
 def _apply_lut(arguments) -> int:
@@ -409,7 +296,7 @@ def _apply_lut(arguments) -> int:
     output = check_output(arguments.output, check_output_path, arguments.overwrite, arguments.image, arguments.lut)
     look = LutMap(read_cube(arguments.lut)).blended(arguments.strength)
     image = read_image(arguments.image)
-    write_image(output, look.apply(image.rgb), image.alpha, exif=image.exif)
+    write_image(output, look.apply(image.rgb), image.alpha, exif=image.exif, overwrite=arguments.overwrite)
     return 0
 
 
@@ -427,13 +314,16 @@ def _video(arguments) -> int:
             raise HistocolorError("--save-lut saves a shot's one look: it needs --temporal shot")
         _check_lut_path(arguments.save_lut, arguments.overwrite, False, arguments.video, arguments.reference, output)
     reference = read_image(arguments.reference)
-    engine = _engine(arguments)
+    from histocolor.engine import ColorTransfer
+
+    engine = ColorTransfer(**_engine_options(arguments))
     look = recolour_video(arguments.video, reference, output, engine, strength=arguments.strength,
-                          temporal=arguments.temporal, sample_frames=arguments.sample_frames, progress=True)
+                          temporal=arguments.temporal, sample_frames=arguments.sample_frames, progress=True,
+                          overwrite=arguments.overwrite)
     if arguments.save_lut:
         from histocolor.cube import save_look
 
-        save_look(arguments.save_lut, look, arguments.lut_size)
+        save_look(arguments.save_lut, look, arguments.lut_size, arguments.overwrite)
     print(f"video written to {output}", file=sys.stderr)
     return 0
 
@@ -534,7 +424,7 @@ def _segment(arguments) -> int:
         first, names = segmenter.segment(image)
         maps = [first]
     for path, labels in zip(outputs, maps):
-        write_labels(path, labels)
+        write_labels(path, labels, arguments.overwrite)
     for label in sorted(set().union(*(np.unique(labels).tolist() for labels in maps))):
         print(f"{label}\t{names.get(label, '-')}")
     return 0
@@ -546,7 +436,7 @@ def _info() -> int:
     import torch
 
     from histocolor.model.io import DEFAULT_WEIGHTS
-    from histocolor.transfer import METHODS
+    from histocolor.engine import METHODS
 
     kornia_version = __import__("kornia").__version__
     cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available"

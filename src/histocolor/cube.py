@@ -34,8 +34,9 @@ def check_cube_path(path) -> Path:
     return check_writable(path)
 
 
-def write_cube(path, lut: np.ndarray, title: str = "histocolor look") -> Path:
-    """Write ``lut`` ``(S, S, S, 3)`` as a .cube file, atomically (a temporary file, then a rename).
+def write_cube(path, lut: np.ndarray, title: str = "histocolor look", overwrite: bool = True) -> Path:
+    """Write ``lut`` ``(S, S, S, 3)`` as a .cube file, atomically (a temporary file, then a rename;
+    without ``overwrite``, never over a file that exists).
 
     The rows run with red fastest, then green, then blue (the format's order), 7 decimals.
     """
@@ -45,7 +46,7 @@ def write_cube(path, lut: np.ndarray, title: str = "histocolor look") -> Path:
         raise ValueError(f"expected an (S, S, S, 3) LUT, got shape {table.shape}")
     rows = table.transpose(2, 1, 0, 3).reshape(-1, 3)  # [b, g, r] in C order: red fastest
     title = title.replace('"', "'")
-    with atomic_path(path, ".cube") as temporary, open(temporary, "w", encoding="utf-8") as stream:
+    with atomic_path(path, ".cube", replace=overwrite) as temporary, open(temporary, "w", encoding="utf-8") as stream:
         stream.write(f'TITLE "{title}"\nLUT_3D_SIZE {table.shape[0]}\n')
         np.savetxt(stream, rows, fmt="%.7f")
     return path
@@ -128,8 +129,9 @@ def look_paths(path, look: Look) -> list[Path]:
     return [*regions, Path(f"{stem}-rest.cube"), Path(f"{stem}-labels.png")]
 
 
-def save_look(path, look: Look, size: int = DEFAULT_LUT_SIZE) -> list[Path]:
-    """Write ``look`` as .cube files (see :func:`look_paths`) and return their paths.
+def save_look(path, look: Look, size: int = DEFAULT_LUT_SIZE, overwrite: bool = True) -> list[Path]:
+    """Write ``look`` as .cube files (see :func:`look_paths`) and return their paths (without
+    ``overwrite``, never over files that exist).
 
     A region that owns no pixel (and so has no colour map) gets the rest's map. The
     feathered seams are not part of a .cube: another tool blends the region LUTs through
@@ -140,7 +142,8 @@ def save_look(path, look: Look, size: int = DEFAULT_LUT_SIZE) -> list[Path]:
     paths = look_paths(path, look)
     rest = look.maps[-1]
     for target, colour_map in zip(paths, look.maps):
-        write_cube(target, (colour_map or rest).to_lut(size), title=f"histocolor {Path(target).stem}")
+        write_cube(target, (colour_map or rest).to_lut(size), title=f"histocolor {Path(target).stem}",
+                   overwrite=overwrite)
     if not look.is_global:
-        write_labels(paths[-1], look.label_map)
+        write_labels(paths[-1], look.label_map, overwrite)
     return paths

@@ -46,7 +46,7 @@ from histocolor.metrics import (
     structure_score,
 )
 from histocolor.regions import check_labels, load_label_map
-from histocolor.transfer import METHODS, ColorTransfer
+from histocolor.engine import METHODS, ColorTransfer
 from histocolor.video import VIDEO_EXTENSIONS
 
 # "<method>+regions" runs a method region-wise with the pair's masks.
@@ -255,7 +255,7 @@ def evaluate(
     With ``segmenter`` (a name), the ``+regions`` methods use its automatic labels instead of the
     pairs' masks; the region SWD is still measured on the masks, so the score says what
     automatic segmentation costs. ``match`` is the engines' shared-pixels mode (see
-    :class:`~histocolor.transfer.ColorTransfer`); the report says on which pairs the look was
+    :class:`~histocolor.engine.ColorTransfer`); the report says on which pairs the look was
     fitted on shared pixels.
 
     Before any work the methods, ``limit`` (at least 1 pair, or None: all), the sets and ``out``

@@ -54,6 +54,7 @@ MAX_PIXELS: int = 250_000_000
 WRITE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 
 _EIGHT_BIT_ONLY = (".jpg", ".jpeg", ".webp", ".bmp")
+_NO_ALPHA = {".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}  # formats whose readers ignore alpha
 _PILLOW_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF",
                    ".tiff": "TIFF", ".webp": "WEBP", ".bmp": "BMP"}
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -532,13 +533,15 @@ def check_writable(path) -> pathlib.Path:
 
 
 def write_image(path, rgb: np.ndarray, alpha: np.ndarray | None = None, *,
-                quality: int = 95, exif: bytes | None = None) -> None:
+                quality: int = 95, exif: bytes | None = None, overwrite: bool = True) -> None:
     """Write an (H, W, 3) uint8/uint16 image atomically, format from the extension.
 
     The file is written to a temporary name in the target directory and renamed
     over the target only once complete, so a failure never leaves a partial file
-    or destroys an existing one. Formats that cannot hold 16 bits (JPEG, WebP,
-    BMP) get an 8-bit copy, and JPEG drops alpha; both with a warning.
+    or destroys an existing one. Without ``overwrite`` an existing target, even one
+    that another process wrote meanwhile, is kept (:class:`~histocolor.atomic.OutputExists`).
+    Formats that cannot hold 16 bits (JPEG, WebP, BMP) get an 8-bit copy, and JPEG
+    and BMP drop alpha; both with a warning.
 
     ``exif`` (EXIF bytes such as :attr:`LoadedImage.exif`, with or without the
     "Exif\\0\\0" header) is written without its Orientation tag, since ``rgb`` is
@@ -556,13 +559,15 @@ def write_image(path, rgb: np.ndarray, alpha: np.ndarray | None = None, *,
                       stacklevel=2)
         rgb = _to_eight_bit(rgb)
         alpha = None if alpha is None else _to_eight_bit(alpha)
-    if alpha is not None and ext in (".jpg", ".jpeg"):
-        warnings.warn(f"'{path}': JPEG has no alpha channel; transparency dropped",
+    if alpha is not None and ext in _NO_ALPHA:
+        warnings.warn(f"'{path}': {_NO_ALPHA[ext]} has no alpha channel; transparency dropped",
                       stacklevel=2)
         alpha = None
     try:
-        with atomic_write(path, suffix=ext) as stream:
+        with atomic_write(path, suffix=ext, replace=overwrite) as stream:
             _encode(stream, ext, rgb, alpha, quality, exif)
+    except HistocolorError:
+        raise
     except Exception as exc:
         raise HistocolorError(f"cannot write '{path}': {_one_line(exc)}") from exc
 

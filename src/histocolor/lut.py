@@ -16,6 +16,9 @@ import numpy as np
 
 DEFAULT_LUT_SIZE = 17  # by measurement: see docs/BENCHMARKS.md (33 for the finest fit)
 DEFAULT_SMOOTHNESS = 1e-6
+# The largest LUT :func:`fit_lut` fits: its cost grows with the grid's nodes (a 200x133 image
+# took 17 s at 65 and 6 minutes, 1.4 GB, at 129). Tabulating a look is cheap at any size.
+MAX_FITTED_LUT_SIZE = 65
 _COARSEST_SIZE = 9
 _TOLERANCE = 1e-4  # relative residual of the LUT fit's linear solve
 _COARSE_TOLERANCE = 1e-2  # coarse grids only provide the starting point

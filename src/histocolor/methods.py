@@ -57,6 +57,11 @@ class TransferMethod:
 
     matcher: SharedPixelsMatcher | None = None
 
+    @property
+    def unmatched(self) -> TransferMethod:
+        """This method without its look for shared pixels (for pairs already looked at)."""
+        return self
+
     def fit_maps(self, source: LoadedImage, reference: LoadedImage, regions: Regions,
                  weights: np.ndarray, clock: Stopwatch) -> list:
         raise NotImplementedError
@@ -144,6 +149,10 @@ class SharedPixelsFirst(TransferMethod):
     def __init__(self, fallback: TransferMethod, matcher: SharedPixelsMatcher):
         self.fallback, self.matcher = fallback, matcher
         self.model = getattr(fallback, "model", None)
+
+    @property
+    def unmatched(self) -> TransferMethod:
+        return self.fallback
 
     def fit_maps(self, source, reference, regions, weights, clock):
         maps = self.matcher.matched_maps(source, reference, regions, clock)

@@ -1,132 +1,63 @@
-"""The rows of a batch: pairs CSVs, their outputs checked before any work, and each row's
-decode, transfer and encode, for ``histocolor transfer --pairs`` on one machine
-(:mod:`histocolor.cli`) and on a Ray cluster (:mod:`histocolor.cluster`) alike.
+"""The rows of a batch: what each pair reads and writes, read from a pairs CSV, and the order
+constraints between rows (a row may read an earlier row's output).
+
+:mod:`histocolor.runner` runs them; the CLI, Ray (:mod:`histocolor.cluster`) and napari make them.
 """
 
 import csv
 import os
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from histocolor.errors import HistocolorError, is_out_of_memory
+from histocolor.errors import HistocolorError
 
-OUT_OF_MEMORY_ADVICE = "out of memory (try a smaller --max-side, or --device cpu)"
 CSV_REQUIRED = ("source", "reference", "output")
 CSV_MASKS = ("source_mask", "reference_mask")
 
 
-def _same_file(first, second) -> bool:
-    try:
-        return os.path.samefile(first, second)
-    except OSError:  # either does not exist
-        return False
-
-
-def check_output(output, check, overwrite: bool, *inputs) -> Path:
-    """Before any work: ``check(output)`` (its format, a writable place), never an input, never a
-    symbolic link, and an existing file only with ``--overwrite``."""
-    output = Path(check(output))
-    target = output.resolve()
-    for given in inputs:
-        # The same path, or the same file under another name (a case-insensitive file system, a hard link).
-        if given is not None and (Path(given).resolve() == target or _same_file(output, given)):
-            raise HistocolorError(f"the output '{output}' is an input file: choose another name")
-    if output.is_symlink():
-        raise HistocolorError(f"the output '{output}' is a symbolic link: write to a plain path")
-    if output.exists() and not overwrite:
-        raise HistocolorError(f"'{output}' exists: add --overwrite to replace it")
-    return output
-
-
 @dataclass
-class Job:
-    """One pair of a transfer: decoded by :func:`decode_job`, transferred, then written by :func:`encode_job`."""
+class Row:
+    """One pair to recolour: ``source`` and ``reference`` are paths (or pixels in memory, as
+    :func:`~histocolor.imageio.as_image` takes them), ``output`` the path to write; ``masks`` the label
+    maps of a region-wise transfer; ``line`` names the row in messages (a CSV's line number);
+    ``refused``, when set, is the row's error found before any work."""
 
-    output: Path
-    source: object  # LoadedImage
+    source: object
     reference: object
-    masks: tuple
-    timings: dict
-    found: str | None = None  # what the reference shares with the source, when the look was fitted on it
-    look: object = None  # the look fitted on shared pixels while the engine loaded (the single transfer)
+    output: Path | None
+    masks: tuple = (None, None)
+    line: int = 0
+    refused: str | None = None
+    _inputs: set | None = field(default=None, repr=False, compare=False)
+
+    def inputs(self) -> set[Path]:
+        """The files the row reads, resolved."""
+        if self._inputs is None:
+            self._inputs = {Path(item).resolve() for item in (self.source, self.reference, *self.masks)
+                            if isinstance(item, (str, os.PathLike))}
+        return self._inputs
+
+    def target(self) -> Path | None:
+        return None if self.output is None else Path(self.output).resolve()
+
+    def to_dict(self) -> dict:
+        """Plain data (paths as absolute text) for another process, e.g. a Ray worker."""
+        def text(path):
+            return None if path is None else str(Path(path).resolve())
+
+        return {"source": text(self.source), "reference": text(self.reference), "output": text(self.output),
+                "masks": [text(mask) for mask in self.masks], "line": self.line, "refused": self.refused}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Row":
+        return cls(data["source"], data["reference"], data["output"], tuple(data["masks"]), data["line"],
+                   data["refused"])
 
 
-def check_job(source, reference, output, masks=(None, None), overwrite: bool = False) -> Path:
-    """The checks a pair passes before any work, from its paths alone: all three given, and the
-    output's name (never an input, an existing file only with ``overwrite``)."""
-    from histocolor.imageio import check_output_path
-
-    if source is None or reference is None or output is None:
-        raise HistocolorError("source, reference and output must all be given")
-    return check_output(output, check_output_path, overwrite, source, reference, *masks)
-
-
-def read_job(output: Path, source, reference, masks=(None, None)) -> Job:
-    """Decode both images of a checked pair (see :func:`check_job`)."""
-    from histocolor.imageio import read_image
-
-    clock = time.perf_counter()
-    source_image, reference_image = read_image(source), read_image(reference)
-    return Job(output, source_image, reference_image, masks, {"decode": time.perf_counter() - clock})
-
-
-def decode_job(source, reference, output, masks=(None, None), overwrite: bool = False) -> Job:
-    """Check a pair and decode both images (the part a batch runs ahead, in a thread)."""
-    return read_job(check_job(source, reference, output, masks, overwrite), source, reference, masks)
-
-
-def run_engine_batch(engine, jobs: list, strength, region_map=None, segmenter=None) -> list:
-    """Segment the jobs without masks (with ``segmenter``) and recolour them all (``engine.batch``):
-    per job its result or the exception it raised."""
-    pairs, failed = [], {}
-    for index, job in enumerate(jobs):
-        masks = job.masks
-        if segmenter is not None and masks == (None, None):
-            clock = time.perf_counter()
-            try:
-                masks = segmenter.segment_pair(job.source.rgb, job.reference.rgb)[:2]
-            except Exception as error:  # noqa: BLE001 - reported per row
-                failed[index] = error
-            job.timings["segment"] = time.perf_counter() - clock
-        pairs.append((job.source, job.reference, *masks))
-    todo = [index for index in range(len(jobs)) if index not in failed]
-    results = dict(zip(todo, engine.batch([pairs[i] for i in todo], strength=strength, region_map=region_map)))
-    for index, job in enumerate(jobs):
-        if not isinstance(results.get(index), (BaseException, type(None))):
-            job.timings.update(results[index].timings)
-            shared = results[index].shared_pixels
-            job.found = None if shared is None else shared.describe()
-    return [failed[index] if index in failed else results[index] for index in range(len(jobs))]
-
-
-def matched_look(matcher, job: Job):
-    """The whole image's look ``matcher`` (:class:`~histocolor.methods.SharedPixelsMatcher`) fits on
-    the pixels the job's reference shares with its source, or None; its stages and what it found
-    go into the job."""
-    from histocolor.timing import Stopwatch
-
-    clock = Stopwatch()
-    look = matcher.look(job.source, job.reference, clock)
-    job.timings.update(clock.timings)
-    job.found = None if look is None else look.shared_pixels.describe()
-    return look
-
-
-def encode_job(job: Job, result) -> None:
-    from histocolor.imageio import write_image
-
-    clock = time.perf_counter()
-    image = result.image
-    rgb, alpha = (image[..., :3], image[..., 3]) if image.shape[-1] == 4 else (image, None)
-    write_image(job.output, rgb, alpha, exif=job.source.exif)  # the result keeps the source's EXIF
-    job.timings["encode"] = time.perf_counter() - clock
-
-
-def read_pairs(path) -> list[dict]:
+def read_pairs(path) -> list[Row]:
     """Rows of a pairs CSV, paths resolved against the CSV's folder; empty cells become None.
 
-    Each row also holds ``line``, its line number in the file (for error messages).
+    Each row's ``line`` is its line number in the file (for error messages).
     """
     path = Path(path)
     try:
@@ -146,63 +77,65 @@ def read_pairs(path) -> list[dict]:
         )
     if not rows:
         raise HistocolorError(f"pairs file '{path}' has no rows")
+    for line, row in rows:
+        if any("\0" in value for value in row.values()):
+            raise HistocolorError(f"pairs file '{path}', line {line}: a cell holds a NUL byte (is it a text file?)")
     base = path.parent
-    pairs = [
-        {
-            "line": line,
-            **{name: (base / row[name] if row.get(name) else None) for name in (*CSV_REQUIRED, *CSV_MASKS)},
-        }
-        for line, row in rows
-    ]
-    check_outputs(pairs)
+
+    def cell(row, name):
+        return base / row[name] if row.get(name) else None
+
+    pairs = [Row(cell(row, "source"), cell(row, "reference"), cell(row, "output"),
+                 (cell(row, "source_mask"), cell(row, "reference_mask")), line)
+             for line, row in rows]
+    refuse_clashes(pairs)
     return pairs
 
 
-def check_outputs(pairs) -> None:
-    """Mark (``row["refused"]``) a row that would write a file an earlier row writes, or over an input
-    of its own or an earlier row: a per-row error (a later row may read an earlier row's output)."""
+def refuse_clashes(rows: list[Row]) -> None:
+    """Refuse (``row.refused``) a row that would write a file an earlier row writes, or over an
+    input of its own or of an earlier row: a per-row error (a later row may read an earlier row's output)."""
     written, read = {}, {}
-    for row in pairs:
-        for key in ("source", "reference", *CSV_MASKS):
-            if row[key] is not None:
-                read.setdefault(Path(row[key]).resolve(), row["line"])
-        row["refused"] = None
-        if row["output"] is None:
+    for row in rows:
+        for given in row.inputs():
+            read.setdefault(given, row.line)
+        target = row.target()
+        if target is None or row.refused:
             continue
-        target = Path(row["output"]).resolve()
         if target in written:
-            row["refused"] = f"line {written[target]} writes '{row['output']}' already"
+            row.refused = f"line {written[target]} writes '{row.output}' already"
         elif target in read:
-            row["refused"] = f"'{row['output']}' is an input of line {read[target]}: choose another output"
+            row.refused = f"'{row.output}' is an input of line {read[target]}: choose another output"
         else:
-            written[target] = row["line"]
+            written[target] = row.line
 
 
-def row_error(error: BaseException) -> str:
-    if isinstance(error, HistocolorError):
-        return str(error)
-    if is_out_of_memory(error):
-        return OUT_OF_MEMORY_ADVICE
-    summary = str(error).splitlines()[0] if str(error) else ""  # a bug must not cost the other rows their results
-    return f"unexpected {type(error).__name__}: {summary}"
-
-
-def batch_groups(rows, size: int) -> list[tuple[int, int]]:
+def batch_groups(rows: list[Row], size: int) -> list[tuple[int, int]]:
     """Consecutive ``(start, end)`` groups of at most ``size`` rows; a row that reads an earlier
     row's output starts a new group (decoded only once the rows before it are written)."""
-    outputs = [None if row["output"] is None else Path(row["output"]).resolve() for row in rows]
-    groups, start = [], 0
+    groups, start, written = [], 0, set()
     for index, row in enumerate(rows):
-        inputs = {Path(row[key]).resolve() for key in ("source", "reference", *CSV_MASKS) if row[key] is not None}
-        if index > start and (index - start >= size or inputs & set(outputs[:index])):
+        if index > start and (index - start >= size or row.inputs() & written):
             groups.append((start, index))
             start = index
+        if row.target() is not None:
+            written.add(row.target())
     return [*groups, (start, len(rows))] if rows else []
 
 
-def waits_for_outputs(rows, group) -> bool:
-    """Whether the group's first row reads the output of a row before it."""
-    start = group[0]
-    row = rows[start]
-    inputs = {Path(row[key]).resolve() for key in ("source", "reference", *CSV_MASKS) if row[key] is not None}
-    return any(other["output"] is not None and Path(other["output"]).resolve() in inputs for other in rows[:start])
+def waits_for_outputs(rows: list[Row], start: int) -> bool:
+    """Whether row ``start`` reads the output of a row before it."""
+    return any(other.target() in rows[start].inputs() for other in rows[:start] if other.target() is not None)
+
+
+def waves(rows: list[Row]) -> list[list[int]]:
+    """Row indices by wave: a row that reads an earlier row's output runs one wave after it."""
+    written, depth = {}, []
+    for index, row in enumerate(rows):
+        depth.append(1 + max((depth[written[p]] for p in row.inputs() if p in written), default=-1))
+        if row.target() is not None:
+            written.setdefault(row.target(), index)
+    grouped = [[] for _ in range(max(depth, default=-1) + 1)]
+    for index, level in enumerate(depth):
+        grouped[level].append(index)
+    return grouped

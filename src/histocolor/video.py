@@ -133,7 +133,7 @@ def shot_look(engine, frames, reference, sample_count: int = 9) -> Look:
 
     A reference that is a graded frame of the shot shares pixels with some sampled frame: the
     look is then fitted on the pixels of the frame that shares the most (see
-    :meth:`~histocolor.transfer.ColorTransfer.fit_shared`), the grade itself.
+    :meth:`~histocolor.engine.ColorTransfer.fit_shared`), the grade itself.
     """
     sampled = sample_frames(read_frames(frames) if isinstance(frames, (str, Path)) else frames, sample_count)
     if not sampled:
@@ -161,13 +161,13 @@ class _SmoothedLook:
 
 
 def recolour_video(source, reference, output, engine, *, strength: float = 1.0, temporal: str = "shot",
-                   sample_frames: int = 9, progress: bool = False) -> Look | None:
+                   sample_frames: int = 9, progress: bool = False, overwrite: bool = True) -> Look | None:
     """Recolour the video ``source`` after ``reference`` into ``output``; return the look applied.
 
-    ``engine`` is a :class:`~histocolor.transfer.ColorTransfer`. Every frame goes through the
+    ``engine`` is a :class:`~histocolor.engine.ColorTransfer`. Every frame goes through the
     look tabulated as a 3D LUT of the engine's ``lut_size`` (what a saved .cube does, and
     fast). The output is written to a temporary file next to ``output`` and renamed when
-    complete. Returns the look applied, strength included (None with ``temporal="smooth"``,
+    complete (without ``overwrite``, never over a file that exists by then). Returns the look applied, strength included (None with ``temporal="smooth"``,
     whose look changes over time).
     """
     import av
@@ -179,7 +179,7 @@ def recolour_video(source, reference, output, engine, *, strength: float = 1.0, 
     if temporal == "shot":
         shot = shot_look(engine, read_frames(source), reference, sample_frames).blended(strength)
         look = Look([shot.maps[0].tabulated(engine.lut_size)])
-    with _progress(None, progress) as bar, atomic_path(output, output.suffix) as temporary:
+    with _progress(None, progress) as bar, atomic_path(output, output.suffix, replace=overwrite) as temporary:
         try:
             frames = _encode_video(source, reference, temporary, output.suffix.lower(), engine, look, strength, bar)
         except (av.FFmpegError, ValueError) as error:  # PyAV reports unsupported formats as ValueError

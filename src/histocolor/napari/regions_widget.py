@@ -18,7 +18,7 @@ from histocolor.napari._layers import (
 )
 from histocolor.regions import DPST_PALETTE, check_labels, label_maps, parse_region_map, read_mask
 from histocolor.segment import get_segmenter
-from histocolor.transfer import METHODS, ColorTransfer
+from histocolor.engine import METHODS, ColorTransfer
 
 # The model-backed ones need their files in $HISTOCOLOR_HOME/models (see the README).
 SEGMENTERS = ("slic", "ade20k", "voc", "onnx:efficientvit_seg_b0_cityscapes.onnx")

@@ -25,7 +25,7 @@ from napari.utils.notifications import show_info
 
 from histocolor.cube import save_look
 from histocolor.data.photos import PHOTO_EXTENSIONS, list_photos
-from histocolor.imageio import check_output_path, read_image, write_image
+from histocolor.imageio import check_output_path
 
 from histocolor.errors import HistocolorError
 from histocolor.napari._layers import (
@@ -34,7 +34,7 @@ from histocolor.napari._layers import (
 )
 from histocolor.device import DEVICES
 from histocolor.model.io import DEFAULT_WEIGHTS
-from histocolor.transfer import DEFAULT_MAX_SIDE, METHODS, ColorTransfer
+from histocolor.engine import DEFAULT_MAX_SIDE, METHODS, ColorTransfer
 from histocolor.video import shot_look
 
 
@@ -58,32 +58,6 @@ def named(base: str, strength: float) -> str:
 
 # Images the network recolours together in "Apply to all open images" and "Apply to folder…".
 BATCH_SIZE = 8
-
-
-def recolour_files(engine, photos, reference, strength: float) -> list:
-    """Read each ``(photo, output)``, give the photos ``reference``'s colours at ``strength`` in one
-    batch and write the outputs (atomically, keeping alpha and EXIF): per photo None, or the user
-    error (unreadable, unwritable) that stopped it."""
-    images, errors = [], []
-    for photo, _ in photos:
-        try:
-            images.append(read_image(photo))
-            errors.append(None)
-        except (HistocolorError, OSError) as error:
-            images.append(None)
-            errors.append(error)
-    read = [index for index, image in enumerate(images) if image is not None]
-    results = engine.batch([(images[index], reference) for index in read], strength=strength)
-    for index, result in zip(read, results):
-        try:
-            if isinstance(result, BaseException):
-                raise result
-            rgb, alpha = (result.image[..., :3], result.image[..., 3]) if result.image.shape[-1] == 4 \
-                else (result.image, None)
-            write_image(photos[index][1], rgb, alpha, exif=images[index].exif)
-        except (HistocolorError, OSError) as error:
-            errors[index] = error
-    return errors
 
 
 def apply_look(look, source, strength: float):
@@ -417,14 +391,18 @@ class TransferWidget(DockContainer):
         settings, strength = self._settings(), float(self.strength.value)
         failed: list[str] = []
 
-        def run():
-            engine, reference_pixels = self._engine_for(settings), reference.read()
-            for start in range(0, len(photos), BATCH_SIZE):  # the network recolours a group's photos together
-                group = list(zip(photos[start : start + BATCH_SIZE], outputs[start : start + BATCH_SIZE]))
-                for (photo, _), error in zip(group, recolour_files(engine, group, reference_pixels, strength)):
-                    if error is not None:
-                        failed.append(f"{photo.name} ({error})")
-                    yield photo
+        def run():  # the batch runner of the command line: decode ahead, recolour in groups, write atomically
+            from histocolor.pairs import Row
+            from histocolor.runner import PairRunner
+
+            reference_pixels = reference.read()
+            rows = [Row(photo, reference_pixels, output) for photo, output in zip(photos, outputs)]
+            runner = PairRunner(lambda: self._engine_for(settings), strength=strength, batch_size=BATCH_SIZE,
+                                io_threads=1)
+            for outcome in runner.run(rows):
+                if outcome.error is not None:
+                    failed.append(f"{outcome.row.source.name} ({outcome.message})")
+                yield outcome.row.source
 
         def report(_=None):
             written = len(photos) - len(failed)

@@ -129,9 +129,9 @@ def resize_labels(labels: np.ndarray, size) -> np.ndarray:
     return labels[rows[:, None], columns[None, :]]
 
 
-def write_labels(path, labels: np.ndarray) -> None:
+def write_labels(path, labels: np.ndarray, overwrite: bool = True) -> None:
     """An integer label map as PNG, or TIFF for a .tif/.tiff name (8-bit when the labels allow, else
-    16-bit), written atomically."""
+    16-bit), written atomically (without ``overwrite``, never over a file that exists)."""
     from PIL import Image
 
     from histocolor.atomic import atomic_write
@@ -140,5 +140,5 @@ def write_labels(path, labels: np.ndarray) -> None:
         raise HistocolorError(f"labels must be in 0..65535 to be written as PNG, got {labels.min()}..{labels.max()}")
     image = Image.fromarray(labels.astype(np.uint8 if labels.max() < 256 else np.uint16))
     kind = "TIFF" if str(path).lower().endswith((".tif", ".tiff")) else "PNG"
-    with atomic_write(path, suffix=f".{kind.lower()}") as stream:
+    with atomic_write(path, suffix=f".{kind.lower()}", replace=overwrite) as stream:
         image.save(stream, format=kind)

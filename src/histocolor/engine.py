@@ -17,7 +17,7 @@ from histocolor.classical import CLASSICAL_METHODS
 from histocolor.colormap import Look
 from histocolor.errors import HistocolorError
 from histocolor.imageio import as_image
-from histocolor.lut import DEFAULT_LUT_SIZE, DEFAULT_SMOOTHNESS
+from histocolor.lut import DEFAULT_LUT_SIZE, DEFAULT_SMOOTHNESS, MAX_FITTED_LUT_SIZE
 from histocolor.methods import MATCH_MODES, build_method, working_shape
 from histocolor.regions import DEFAULT_FEATHER, prepare_regions
 from histocolor.timing import Stopwatch
@@ -97,6 +97,9 @@ class ColorTransfer:
             raise HistocolorError(f"the LUT size must be between 2 and 129, got {lut_size}")
         if match not in MATCH_MODES:
             raise HistocolorError(f"unknown match mode {match!r}: choose one of {', '.join(MATCH_MODES)}")
+        if lut_size > MAX_FITTED_LUT_SIZE and (method == "analogy" or match == "on"):
+            raise HistocolorError(f"the LUT size must be at most {MAX_FITTED_LUT_SIZE} for a fitted look (the network's, "
+                                  f"or one matched on shared pixels; a larger fit takes minutes), got {lut_size}")
         if not lut_smoothness > 0:
             raise HistocolorError(f"the LUT smoothness must be positive, got {lut_smoothness}")
         self.method = method
@@ -174,9 +177,10 @@ class ColorTransfer:
         return result
 
     def batch(self, pairs, *, strength: float = 1.0, region_map: dict[int, list[int]] | None = None,
-              feather: float = DEFAULT_FEATHER) -> list:
+              feather: float = DEFAULT_FEATHER, match: bool = True) -> list:
         """Recolour several pairs: ``pairs`` of ``(source, reference)`` or ``(source, reference,
-        source_labels, reference_labels)``, as :meth:`__call__` takes them.
+        source_labels, reference_labels)``, as :meth:`__call__` takes them. ``match=False`` skips
+        the look for shared pixels (pairs the caller looked at already, :meth:`fit_shared`).
 
         Returns, per pair and in order, its :class:`TransferResult` or the exception it raised: a
         pair that fails costs only itself. The network recolours pairs of the same working size
@@ -187,7 +191,7 @@ class ColorTransfer:
             raise HistocolorError(f"strength must be between 0 and 1, got {strength}")
         clocks = [Stopwatch(self.device) for _ in pairs]
         results = []
-        for fitted, clock in zip(self._fit_batch(pairs, region_map, feather, clocks), clocks):
+        for fitted, clock in zip(self._fit_batch(pairs, region_map, feather, clocks, match), clocks):
             if isinstance(fitted, BaseException):
                 results.append(fitted)
                 continue
@@ -213,7 +217,7 @@ class ColorTransfer:
         fitted = self._fit_batch(pairs, region_map, feather, [Stopwatch(self.device) for _ in pairs])
         return [item if isinstance(item, BaseException) else item[0] for item in fitted]
 
-    def _fit_batch(self, pairs, region_map, feather, clocks) -> list:
+    def _fit_batch(self, pairs, region_map, feather, clocks, match: bool = True) -> list:
         """Per pair ``(look, source image)`` or its exception; the strategy fits them all at once."""
         outcomes, prepared, prepared_clocks = [None] * len(pairs), [], []
         for index, ((source, reference, *labels), clock) in enumerate(zip(pairs, clocks)):
@@ -228,7 +232,8 @@ class ColorTransfer:
                 continue
             prepared.append((index, item))
             prepared_clocks.append(clock)
-        fitted = self.strategy.fit_maps_batch([item for _, item in prepared], prepared_clocks)
+        strategy = self.strategy if match else self.strategy.unmatched
+        fitted = strategy.fit_maps_batch([item for _, item in prepared], prepared_clocks)
         for (index, item), maps in zip(prepared, fitted):
             outcomes[index] = maps if isinstance(maps, BaseException) else (self._look(maps, *item[2:]), item[0])
         return outcomes
