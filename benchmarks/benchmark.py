@@ -49,7 +49,7 @@ from histocolor.lut import DEFAULT_SMOOTHNESS
 from histocolor.network_methods import image_tensor
 from histocolor.metrics import gradient_ssim, psnr
 from histocolor.model import AnalogyConfig, CTNOutput, HistogramAnalogy
-from histocolor.transfer import ColorTransfer
+from histocolor.engine import ColorTransfer
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "resources" / "samples"

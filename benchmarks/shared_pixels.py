@@ -37,7 +37,7 @@ from histocolor.lut import fit_lut
 from histocolor.colormap import LutMap
 from histocolor.metrics import ciede2000, psnr
 from histocolor.shared_pixels import best_registration, find_shared_pixels, is_same_photo
-from histocolor.transfer import ColorTransfer
+from histocolor.engine import ColorTransfer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

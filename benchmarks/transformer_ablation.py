@@ -26,7 +26,7 @@ import torch
 from histocolor.evaluate import evaluate
 from histocolor.imageio import read_image
 from histocolor.model import from_pretrained
-from histocolor.transfer import ColorTransfer
+from histocolor.engine import ColorTransfer
 
 
 def _inference_copy(weights: Path, out: Path, rounds: int, samples: int) -> Path:
