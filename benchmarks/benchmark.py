@@ -16,11 +16,13 @@ Developer tools, not installed with the package; they use histocolor's public AP
 
 ``startup`` times whole processes side by side, interleaved (``--help``, a classical transfer
 of a 640x480 pair, the network on a 12 MP pair, and color-matcher's MKL command on both pairs
-when its command is given), with their peak memory. ``speed`` runs the real ``histocolor transfer`` command on a large JPEG, one process per
-run, and reports its stage timings and peak memory. ``upsampling`` compares the ways of
-bringing a working-size result to full resolution (the engine's fitted LUT, or resizing
-the output or its Lab change, computed here) against the operator run at full resolution. ``strength-sweep`` shows, for each method and strength, what the graded set's
-truth asks for (PSNR) against how far the result moves towards an unpaired reference (SWD).
+when its command is given), with their peak memory. ``speed`` runs the real ``histocolor
+transfer`` command on a large JPEG, one process per run, and reports its stage timings and
+peak memory. ``upsampling`` compares the ways of bringing a working-size result to full
+resolution (the engine's fitted LUT, or resizing the output or its Lab change, computed here)
+against the operator run at full resolution. ``strength-sweep`` shows, for each method and
+strength, what the graded set's truth asks for (PSNR) against how far the result moves
+towards an unpaired reference (SWD).
 ``frontier`` draws colour distance to the reference (SWD) against structure kept (gradient
 SSIM) on a set: each method as a curve over its strengths, the network among them.
 ``alignment-only`` writes weights whose network returns its alignment unchanged (residual

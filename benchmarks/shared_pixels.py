@@ -337,7 +337,7 @@ def run_speed(arguments) -> None:
     print("| reference | --match | seconds | match | match_fit | network | lut_fit | apply | found |")
     print("|---|---|---|---|---|---|---|---|---|")
     for (reference, match), results in runs.items():
-        stage = lambda name: f"{statistics.median(r[1].get(name, 0.0) for r in results):.3f}"  # noqa: E731
+        stage = lambda name, results=results: f"{statistics.median(r[1].get(name, 0.0) for r in results):.3f}"  # noqa: E731
         print(f"| {reference} | {match} | {statistics.median(r[0] for r in results):.2f} | {stage('match')} | "
               f"{stage('match_fit')} | {stage('network')} | {stage('lut_fit')} | {stage('apply')} | {results[0][2]} |")
 

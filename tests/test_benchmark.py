@@ -4,6 +4,8 @@ import re
 import runpy
 from pathlib import Path
 
+import pytest
+
 from conftest import DPST, SAMPLES, benchmark_module, require
 
 
@@ -15,6 +17,7 @@ def _rows(text):
     return [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
 
 
+@pytest.mark.slow
 def test_upsampling_benchmark_ranks_the_lut_above_resizing_for_a_global_change(capsys):
     main(["upsampling", "--data", str(require(DPST)), "--limit", "1", "--sizes", "64"])
     rows = {(cells[0].strip(), cells[2].strip()): cells for cells in _rows(capsys.readouterr().out)}
@@ -30,6 +33,7 @@ def test_upsampling_benchmark_ranks_the_lut_above_resizing_for_a_global_change(c
     assert lut > resized + 5
 
 
+@pytest.mark.slow
 def test_speed_benchmark_reports_every_stage(capsys):
     main(["speed", "--megapixels", "0.2", "--repeat", "1"])
     rows = _rows(capsys.readouterr().out)
@@ -63,6 +67,7 @@ def test_strength_sweep_scores_both_sets_per_strength(tmp_path, capsys):
     assert nothing[4] == 1.0 and full[4] < 1.0
 
 
+@pytest.mark.slow
 def test_frontier_benchmark_scores_each_strength_and_draws_the_picture(capsys, tmp_path):
     table = tmp_path / "frontier.csv"
     main(["frontier", "--data", str(require(DPST)), "--limit", "2", "--methods", "reinhard", "--strengths", "0", "1",
@@ -97,6 +102,7 @@ def test_alignment_only_weights_return_the_alignment(tmp_path, sample_pair):
     assert np.isfinite(output.numpy()).all()
 
 
+@pytest.mark.slow
 def test_video_and_batch_benchmarks_report_their_rows(capsys):
     main(["video", "--seconds", "0.5", "--size", "64", "48", "--runs", "mkl:shot"])
     (row,) = _rows(capsys.readouterr().out)
@@ -109,6 +115,7 @@ def test_video_and_batch_benchmarks_report_their_rows(capsys):
     assert rows[0][-1].strip() == "1.00x"
 
 
+@pytest.mark.slow
 def test_the_startup_benchmark_times_whole_commands(capsys):
     main(["startup", "--repeat", "1", "--photo", str(SAMPLES / "source.jpg")])
     rows = _rows(capsys.readouterr().out)

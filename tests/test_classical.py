@@ -269,6 +269,7 @@ def blob_pair():
     return source, reference
 
 
+@pytest.mark.slow
 def test_idt_converges(blob_pair):
     source, reference = blob_pair
     distances = [

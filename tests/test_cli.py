@@ -179,7 +179,8 @@ def test_info_reports_versions_and_weights(capsys):
 
 def test_module_entry_point_has_no_traceback_for_user_errors(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "histocolor", "transfer", str(tmp_path / "missing.jpg"), REFERENCE, "-o", str(tmp_path / "o.png"), "--method", "mkl"],
+        [sys.executable, "-m", "histocolor", "transfer", str(tmp_path / "missing.jpg"), REFERENCE,
+         "-o", str(tmp_path / "o.png"), "--method", "mkl"],
         capture_output=True,
         text=True,
     )
@@ -363,6 +364,7 @@ def _count_model_loads(monkeypatch):
     return loads, real
 
 
+@pytest.mark.slow
 def test_a_pairs_batch_loads_the_model_once(tmp_path, capsys, monkeypatch, tiny_weights):
     loads, real = _count_model_loads(monkeypatch)
     pairs = [(SOURCE, REFERENCE), (REFERENCE, SOURCE), (SOURCE, SOURCE)]
@@ -383,6 +385,7 @@ def test_a_pairs_batch_loads_the_model_once(tmp_path, capsys, monkeypatch, tiny_
         assert np.abs(written.astype(int) - engine(source, reference).image).max() <= 1
 
 
+@pytest.mark.slow
 def test_lut_size_sets_the_fitted_and_saved_lut(tmp_path, capsys, tiny_weights):
     """``--lut-size`` is the grid of the LUT fitted to the network's change; ``--save-lut`` writes that LUT."""
     from histocolor.cube import read_cube
@@ -478,7 +481,6 @@ def test_outputs_never_replace_inputs_and_never_collide(tmp_path, capsys):
 def test_sigterm_during_a_write_removes_the_temporary_file_and_says_so(tmp_path):
     """SIGTERM (timeout, systemd, container stops) as Ctrl-C: no temporary file, one line, exit 143."""
     import signal
-    import time
 
     output = tmp_path / "out.png"
     script = (

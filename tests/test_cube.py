@@ -58,6 +58,7 @@ def test_every_classical_look_exports_and_colour_science_applies_it_like_histoco
     assert psnr(ours, result.image) > 35
 
 
+@pytest.mark.slow
 def test_apply_lut_reproduces_transfer_for_8_bit_16_bit_and_alpha(tmp_path, capsys):
     look, out = tmp_path / "look.cube", tmp_path / "out.png"
     assert main(["transfer", str(SOURCE), str(REFERENCE), "-o", str(out), "--save-lut", str(look)]) == 0

@@ -37,6 +37,7 @@ def test_weights_are_shipped_small_and_documented():
     HistogramAnalogy.from_pretrained(DEFAULT_WEIGHTS)
 
 
+@pytest.mark.slow
 def test_the_command_uses_the_shipped_network_by_default(tmp_path, sample_pair, network):
     output = tmp_path / "result.png"
     assert main(["transfer", str(SAMPLES / "source.jpg"), str(SAMPLES / "reference.jpg"), "-o", str(output)]) == 0
@@ -44,6 +45,7 @@ def test_the_command_uses_the_shipped_network_by_default(tmp_path, sample_pair, 
     assert np.array_equal(np.asarray(Image.open(output)), network(source, reference).image)
 
 
+@pytest.mark.slow
 def test_the_sample_pair_takes_the_references_colours_and_keeps_its_structure(sample_pair, network):
     source, reference = sample_pair
     result = network(source, reference).image
@@ -64,6 +66,7 @@ def held_out_results(held_out_views, network_alone):
     return [network_alone(source, reference).image for source, reference, _ in held_out_views]
 
 
+@pytest.mark.slow
 def test_a_held_out_photo_takes_the_grade_of_another_view_of_itself(held_out_views, held_out_results):
     """The paper's situation on photos kept out of training: the truth is known."""
     ours = np.mean([psnr(result, truth) for result, (_, _, truth) in zip(held_out_results, held_out_views)])
@@ -71,6 +74,7 @@ def test_a_held_out_photo_takes_the_grade_of_another_view_of_itself(held_out_vie
     assert ours > nothing + 3.0
 
 
+@pytest.mark.slow
 def test_the_learned_part_beats_its_alignment_on_held_out_views(held_out_views, held_out_results, alignment_alone):
     """The CTN must add to the alignment it starts from, not only keep it: with its residual
     heads at zero (the alignment alone) the same views come out further from the truth."""
@@ -80,6 +84,7 @@ def test_the_learned_part_beats_its_alignment_on_held_out_views(held_out_views, 
     assert ours < 0.995 * alone
 
 
+@pytest.mark.slow
 def test_a_different_reference_gives_a_clearly_different_result(sample_pair, network):
     source, reference = sample_pair
     warm = np.clip(reference.astype(np.float32) * np.array([1.4, 1.0, 0.6]), 0, 255).astype(np.uint8)

@@ -63,6 +63,7 @@ def test_paired_set_report(graded_set, tmp_path):
         evaluate({"graded": graded_set}, ["mkl+regions"], tmp_path / "regions")
 
 
+@pytest.mark.slow
 def test_dpst_layout_with_masks(tmp_path):
     pairs = load_set(require(DPST))
     assert len(pairs) == 30 and pairs[0].name == "in1" and pairs[0].source_mask is not None
@@ -83,6 +84,7 @@ def test_dpst_layout_with_masks(tmp_path):
     assert "| identity |" in report and "PSNR" not in report and "ΔE2000" not in report
 
 
+@pytest.mark.slow
 def test_the_shipped_network_by_regions_takes_each_regions_colours(tmp_path):
     data = require(DPST)
     summary = evaluate({"dpst": data}, ["analogy", "analogy+regions"], tmp_path, limit=2)["dpst"]
@@ -90,6 +92,7 @@ def test_the_shipped_network_by_regions_takes_each_regions_colours(tmp_path):
     assert summary["analogy+regions"]["gradient_ssim"] > 0.7
 
 
+@pytest.mark.slow
 def test_the_report_scores_the_shipped_network_above_its_alignment(tmp_path, held_out_views, alignment_alone):
     """Where the truth is known, the evaluation must tell the trained network from its alignment
     alone (residual heads at zero): closer to the truth on both PSNR and ΔE2000."""

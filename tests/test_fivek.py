@@ -54,6 +54,7 @@ def test_mixed_datasets_alternate(fivek_tree, photo_folder):
     assert torch.equal(mixed[0].source, photos[0].source) and torch.equal(mixed[3].source, experts[1].source)
 
 
+@pytest.mark.train
 def test_training_on_fivek_alone(tmp_path, fivek_tree):
     from histocolor.model import from_pretrained
     from histocolor.train import TrainConfig, train

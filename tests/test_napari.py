@@ -19,6 +19,8 @@ from histocolor.model import from_pretrained  # noqa: E402
 from histocolor.napari._layers import describe  # noqa: E402
 from histocolor.model.io import DEFAULT_WEIGHTS  # noqa: E402
 
+pytestmark = pytest.mark.napari
+
 PLUGIN = "napari-histocolor"
 
 
@@ -48,7 +50,7 @@ def dock(qtbot):
 
     yield add
     for widget in docked:
-        qtbot.waitUntil(lambda: widget.worker is None and getattr(widget, "preview_worker", None) is None,
+        qtbot.waitUntil(lambda widget=widget: widget.worker is None and getattr(widget, "preview_worker", None) is None,
                         timeout=300_000)
 
 
@@ -463,6 +465,7 @@ def _fine_tune_run(widget, qtbot, folder, weights, steps, out):
     _wait_idle(qtbot, widget)
 
 
+@pytest.mark.train
 def test_fine_tune_trains_loadable_weights_and_hands_them_to_transfer(viewer, dock, qtbot, tmp_path, tiny_weights):
     transfer_widget = dock(viewer, "Color transfer")
     widget = dock(viewer, "Fine-tune")
@@ -478,6 +481,7 @@ def test_fine_tune_trains_loadable_weights_and_hands_them_to_transfer(viewer, do
     assert transfer_widget.weights.value == tmp_path / "tuned" and transfer_widget.method.value == "analogy"
 
 
+@pytest.mark.train
 def test_a_finished_fine_tune_says_done_even_when_its_last_step_signal_comes_late(
         viewer, dock, qtbot, tmp_path, tiny_weights):
     widget = dock(viewer, "Fine-tune")
@@ -492,6 +496,7 @@ def test_a_finished_fine_tune_says_done_even_when_its_last_step_signal_comes_lat
     assert widget.status.native.minimumSizeHint().width() < 450
 
 
+@pytest.mark.train
 def test_a_second_fine_tune_never_replaces_the_first(viewer, dock, qtbot, tmp_path, tiny_weights, notices):
     widget = dock(viewer, "Fine-tune")
     _fine_tune_run(widget, qtbot, _photo_folder(tmp_path, viewer), tiny_weights, 1, tmp_path / "tuned")
@@ -517,6 +522,7 @@ def test_fine_tune_lists_the_open_layers_at_once_and_says_when_there_are_none(ma
     assert list(other.layers.choices) == [empty.layers["photo"]] and other.layers_hint.native.isHidden()
 
 
+@pytest.mark.train
 def test_fine_tune_on_open_layers_stops_cleanly(viewer, dock, qtbot, tmp_path, tiny_weights, notices):
     widget = dock(viewer, "Fine-tune")
     widget.start_button.native.click()  # no photos yet
@@ -1090,7 +1096,7 @@ def test_every_dock_is_usable_on_a_1280x800_screen(make_napari_viewer, dock, qtb
     )
     for title, dock_widget, widget, shown in zip(titles, docks, widgets, controls):
         dock_widget.raise_()
-        qtbot.waitUntil(lambda: widget.native.isVisible(), timeout=5_000)
+        qtbot.waitUntil(lambda widget=widget: widget.native.isVisible(), timeout=5_000)
         viewport = widget.native.viewport()
         assert viewport.height() >= 500, title  # a whole column, not a sliver
         for control in shown:

@@ -36,6 +36,7 @@ def _pairs_csv(folder, outputs: str, rows: int = 20) -> list[str]:
     return [f"{row}.png" for row in range(rows)]
 
 
+@pytest.mark.slow
 def test_a_batch_on_ray_equals_the_one_machine_batch_bit_for_bit(tmp_path, tiny_weights, local_ray, capsys):
     names = _pairs_csv(tmp_path, "here")
     _pairs_csv(tmp_path, "cluster")
@@ -49,6 +50,7 @@ def test_a_batch_on_ray_equals_the_one_machine_batch_bit_for_bit(tmp_path, tiny_
     assert np.abs(read_image(tmp_path / "here" / "0.png").rgb.astype(int) - source).mean() > 1  # not the identity
 
 
+@pytest.mark.slow
 def test_bad_rows_on_ray_are_reported_and_the_others_written(tmp_path, local_ray, capsys):
     names = _pairs_csv(tmp_path, "out", rows=6)
     csv = tmp_path / "out.csv"

@@ -89,6 +89,7 @@ def test_each_region_takes_its_reference_regions_colours(rng, method, tiny_weigh
     assert ours < region_sliced_wasserstein(overall, reference, labels, labels) / 3
 
 
+@pytest.mark.slow
 def test_by_regions_the_shipped_networks_learned_part_beats_its_alignment(held_out_region_views, alignment_alone):
     """Region by region the CTN must add to the per-region alignment it starts from: with its
     residual heads at zero the held-out region views come out further from their truth. (The

@@ -121,6 +121,7 @@ def _tiny_models():
         common_stride=4, **common))
 
 
+@pytest.mark.slow
 def test_transformers_segmenters_load_from_a_directory_and_segment(tmp_path):
     pytest.importorskip("transformers")
     image = (np.random.default_rng(0).random((70, 90, 3)) * 255).astype(np.uint8)
@@ -329,6 +330,7 @@ def test_efficientvit_finds_the_sky_at_the_top_of_a_photo():
     assert "building" in names.values()
 
 
+@pytest.mark.slow
 def test_the_tflite_segmenter_prints_nothing_of_its_own(models_home, tmp_path):
     """LiteRT's C++ "INFO: Created TensorFlow Lite XNNPACK delegate" line used to break the one-line stderr."""
     import subprocess

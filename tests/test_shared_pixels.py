@@ -228,6 +228,7 @@ def test_the_docstring_examples_hold():
     assert results.attempted >= 2 and results.failed == 0
 
 
+@pytest.mark.slow
 def test_by_regions_each_region_takes_the_edit_of_its_own_shared_pixels(held_out_region_views, tiny_weights):
     """Region views: each region of the truth graded apart, the reference a mirrored crop of it.
     The match by regions follows each region's grade, which one global look cannot."""
@@ -275,6 +276,7 @@ def test_transparent_pixels_of_the_reference_stay_out_of_the_fit(source, edited,
     assert psnr(result.image[height // 3 :], edited[height // 3 :]) > 38.0
 
 
+@pytest.mark.slow
 def test_the_evaluation_report_says_which_pairs_shared_pixels(tmp_path, source, edited, tiny_weights):
     from histocolor.evaluate import evaluate
     from histocolor.imageio import write_image

@@ -11,6 +11,8 @@ from histocolor.errors import HistocolorError
 from histocolor.model import AnalogyConfig, HistogramAnalogy, from_pretrained
 from histocolor.train import TrainConfig, train
 
+pytestmark = pytest.mark.train
+
 TINY_MODEL = {"hen_widths": [4, 4, 4, 4], "feature_size": 8, "ctn_width": 4, "ctn_depth": 2}
 TINY_TRANSFORMER = {"encoder": "transformer", "transformer": {"depth": 1, "width": 16, "heads": 2}}
 TINY_ATTENTION = {"attention": "bottleneck+decoder", "attention_window": 4, "transformer": {"depth": 1, "width": 16, "heads": 2}}

@@ -146,12 +146,14 @@ class NetworkMethod(_Network):
                     results[index] = error
                 continue
 
+            # fit() runs only in this iteration's pool (the with block below waits for it): the loop
+            # variables it reads are this group's.
             def fit(position: int, index: int) -> None:
                 timings = clocks[index].timings
-                timings["network"] = timings.get("network", 0.0) + clock.timings["network"] / len(group)
+                timings["network"] = timings.get("network", 0.0) + clock.timings["network"] / len(group)  # noqa: B023
                 try:
                     with clocks[index].stage("lut_fit"):
-                        results[index] = self._maps(inputs[index][0], output_lab[position : position + 1],
+                        results[index] = self._maps(inputs[index][0], output_lab[position : position + 1],  # noqa: B023
                                                     items[index][2], items[index][3], None)
                 except Exception as error:  # noqa: BLE001
                     results[index] = error

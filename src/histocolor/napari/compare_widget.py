@@ -6,6 +6,7 @@ unless its choices were changed by hand since.
 """
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from magicgui.widgets import PushButton, Select, create_widget
@@ -23,6 +24,9 @@ from histocolor.napari._layers import (
     RESULT_KEY, DockContainer, check_layer, is_result, notify_error, start_worker, unwrap,
 )
 from histocolor.imageio import as_image
+
+if TYPE_CHECKING:  # napari passes the viewer to a parameter annotated "napari.viewer.Viewer" (the string)
+    import napari.viewer
 
 METRICS = ("SWD to ref. ↓", "grad. SSIM ↑", "PSNR (dB) ↑", "ΔE2000 ↓")
 METRIC_TIPS = (

@@ -3,6 +3,7 @@
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from magicgui.widgets import (
@@ -21,6 +22,9 @@ from histocolor.napari._layers import DockContainer, check_layer, notify_error, 
 from histocolor.train import TrainConfig, train
 from histocolor.imageio import as_image
 from histocolor.model.io import DEFAULT_WEIGHTS
+
+if TYPE_CHECKING:  # napari passes the viewer to a parameter annotated "napari.viewer.Viewer" (the string)
+    import napari.viewer
 
 
 def _keep_triton_out() -> None:

@@ -3,6 +3,7 @@ correct the labels by hand with the reference laid out next to the source, pick 
 region's reference class from a drop-down, transfer by region."""
 
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSlider, LineEdit, PushButton, create_widget
@@ -16,9 +17,12 @@ from histocolor.napari._layers import (
     SAME_LAYER, DockContainer, PairPickers, add_result, check_layer, check_reference, notify_error, start_worker,
     unwrap,
 )
-from histocolor.regions import DPST_PALETTE, check_labels, label_maps, parse_region_map, read_mask
+from histocolor.regions import check_labels, label_maps, parse_region_map, read_mask
 from histocolor.segment import get_segmenter
 from histocolor.engine import METHODS, ColorTransfer
+
+if TYPE_CHECKING:  # napari passes the viewer to a parameter annotated "napari.viewer.Viewer" (the string)
+    import napari.viewer
 
 # The model-backed ones need their files in $HISTOCOLOR_HOME/models (see the README).
 SEGMENTERS = ("slic", "ade20k", "voc", "onnx:efficientvit_seg_b0_cityscapes.onnx")

@@ -13,6 +13,7 @@ colours, one result each, with progress and Cancel.
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from functools import partial
 
@@ -36,6 +37,9 @@ from histocolor.device import DEVICES
 from histocolor.model.io import DEFAULT_WEIGHTS
 from histocolor.engine import DEFAULT_MAX_SIDE, METHODS, ColorTransfer
 from histocolor.video import shot_look
+
+if TYPE_CHECKING:  # napari passes the viewer to a parameter annotated "napari.viewer.Viewer" (the string)
+    import napari.viewer
 
 
 _UNDO_DEPTH = 10

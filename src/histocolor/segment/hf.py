@@ -40,7 +40,8 @@ def load_model(source: str):
     except (OSError, ValueError) as error:
         raise HistocolorError(f"cannot load segmenter 'hf:{source}': {first_line(error)}") from None
     try:
-        processor = (transformers.AutoProcessor if config.model_type == "oneformer" else transformers.AutoImageProcessor).from_pretrained(source)
+        kind = transformers.AutoProcessor if config.model_type == "oneformer" else transformers.AutoImageProcessor
+        processor = kind.from_pretrained(source)
     except (OSError, ValueError, TypeError):
         processor = None
     return model.eval(), processor
