@@ -145,7 +145,7 @@ def publish(temporary, path, replace: bool = False) -> None:
         if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.ENOSYS, errno.EMLINK):
             raise
         if os.path.lexists(path):
-            raise OutputExists(path)
+            raise OutputExists(path) from None
         os.replace(temporary, path)
         return
     os.unlink(temporary)

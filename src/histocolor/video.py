@@ -167,8 +167,8 @@ def recolour_video(source, reference, output, engine, *, strength: float = 1.0, 
     ``engine`` is a :class:`~histocolor.engine.ColorTransfer`. Every frame goes through the
     look tabulated as a 3D LUT of the engine's ``lut_size`` (what a saved .cube does, and
     fast). The output is written to a temporary file next to ``output`` and renamed when
-    complete (without ``overwrite``, never over a file that exists by then). Returns the look applied, strength included (None with ``temporal="smooth"``,
-    whose look changes over time).
+    complete (without ``overwrite``, never over a file that exists by then). Returns the look
+    applied, strength included (None with ``temporal="smooth"``, whose look changes over time).
     """
     import av
 
