@@ -107,6 +107,7 @@ def test_a_bad_or_unreachable_ray_address_fails_in_one_line_within_20_s(tmp_path
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option", [["--weights", "missing-weights"], ["--max-side", "5000"], ["--device", "cuda"]])
 def test_a_user_error_in_the_ray_workers_is_one_line_and_exit_2(tmp_path, local_ray, capsys, option):
     if option[0] == "--device" and __import__("torch").cuda.is_available():
@@ -120,6 +121,7 @@ def test_a_user_error_in_the_ray_workers_is_one_line_and_exit_2(tmp_path, local_
     assert "Traceback" not in err and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_ray_run_stops_with_143_and_leaves_nothing_partial(tmp_path):
     import signal
     import subprocess
@@ -145,6 +147,7 @@ def test_sigterm_during_a_ray_run_stops_with_143_and_leaves_nothing_partial(tmp_
         assert read_image(written).rgb.shape == (1500, 2000, 3)  # whole files only
 
 
+@pytest.mark.slow
 def test_a_ray_run_prints_no_ray_log_lines(tmp_path):
     _pairs_csv(tmp_path, "out", rows=2)
     done = _histocolor("transfer", "--pairs", tmp_path / "out.csv", "--method", "mkl", "--ray", timeout=300)

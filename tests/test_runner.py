@@ -101,6 +101,7 @@ def _histocolor(*argv) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_two_processes_racing_to_one_output_one_wins_the_other_reports_exists(tmp_path):
     source, reference = _large_pair(tmp_path)
     output = tmp_path / "out.png"
@@ -114,6 +115,7 @@ def test_two_processes_racing_to_one_output_one_wins_the_other_reports_exists(tm
     assert sorted(path.name for path in tmp_path.iterdir()) == ["big-reference.png", "big-source.png", "out.png"]
 
 
+@pytest.mark.slow
 def test_two_batches_into_one_folder_write_each_output_once(tmp_path):
     source, reference = _large_pair(tmp_path)
     rows = "".join(f"{source.name},{reference.name},out/{index}.png\n" for index in range(4))
@@ -143,6 +145,7 @@ def _odd_kinds(folder: Path) -> list[Path]:
     return [folder / name for name in (*kinds, "sixteen.tif")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["analogy", "reinhard"])
 def test_a_stacked_batch_equals_the_single_transfer_for_every_image_kind(tmp_path, method, capsys):
     sources = _odd_kinds(tmp_path)
