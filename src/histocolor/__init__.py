@@ -6,6 +6,14 @@ network alone.
 """
 
 import importlib
+import os
+
+# torch's OpenMP threads wait for work by spinning (OMP_WAIT_POLICY=active) unless told otherwise.
+# histocolor runs them beside its own threads (decoding, matching, LUT fits, writing): spinning
+# threads then steal those threads' cores, and on 2 cores a batch ran 2-3 times slower, a single
+# transfer under load 20 times slower (docs/BENCHMARKS.md, issue 39). Set before torch loads; a
+# value the user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
