@@ -44,12 +44,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from histocolor.color import lab_to_rgb, rgb_to_lab
+from histocolor.engine import ColorTransfer
 from histocolor.imageio import read_image, to_uint
 from histocolor.lut import DEFAULT_SMOOTHNESS
-from histocolor.network_methods import image_tensor
+from histocolor.methods.network import image_tensor
 from histocolor.metrics import gradient_ssim, psnr
 from histocolor.model import AnalogyConfig, CTNOutput, HistogramAnalogy
-from histocolor.transfer import ColorTransfer
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "resources" / "samples"

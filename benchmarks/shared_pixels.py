@@ -32,12 +32,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from histocolor.colormap import LutMap
+from histocolor.engine import ColorTransfer
 from histocolor.imageio import read_image, write_image
 from histocolor.lut import fit_lut
-from histocolor.colormap import LutMap
 from histocolor.metrics import ciede2000, psnr
 from histocolor.shared_pixels import best_registration, find_shared_pixels, is_same_photo
-from histocolor.transfer import ColorTransfer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

@@ -186,7 +186,7 @@ def build_method(name: str, model, device, max_side: int, lut_size: int, smoothn
     if name in CLASSICAL_METHODS:
         method = ClassicalMethod(CLASSICAL_METHODS[name])
     else:
-        from histocolor.network_methods import LutHeadMethod, NetworkMethod
+        from histocolor.methods.network import LutHeadMethod, NetworkMethod
 
         if getattr(getattr(model, "config", None), "head", None) == "lut":
             method = LutHeadMethod(model, device, max_side, lut_size)

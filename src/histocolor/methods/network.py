@@ -1,4 +1,6 @@
-"""The network's transfer methods (:mod:`histocolor.methods` picks them for ``analogy``).
+"""The network's transfer methods (:func:`~histocolor.methods.build_method` picks them for ``analogy``).
+
+The only module of :mod:`histocolor.methods` that imports torch.
 
 - :class:`NetworkMethod`: the network with the pixel head (CTN) runs on a copy shrunk to a
   working size; a 3D LUT fitted to its (source colour -> output colour) pairs in each
@@ -18,7 +20,7 @@ from histocolor.colormap import LutMap, unit_scale
 from histocolor.errors import HistocolorError
 from histocolor.imageio import LoadedImage
 from histocolor.lut import fit_lut
-from histocolor.methods import TransferMethod, working_shape
+from histocolor.methods.base import TransferMethod, working_shape
 from histocolor.timing import Stopwatch
 
 # A region with fewer working-size pixels than this borrows the LUT fitted on all pixels.
