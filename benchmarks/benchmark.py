@@ -360,9 +360,9 @@ def abs_change(image: np.ndarray, source: np.ndarray) -> float:
 
 
 def graded_set(arguments) -> None:
-    from histocolor.data.graded import build_graded_set, build_realistic_set, build_view_set
-    from histocolor.data.photos import list_photos
-    from histocolor.train import TrainConfig
+    from histocolor.training.data.graded import build_graded_set, build_realistic_set, build_view_set
+    from histocolor.training.data.photos import list_photos
+    from histocolor.training.train import TrainConfig
 
     held_out = set(TrainConfig.from_file(arguments.holdout_from).holdout)
     photos = [p for p in list_photos(arguments.photos) if p.name in held_out]
@@ -486,9 +486,9 @@ def alignment_only(arguments) -> None:
 def truth_structure(arguments) -> None:
     """How far the truths move from their sources: gradient SSIM (truth to source) over a set's
     pairs and over the paired training triplets of a recipe. Real expert renders: about 0.84."""
-    from histocolor.data.photos import PhotoFolderDataset, list_photos
+    from histocolor.training.data.photos import PhotoFolderDataset, list_photos
     from histocolor.evaluate import load_set
-    from histocolor.train import TrainConfig
+    from histocolor.training.train import TrainConfig
 
     def summary(name, values):
         values = np.array(values)

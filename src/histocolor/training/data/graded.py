@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from histocolor.color import lab_to_rgb, rgb_to_lab
-from histocolor.data.photos import load_photo
-from histocolor.data.retouch import apply_style, random_flat_style, random_realistic_style
+from histocolor.training.data.photos import load_photo
+from histocolor.training.data.retouch import apply_style, random_flat_style, random_realistic_style
 from histocolor.imageio import write_image
 
 
