@@ -45,7 +45,8 @@ from PIL import Image
 
 from histocolor.color import lab_to_rgb, rgb_to_lab
 from histocolor.engine import ColorTransfer
-from histocolor.imageio import read_image, to_uint
+from histocolor.dtypes import to_uint
+from histocolor.imageio import read_image
 from histocolor.lut import DEFAULT_SMOOTHNESS
 from histocolor.methods.network import image_tensor
 from histocolor.metrics import gradient_ssim, psnr
@@ -292,7 +293,7 @@ def _resized(operator, source: np.ndarray, reference: np.ndarray, working: int, 
         result = F.interpolate(output, size=(height, width), mode="bilinear", align_corners=False)
     else:
         result = full_lab + F.interpolate(output - small_lab, size=(height, width), mode="bilinear", align_corners=False)
-    return to_uint(lab_to_rgb(result)[0].permute(1, 2, 0).numpy(), np.uint8)
+    return to_uint(lab_to_rgb(result)[0].permute(1, 2, 0).double().numpy(), np.uint8)
 
 
 def upsampling(arguments) -> None:
@@ -496,7 +497,7 @@ def truth_structure(arguments) -> None:
               f"{np.percentile(values, 10):.3f} - {np.percentile(values, 90):.3f} | {values.min():.3f} - {values.max():.3f} |")
 
     def uint8(tensor):
-        return (tensor.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+        return to_uint(tensor.permute(1, 2, 0).numpy(), np.uint8)
 
     print("| set | pairs | mean | median | 10th - 90th percentile | min - max |")
     print("| --- | --- | --- | --- | --- | --- |")

@@ -16,13 +16,13 @@ import tifffile
 from PIL import Image, ImageCms, ImageFile
 
 from histocolor import atomic, imageio
+from histocolor.dtypes import to_uint
 from histocolor.errors import HistocolorError
 from histocolor.imageio import (
     WRITE_EXTENSIONS,
     LoadedImage,
     check_output_path,
     read_image,
-    to_uint,
     write_image,
 )
 
@@ -762,26 +762,7 @@ def test_check_output_path_refuses(tmp_path, case):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.png", "file"]
 
 
-# ---------------------------------------------------------------------------- to_uint
-
-
-def test_to_uint_clips_rounds_and_handles_nan():
-    values = np.array([[-0.5, 0.0, 0.5, 1.0, 1.5, np.nan]])
-    np.testing.assert_array_equal(to_uint(values, np.uint8), [[0, 0, 128, 255, 255, 0]])
-    out16 = to_uint(values, np.uint16)
-    assert out16.dtype == np.uint16
-    np.testing.assert_array_equal(out16, [[0, 0, 32768, 65535, 65535, 0]])
-
-
-def test_to_uint_rounds_to_nearest_and_keeps_shape():
-    values = np.array([1.4, 1.6, 254.4]) / 255
-    np.testing.assert_array_equal(to_uint(values, "uint8"), [1, 2, 254])
-    assert to_uint(np.zeros((2, 3, 4, 5), np.float32), np.uint8).shape == (2, 3, 4, 5)
-
-
-def test_to_uint_rejects_other_dtypes():
-    with pytest.raises(ValueError):
-        to_uint(np.zeros(3), np.float32)
+# ---------------------------------------------------------------------------- to_uint (histocolor.dtypes)
 
 
 def test_to_uint_output_round_trips_through_png(tmp_path):

@@ -25,7 +25,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from histocolor.colormap import LutMap, unit_scale
+from histocolor.colormap import LutMap
+from histocolor.dtypes import full_scale as unit_scale  # TODO(issue 39): call full_scale by its name
 from histocolor.errors import HistocolorError
 from histocolor.lut import DEFAULT_LUT_SIZE, DEFAULT_SMOOTHNESS, fit_lut, interpolate
 

@@ -22,6 +22,7 @@ from histocolor.training.data.retouch import (
     random_realistic_style,
     random_style,
 )
+from histocolor.dtypes import to_uint
 from histocolor.errors import HistocolorError
 from histocolor.imageio import read_image
 from histocolor.regions import DEFAULT_FEATHER, region_weights
@@ -73,7 +74,7 @@ def load_photo(path: Path, max_side: int) -> torch.Tensor:
 def photo_tensor(rgb: np.ndarray, max_side: int) -> torch.Tensor:
     """An ``(H, W, 3)`` uint8, uint16 or float [0, 1] array as uint8 ``(3, h, w)``, long side at most ``max_side``."""
     if rgb.dtype.kind == "f":
-        rgb = np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+        rgb = to_uint(rgb, np.uint8)
     elif rgb.dtype != np.uint8:
         rgb = (rgb // 257).astype(np.uint8)
     tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0)
