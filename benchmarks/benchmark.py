@@ -46,12 +46,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from histocolor.color import lab_to_rgb, rgb_to_lab
-from histocolor.imageio import read_image, to_uint
+from histocolor.engine import ColorTransfer
+from histocolor.dtypes import to_uint
+from histocolor.imageio import read_image
 from histocolor.lut import DEFAULT_SMOOTHNESS
-from histocolor.network_methods import image_tensor
+from histocolor.methods.network import image_tensor
 from histocolor.metrics import gradient_ssim, psnr
 from histocolor.model import AnalogyConfig, CTNOutput, HistogramAnalogy
-from histocolor.engine import ColorTransfer
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "resources" / "samples"
@@ -294,7 +295,7 @@ def _resized(operator, source: np.ndarray, reference: np.ndarray, working: int, 
         result = F.interpolate(output, size=(height, width), mode="bilinear", align_corners=False)
     else:
         result = full_lab + F.interpolate(output - small_lab, size=(height, width), mode="bilinear", align_corners=False)
-    return to_uint(lab_to_rgb(result)[0].permute(1, 2, 0).numpy(), np.uint8)
+    return to_uint(lab_to_rgb(result)[0].permute(1, 2, 0).double().numpy(), np.uint8)
 
 
 def upsampling(arguments) -> None:
@@ -362,9 +363,9 @@ def abs_change(image: np.ndarray, source: np.ndarray) -> float:
 
 
 def graded_set(arguments) -> None:
-    from histocolor.data.graded import build_graded_set, build_realistic_set, build_view_set
-    from histocolor.data.photos import list_photos
-    from histocolor.train import TrainConfig
+    from histocolor.training.data.graded import build_graded_set, build_realistic_set, build_view_set
+    from histocolor.training.data.photos import list_photos
+    from histocolor.training.train import TrainConfig
 
     held_out = set(TrainConfig.from_file(arguments.holdout_from).holdout)
     photos = [p for p in list_photos(arguments.photos) if p.name in held_out]
@@ -488,9 +489,9 @@ def alignment_only(arguments) -> None:
 def truth_structure(arguments) -> None:
     """How far the truths move from their sources: gradient SSIM (truth to source) over a set's
     pairs and over the paired training triplets of a recipe. Real expert renders: about 0.84."""
-    from histocolor.data.photos import PhotoFolderDataset, list_photos
+    from histocolor.training.data.photos import PhotoFolderDataset, list_photos
     from histocolor.evaluate import load_set
-    from histocolor.train import TrainConfig
+    from histocolor.training.train import TrainConfig
 
     def summary(name, values):
         values = np.array(values)
@@ -498,7 +499,7 @@ def truth_structure(arguments) -> None:
               f"{np.percentile(values, 10):.3f} - {np.percentile(values, 90):.3f} | {values.min():.3f} - {values.max():.3f} |")
 
     def uint8(tensor):
-        return (tensor.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+        return to_uint(tensor.permute(1, 2, 0).numpy(), np.uint8)
 
     print("| set | pairs | mean | median | 10th - 90th percentile | min - max |")
     print("| --- | --- | --- | --- | --- | --- |")

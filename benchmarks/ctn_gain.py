@@ -14,9 +14,9 @@ import argparse
 
 import torch
 
-from histocolor.data.photos import PhotoFolderDataset, list_photos
+from histocolor.training.data.photos import PhotoFolderDataset, list_photos
 from histocolor.model import HistogramAnalogy
-from histocolor.train import TrainConfig, validate
+from histocolor.training.train import TrainConfig, validate
 
 RECIPE_FIELDS = ("crop", "identical_rate", "same_grade_rate", "same_photo_rate", "natural_source_rate",
                  "strong_style_rate", "region_rate", "unpaired_region_rate", "reference_flip_rate", "unpaired_rate")

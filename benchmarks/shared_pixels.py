@@ -32,12 +32,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from histocolor.colormap import LutMap
+from histocolor.dtypes import to_uint
+from histocolor.engine import ColorTransfer
 from histocolor.imageio import read_image, write_image
 from histocolor.lut import fit_lut
-from histocolor.colormap import LutMap
 from histocolor.metrics import ciede2000, psnr
 from histocolor.shared_pixels import best_registration, find_shared_pixels, is_same_photo
-from histocolor.engine import ColorTransfer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -196,7 +197,7 @@ def expert_like_edit(rgb: np.ndarray, rng) -> np.ndarray:
     curved = 0.5 + 0.5 * np.tanh(contrast * 2 * (unit - 0.5)) / np.tanh(contrast)
     grey = curved.mean(-1, keepdims=True)
     edited = grey + rng.uniform(0.8, 1.4) * (curved - grey)
-    return np.clip(np.rint(edited * 255.0), 0, 255).astype(np.uint8)
+    return to_uint(edited, np.uint8)
 
 
 def run_grid(arguments) -> None:
@@ -296,7 +297,7 @@ def _graded(rgb: np.ndarray) -> np.ndarray:
     """A global edit of a photo (tone curves per channel, more contrast): what an expert export looks like."""
     unit = rgb.astype(np.float32) / 255.0
     curved = np.stack([unit[..., 0] ** 0.8, unit[..., 1] ** 0.95, unit[..., 2] ** 1.2], axis=-1)
-    return np.clip(np.rint((0.5 + 1.15 * (curved - 0.5)) * 255.0), 0, 255).astype(np.uint8)
+    return to_uint(0.5 + 1.15 * (curved - 0.5), np.uint8)
 
 
 def _timed(command: list, timings: bool = True) -> tuple[float, dict, str]:

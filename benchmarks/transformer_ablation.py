@@ -23,10 +23,10 @@ from pathlib import Path
 
 import torch
 
+from histocolor.engine import ColorTransfer
 from histocolor.evaluate import evaluate
 from histocolor.imageio import read_image
 from histocolor.model import from_pretrained
-from histocolor.engine import ColorTransfer
 
 
 def _inference_copy(weights: Path, out: Path, rounds: int, samples: int) -> Path:

@@ -104,7 +104,7 @@ def held_out_views(sample_pair):
     ``(source, reference, truth)`` uint8 triples, six per photo. truth = a grade of the photo from
     the evaluation family (not the training one); reference = another view of the truth (a crop,
     mirrored half the time, resized)."""
-    from histocolor.data.graded import EvaluationStyle, another_view
+    from histocolor.training.data.graded import EvaluationStyle, another_view
 
     views = []
     for photo in sample_pair:
@@ -122,7 +122,7 @@ def held_out_region_views(sample_pair):
     graded apart (evaluation family, feathered seams); the reference is a mirrored crop of the
     truth, its labels cropped alike. ``(source, source_labels, reference, reference_labels, truth)``,
     four per photo."""
-    from histocolor.data.graded import EvaluationStyle
+    from histocolor.training.data.graded import EvaluationStyle
     from histocolor.regions import region_weights
     from histocolor.segment.slic import SlicSegmenter
 

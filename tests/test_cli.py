@@ -415,7 +415,7 @@ def test_the_command_beats_doing_nothing_where_the_truth_is_known(tmp_path, caps
     the reference is another view of the graded photo, the truth the whole graded photo."""
     import torch
 
-    from histocolor.data.graded import EvaluationStyle, another_view
+    from histocolor.training.data.graded import EvaluationStyle, another_view
     from histocolor.metrics import psnr
     from histocolor.model.io import DEFAULT_WEIGHTS
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from histocolor.data.photos import PhotoFolderDataset, collate
+from histocolor.training.data.photos import PhotoFolderDataset, collate
 from histocolor.errors import HistocolorError
 
 
@@ -81,7 +81,7 @@ def test_strong_styles_change_more(photo_folder):
 
 
 def test_region_triplets_grade_each_region_its_own_way(photo_folder):
-    from histocolor.data.photos import REGION_CHANNELS
+    from histocolor.training.data.photos import REGION_CHANNELS
 
     dataset = PhotoFolderDataset([photo_folder], crop=64, identical_rate=0, same_grade_rate=0, region_rate=1.0, seed=5)
     differing = 0
@@ -106,7 +106,7 @@ def test_region_triplets_grade_each_region_its_own_way(photo_folder):
 
 def test_unpaired_region_triplets_pair_another_photos_regions_by_tone(photo_folder):
     from histocolor.color import rgb_to_lab
-    from histocolor.data.photos import REGION_CHANNELS
+    from histocolor.training.data.photos import REGION_CHANNELS
 
     dataset = PhotoFolderDataset([photo_folder], crop=64, identical_rate=0, same_grade_rate=0, region_rate=1.0,
                                  unpaired_region_rate=1.0, seed=2)

@@ -4,7 +4,7 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
 from histocolor.cli import main
-from histocolor.data.retouch import RetouchStyle, apply_style
+from histocolor.training.data.retouch import RetouchStyle, apply_style
 from histocolor.errors import HistocolorError
 from histocolor.evaluate import evaluate, load_set
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from histocolor.data.fivek import FiveKDataset, MixedDataset
-from histocolor.data.photos import PhotoFolderDataset
+from histocolor.training.data.fivek import FiveKDataset, MixedDataset
+from histocolor.training.data.photos import PhotoFolderDataset
 from histocolor.errors import HistocolorError
 
 EXPERT_GAINS = {"input": 1.0, "expertA": 1.3, "expertB": 0.8, "expertC": 1.1}
@@ -57,7 +57,7 @@ def test_mixed_datasets_alternate(fivek_tree, photo_folder):
 @pytest.mark.train
 def test_training_on_fivek_alone(tmp_path, fivek_tree):
     from histocolor.model import from_pretrained
-    from histocolor.train import TrainConfig, train
+    from histocolor.training.train import TrainConfig, train
 
     model = {"hen_widths": [4, 4, 4, 4], "feature_size": 8, "head": "lut", "lut_bases": 2, "lut_size": 5}
     config = TrainConfig(model=model, steps=2, batch_size=2, crop=24, checkpoint_every=1)

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from histocolor.data.graded import EvaluationStyle, another_view, build_graded_set, build_view_set
+from histocolor.training.data.graded import EvaluationStyle, another_view, build_graded_set, build_view_set
 from histocolor.evaluate import load_set
 from histocolor.imageio import read_image
 

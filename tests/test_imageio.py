@@ -16,13 +16,13 @@ import tifffile
 from PIL import Image, ImageCms, ImageFile
 
 from histocolor import atomic, imageio
+from histocolor.dtypes import to_uint
 from histocolor.errors import HistocolorError
 from histocolor.imageio import (
     WRITE_EXTENSIONS,
     LoadedImage,
     check_output_path,
     read_image,
-    to_uint,
     write_image,
 )
 
@@ -134,12 +134,16 @@ def test_alpha_round_trip_exact(tmp_path, ext, dtype):
         np.testing.assert_array_equal(loaded.rgb, rgb)
 
 
-def test_bmp_keeps_alpha_in_a_32bit_file(tmp_path):
+def test_bmp_drops_alpha_with_warning(tmp_path):
+    # A 32-bit BMP's fourth byte is "reserved": readers (histocolor's, Pillow's) show no alpha in it.
     rgb, alpha = noise(), noise(channels=1)[..., 0]
     path = tmp_path / "out.bmp"
-    write_image(path, rgb, alpha)
-    assert struct.unpack("<H", path.read_bytes()[28:30])[0] == 32  # bits per pixel
-    np.testing.assert_array_equal(read_image(path).rgb, rgb)
+    with pytest.warns(UserWarning, match="BMP has no alpha"):
+        write_image(path, rgb, alpha)
+    assert struct.unpack("<H", path.read_bytes()[28:30])[0] == 24  # bits per pixel
+    loaded = read_image(path)
+    np.testing.assert_array_equal(loaded.rgb, rgb)
+    assert loaded.alpha is None
 
 
 def test_jpeg_drops_alpha_with_warning(tmp_path):
@@ -762,26 +766,7 @@ def test_check_output_path_refuses(tmp_path, case):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.png", "file"]
 
 
-# ---------------------------------------------------------------------------- to_uint
-
-
-def test_to_uint_clips_rounds_and_handles_nan():
-    values = np.array([[-0.5, 0.0, 0.5, 1.0, 1.5, np.nan]])
-    np.testing.assert_array_equal(to_uint(values, np.uint8), [[0, 0, 128, 255, 255, 0]])
-    out16 = to_uint(values, np.uint16)
-    assert out16.dtype == np.uint16
-    np.testing.assert_array_equal(out16, [[0, 0, 32768, 65535, 65535, 0]])
-
-
-def test_to_uint_rounds_to_nearest_and_keeps_shape():
-    values = np.array([1.4, 1.6, 254.4]) / 255
-    np.testing.assert_array_equal(to_uint(values, "uint8"), [1, 2, 254])
-    assert to_uint(np.zeros((2, 3, 4, 5), np.float32), np.uint8).shape == (2, 3, 4, 5)
-
-
-def test_to_uint_rejects_other_dtypes():
-    with pytest.raises(ValueError):
-        to_uint(np.zeros(3), np.float32)
+# ---------------------------------------------------------------------------- to_uint (histocolor.dtypes)
 
 
 def test_to_uint_output_round_trips_through_png(tmp_path):

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from histocolor.color import rgb_to_lab
-from histocolor.losses import (
+from histocolor.training.losses import (
     LossWeights, histogram_distance, lightness_gradient_gap, region_sliced_wasserstein, structure_similarity,
     transfer_loss,
 )

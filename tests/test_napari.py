@@ -353,7 +353,7 @@ def test_compare_widget_fills_metrics_and_histograms(viewer, dock, qtbot, notice
     from skimage.color import deltaE_ciede2000, rgb2lab
     from skimage.metrics import peak_signal_noise_ratio
 
-    from histocolor.data.retouch import RetouchStyle, apply_style
+    from histocolor.training.data.retouch import RetouchStyle, apply_style
     from histocolor.napari.compare_widget import viewer_grid
     from histocolor.engine import transfer
 

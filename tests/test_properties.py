@@ -30,17 +30,22 @@ def test_pairs_csv_reads_back_every_row_and_cell(tmp_path, rows):
     path.write_text(text.getvalue(), encoding="utf-8")
     read = read_pairs(path)
     assert len(read) == len(rows)
+
+    def cells(row) -> dict:
+        return {"source": row.source, "reference": row.reference, "output": row.output,
+                "source_mask": row.masks[0], "reference_mask": row.masks[1]}
+
     for given_row, row in zip(rows, read):
         for key, value in given_row.items():
             value = value.strip()
-            assert row[key] == (tmp_path / value if value else None)  # relative to the CSV, empty is none
+            assert cells(row)[key] == (tmp_path / value if value else None)  # relative to the CSV, empty is none
     # A row may not write a file an earlier row writes, nor an input of its own or an earlier row.
     written, inputs = set(), set()
     for row in read:
-        inputs |= {row[key].resolve() for key in ("source", "reference", "source_mask", "reference_mask") if row[key]}
-        target = row["output"] and row["output"].resolve()
+        inputs |= {path.resolve() for key, path in cells(row).items() if key != "output" and path}
+        target = row.output and row.output.resolve()
         refused = target is not None and (target in written or target in inputs)
-        assert bool(row["refused"]) == refused
+        assert bool(row.refused) == refused
         if target is not None and not refused:
             written.add(target)
 

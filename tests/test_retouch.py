@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from histocolor.data.retouch import RetouchStyle, apply_style, random_style
+from histocolor.training.data.retouch import RetouchStyle, apply_style, random_style
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_batched_images_are_graded_alike(image):
 
 # ------------------------------------------------------------------------ realistic grades
 
-from histocolor.data.retouch import (  # noqa: E402
+from histocolor.training.data.retouch import (  # noqa: E402
     RealisticStyle,
     linear_to_srgb,
     random_flat_style,
@@ -93,7 +93,7 @@ def test_exposure_works_in_linear_light():
 
 
 def test_the_inverse_curve_undoes_the_s_curve():
-    from histocolor.data.retouch import _tone_curve
+    from histocolor.training.data.retouch import _tone_curve
 
     ramp = torch.linspace(0.0, 1.0, 101)
     s_curve = _tone_curve(ramp, 0.6, 0.45)

@@ -22,7 +22,11 @@ def _heavy_modules_after(code: str) -> list[str]:
 
 
 def test_the_probe_sees_torch_when_it_is_imported():
-    assert _heavy_modules_after("import histocolor.network_methods") == ["torch"]
+    assert _heavy_modules_after("import histocolor.methods.network") == ["torch"]
+
+
+def test_the_methods_package_needs_no_torch():
+    assert _heavy_modules_after("import histocolor.methods") == []
 
 
 def test_import_histocolor_and_help_need_no_heavy_package():

@@ -5,11 +5,11 @@ import sys
 import pytest
 import torch
 
-from histocolor.data.photos import PhotoFolderDataset, Triplet
-from histocolor.data.retouch import RetouchStyle, apply_style
+from histocolor.training.data.photos import PhotoFolderDataset, Triplet
+from histocolor.training.data.retouch import RetouchStyle, apply_style
 from histocolor.errors import HistocolorError
 from histocolor.model import AnalogyConfig, HistogramAnalogy, from_pretrained
-from histocolor.train import TrainConfig, train
+from histocolor.training.train import TrainConfig, train
 
 pytestmark = pytest.mark.train
 
@@ -105,7 +105,7 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path, photo_folder):
     # after the checkpoint of step 4 was written.
     script = (
         "import os, signal, sys\n"
-        "from histocolor.train import TrainConfig, train\n"
+        "from histocolor.training.train import TrainConfig, train\n"
         f"config = TrainConfig(**{_config().__dict__!r})\n"
         "def die(progress):\n"
         "    if progress.step == 5:\n"
@@ -272,7 +272,7 @@ def test_train_and_transfer_commands_with_transformer_variants(tmp_path, photo_f
 _DDP_SCRIPT = """
 import os, sys
 from safetensors.torch import save_file
-import histocolor.train as training
+import histocolor.training.train as training
 from histocolor.cli import main
 
 real, built = training.HistogramAnalogy, []
@@ -364,7 +364,7 @@ def test_resume_falls_back_to_the_previous_checkpoint_when_the_newest_is_damaged
         run = tmp_path / damage
         script = (
             "import os, signal\n"
-            "from histocolor.train import TrainConfig, train\n"
+            "from histocolor.training.train import TrainConfig, train\n"
             f"config = TrainConfig(**{_config(steps=6, checkpoint_every=2).__dict__!r})\n"
             "def die(progress):\n"
             "    if progress.step == 5:\n"

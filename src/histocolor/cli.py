@@ -329,7 +329,7 @@ def _video(arguments) -> int:
 
 
 def _train(arguments) -> int:
-    from histocolor.train import TrainConfig, train
+    from histocolor.training.train import TrainConfig, train
 
     config = TrainConfig.from_file(arguments.config) if arguments.config else TrainConfig()
     stop = _StopRequest()

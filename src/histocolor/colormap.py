@@ -16,16 +16,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from histocolor.dtypes import full_scale, to_uint
 from histocolor.lut import DEFAULT_LUT_SIZE, apply_lut, blend_luts, interpolate, lut_from_mapping, map_distinct_colours
 
 _CHUNK_PIXELS = 1 << 21
 # From this many values (a megapixel), mapping an 8-bit image's distinct colours beats mapping every pixel.
 _DISTINCT_FROM = 3 << 20
-
-
-def unit_scale(dtype) -> float:
-    """The value that stands for 1.0 in an image of ``dtype`` (255, 65535, or 1 for floats)."""
-    return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
 
 
 def to_unit(rgb: np.ndarray) -> np.ndarray:
@@ -35,15 +31,15 @@ def to_unit(rgb: np.ndarray) -> np.ndarray:
         >>> to_unit(np.array([[[255, 0, 51]]], dtype=np.uint8))
         array([[1. , 0. , 0.2]], dtype=float32)
     """
-    return rgb.reshape(-1, 3).astype(np.float32) / np.float32(unit_scale(rgb.dtype))
+    return rgb.reshape(-1, 3).astype(np.float32) / np.float32(full_scale(rgb.dtype))
 
 
 def from_unit(values: np.ndarray, dtype) -> np.ndarray:
-    """Float values in [0, 1] back to ``dtype``: rounded for integers, clipped float32 otherwise."""
-    scale = unit_scale(dtype)
-    if scale == 1.0:
+    """Float values in [0, 1] back to ``dtype``: :func:`~histocolor.dtypes.to_uint` for integers,
+    clipped float32 otherwise."""
+    if full_scale(dtype) == 1.0:
         return np.clip(values, 0.0, 1.0).astype(np.float32)
-    return np.clip(np.rint(values * scale), 0, scale).astype(dtype)
+    return to_uint(values, dtype)
 
 
 def _bilinear_axis(size_in: int, size_out: int):
@@ -197,7 +193,7 @@ class Look:
         if len(present) == 1 and present[0][1].min() >= 1.0:  # one map owns every pixel: no blend needed
             return present[0][0].apply(rgb)
         height, width = rgb.shape[:2]
-        scale = np.float32(unit_scale(rgb.dtype))
+        scale = np.float32(full_scale(rgb.dtype))
         total = np.zeros((height, width, 3), dtype=np.float32)
         for colour_map, small in present:
             full = resize_bilinear(small, (height, width))

@@ -42,7 +42,6 @@ __all__ = [
     "check_output_path",
     "probe_image",
     "read_image",
-    "to_uint",
     "write_image",
 ]
 
@@ -659,18 +658,3 @@ def _encode(f, ext: str, rgb: np.ndarray, alpha: np.ndarray | None, quality: int
             options["exif"] = exif
         Image.fromarray(np.ascontiguousarray(pixels)).save(f, format=_PILLOW_FORMATS[ext],
                                                            **options)
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def to_uint(image: np.ndarray, dtype) -> np.ndarray:
-    """Float values in [0, 1] -> uint8 or uint16, clipped and rounded half up.
-
-    NaN becomes 0 so a numerical glitch cannot turn into arbitrary integers.
-    """
-    dtype = np.dtype(dtype)
-    if dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"dtype must be uint8 or uint16, got {dtype}")
-    values = np.clip(np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0), 0.0, 1.0)
-    return np.floor(values * np.iinfo(dtype).max + 0.5).astype(dtype)

@@ -14,6 +14,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from histocolor.dtypes import full_scale, to_uint
+
 DEFAULT_LUT_SIZE = 17  # by measurement: see docs/BENCHMARKS.md (33 for the finest fit)
 DEFAULT_SMOOTHNESS = 1e-6
 # The largest LUT :func:`fit_lut` fits: its cost grows with the grid's nodes (a 200x133 image
@@ -306,7 +308,7 @@ def map_distinct_colours(image: np.ndarray, mapping) -> np.ndarray:
         colors = np.stack([distinct & 255, (distinct >> 8) & 255, distinct >> 16], axis=1)
         mapped = mapping(colors.astype(np.float32) / np.float32(255.0))
         table = np.empty((1 << 24, 3), dtype=np.uint8)  # only the seen entries are ever read
-        table[distinct] = np.clip(np.rint(mapped * 255.0), 0, 255).astype(np.uint8)
+        table[distinct] = to_uint(mapped, np.uint8)
         records = table.view("V3").ravel()
         out = np.empty((count, 3), dtype=np.uint8)
         out_records = out.view("V3").ravel()
@@ -321,14 +323,14 @@ def map_distinct_colours(image: np.ndarray, mapping) -> np.ndarray:
 
 def _apply_chunked(image: np.ndarray, lut: np.ndarray, rows_per_chunk: int) -> np.ndarray:
     """Any dtype: trilinear interpolation of every pixel, bands of rows in threads."""
-    scale = np.float32(np.iinfo(image.dtype).max) if image.dtype.kind in "ui" else np.float32(1.0)
+    scale = np.float32(full_scale(image.dtype))
     out = np.empty_like(image)
 
     def band(start: int) -> None:
         pixels = image[start : start + rows_per_chunk].reshape(-1, 3).astype(np.float32) / scale
         mapped = np.clip(interpolate(lut, pixels), 0.0, 1.0)  # interpolate clamps its input to [0, 1]
         if scale != 1.0:
-            mapped = np.rint(mapped * scale).astype(image.dtype)
+            mapped = to_uint(mapped, image.dtype)
         out[start : start + rows_per_chunk] = mapped.reshape(out[start : start + rows_per_chunk].shape)
 
     starts = range(0, image.shape[0], rows_per_chunk)

@@ -6,12 +6,12 @@ from skimage.filters import sobel
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import structural_similarity
 
+from histocolor.dtypes import full_scale
+
 
 def _unit(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)[..., :3]
-    if np.issubdtype(image.dtype, np.integer):
-        return image.astype(np.float64) / np.iinfo(image.dtype).max
-    return image.astype(np.float64)
+    return image.astype(np.float64) / full_scale(image.dtype)
 
 
 def psnr(result: np.ndarray, truth: np.ndarray) -> float:

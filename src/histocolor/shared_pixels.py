@@ -25,7 +25,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from histocolor.colormap import LutMap, unit_scale
+from histocolor.colormap import LutMap
+from histocolor.dtypes import full_scale, to_uint
 from histocolor.errors import HistocolorError
 from histocolor.lut import DEFAULT_LUT_SIZE, DEFAULT_SMOOTHNESS, fit_lut, interpolate
 
@@ -118,7 +119,7 @@ def _grey(rgb: np.ndarray) -> np.ndarray:
     """8-bit grey of an RGB image of any dtype."""
     cv2 = _cv2()
     if rgb.dtype != np.uint8:
-        rgb = np.clip(np.rint(rgb.astype(np.float32) * (255.0 / unit_scale(rgb.dtype))), 0, 255).astype(np.uint8)
+        rgb = to_uint(rgb.astype(np.float32) / np.float32(full_scale(rgb.dtype)), np.uint8)
     return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
 
 
@@ -277,7 +278,7 @@ def best_registration(source_rgb: np.ndarray, reference_rgb: np.ndarray) -> Shar
 
 
 def _unit(rgb: np.ndarray) -> np.ndarray:
-    return rgb.astype(np.float32) / np.float32(unit_scale(rgb.dtype))
+    return rgb.astype(np.float32) / np.float32(full_scale(rgb.dtype))
 
 
 def _tone_matched(grey: np.ndarray, like: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
@@ -440,7 +441,7 @@ def _visible(alpha: np.ndarray, shape, matrix: np.ndarray | None, reference_shap
     """Boolean ``shape``: where an alpha plane is fully opaque, at the fit's size (the source's) or
     warped there by ``matrix`` (the reference's, first brought to ``reference_shape``)."""
     cv2 = _cv2()
-    opaque = (alpha >= (np.iinfo(alpha.dtype).max if alpha.dtype.kind in "ui" else 1.0)).astype(np.float32)
+    opaque = (alpha >= full_scale(alpha.dtype)).astype(np.float32)
     if matrix is None:  # area averaging: a pixel next to a transparent one is not fully opaque
         return cv2.resize(opaque, (shape[1], shape[0]), interpolation=cv2.INTER_AREA) >= 0.999
     opaque = cv2.resize(opaque, (reference_shape[1], reference_shape[0]), interpolation=cv2.INTER_AREA)

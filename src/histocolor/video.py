@@ -95,7 +95,7 @@ def sample_frames(frames, count: int) -> list[np.ndarray]:
 
 def _shrink(frame: np.ndarray) -> np.ndarray:
     """A frame (uint8, uint16 or float) with its long side at most the mosaic's tile side, same dtype."""
-    from histocolor.network_methods import image_tensor
+    from histocolor.methods.network import image_tensor
 
     if max(frame.shape[:2]) <= _TILE_SIDE:
         return frame
@@ -305,7 +305,7 @@ def frame_change(frames, max_side: int = 512) -> float:
     import torch
 
     from histocolor.color import rgb_to_lab
-    from histocolor.network_methods import image_tensor
+    from histocolor.methods.network import image_tensor
 
     previous, changes = None, []
     for frame in frames:

@@ -16,10 +16,10 @@ from napari.utils import progress
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QObject, Signal
 
-from histocolor.data.photos import PhotoFolderDataset, list_photos
+from histocolor.training.data.photos import PhotoFolderDataset, list_photos
 from histocolor.errors import HistocolorError
 from histocolor.napari._layers import DockContainer, check_layer, notify_error, start_worker, unwrap
-from histocolor.train import TrainConfig, train
+from histocolor.training.train import TrainConfig, train
 from histocolor.imageio import as_image
 from histocolor.model.io import DEFAULT_WEIGHTS
 

@@ -25,7 +25,7 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info
 
 from histocolor.cube import save_look
-from histocolor.data.photos import PHOTO_EXTENSIONS, list_photos
+from histocolor.training.data.photos import PHOTO_EXTENSIONS, list_photos
 from histocolor.imageio import check_output_path
 
 from histocolor.errors import HistocolorError

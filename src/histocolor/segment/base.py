@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from histocolor.dtypes import to_uint
 from histocolor.errors import HistocolorError
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def as_uint8(image: np.ndarray) -> np.ndarray:
         return image
     if image.dtype == np.uint16:
         return (image // 257).astype(np.uint8)
-    return np.clip(np.rint(np.asarray(image, np.float32) * 255.0), 0, 255).astype(np.uint8)
+    return to_uint(np.asarray(image, np.float32), np.uint8)
 
 
 def models_home() -> Path:

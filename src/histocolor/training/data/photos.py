@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from histocolor.data.retouch import (
+from histocolor.training.data.retouch import (
     STRONG_RANGES,
     RetouchStyle,
     apply_style,
@@ -22,6 +22,7 @@ from histocolor.data.retouch import (
     random_realistic_style,
     random_style,
 )
+from histocolor.dtypes import to_uint
 from histocolor.errors import HistocolorError
 from histocolor.imageio import read_image
 from histocolor.regions import DEFAULT_FEATHER, region_weights
@@ -73,7 +74,7 @@ def load_photo(path: Path, max_side: int) -> torch.Tensor:
 def photo_tensor(rgb: np.ndarray, max_side: int) -> torch.Tensor:
     """An ``(H, W, 3)`` uint8, uint16 or float [0, 1] array as uint8 ``(3, h, w)``, long side at most ``max_side``."""
     if rgb.dtype.kind == "f":
-        rgb = np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+        rgb = to_uint(rgb, np.uint8)
     elif rgb.dtype != np.uint8:
         rgb = (rgb // 257).astype(np.uint8)
     tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0)
@@ -137,7 +138,7 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
             is no target (``paired`` False); the region losses ask for each reference
             region's colour distribution.
         realistic_style_rate: share of target grades (s2) drawn from the realistic grades
-            (:func:`~histocolor.data.retouch.random_realistic_style`: exposure of up to two
+            (:func:`~histocolor.training.data.retouch.random_realistic_style`: exposure of up to two
             stops, shadows and highlights, strong tone curves, clarity, vibrance, white
             balance), which change tones as much as expert renders do.
         view_rate: share of the same-photo global references that are a view of the target
@@ -145,7 +146,7 @@ class PhotoFolderDataset(torch.utils.data.Dataset):
             ``reference_flip_rate`` says) rather than any crop of the photo: the paper's case,
             where the reference's histogram is the target's, as in the evaluation sets.
         flat_source_rate: share of the sources made a raw-like render (darker, flatter, duller:
-            :func:`~histocolor.data.retouch.random_flat_style`), as expert pairs' sources are.
+            :func:`~histocolor.training.data.retouch.random_flat_style`), as expert pairs' sources are.
         max_side: photos are kept in memory at most this large.
         photos: photo paths, instead of ``folders``.
         images: ``(H, W, 3)`` arrays used as photos too (e.g. the layers open in napari).

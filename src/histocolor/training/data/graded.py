@@ -31,8 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from histocolor.color import lab_to_rgb, rgb_to_lab
-from histocolor.data.photos import load_photo
-from histocolor.data.retouch import apply_style, random_flat_style, random_realistic_style
+from histocolor.dtypes import to_uint
+from histocolor.training.data.photos import load_photo
+from histocolor.training.data.retouch import apply_style, random_flat_style, random_realistic_style
 from histocolor.imageio import write_image
 
 
@@ -64,7 +65,7 @@ class EvaluationStyle:
 
 
 def _to_uint8(rgb: torch.Tensor) -> np.ndarray:
-    return (rgb.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+    return to_uint(rgb.permute(1, 2, 0).numpy(), np.uint8)
 
 
 def build_graded_set(photos, out, styles_per_photo: int = 2, seed: int = 0, max_side: int = 512) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from histocolor.data.photos import PHOTO_EXTENSIONS, Triplet, crop_patch, load_photo, random_square_box
+from histocolor.training.data.photos import PHOTO_EXTENSIONS, Triplet, crop_patch, load_photo, random_square_box
 from histocolor.errors import HistocolorError
 
 VERSION_FOLDERS = ("input", "raw", "expertA", "expertB", "expertC", "expertD", "expertE")

@@ -26,10 +26,10 @@ from safetensors.torch import load_file, save
 
 from histocolor.atomic import atomic_write
 from histocolor.color import rgb_to_lab
-from histocolor.data.fivek import FiveKDataset, MixedDataset
-from histocolor.data.photos import PhotoFolderDataset, Triplet, collate, list_photos
+from histocolor.training.data.fivek import FiveKDataset, MixedDataset
+from histocolor.training.data.photos import PhotoFolderDataset, Triplet, collate, list_photos
 from histocolor.errors import HistocolorError, first_line
-from histocolor.losses import LossWeights, transfer_loss
+from histocolor.training.losses import LossWeights, transfer_loss
 from histocolor.model import AnalogyConfig, HistogramAnalogy, from_pretrained
 from histocolor.model.io import WEIGHTS_NAME, grow_state
 from histocolor.device import resolve_device

@@ -1,4 +1,6 @@
-"""The network's transfer methods (:mod:`histocolor.methods` picks them for ``analogy``).
+"""The network's transfer methods (:func:`~histocolor.methods.build_method` picks them for ``analogy``).
+
+The only module of :mod:`histocolor.methods` that imports torch.
 
 - :class:`NetworkMethod`: the network with the pixel head (CTN) runs on a copy shrunk to a
   working size; a 3D LUT fitted to its (source colour -> output colour) pairs in each
@@ -14,11 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from histocolor.color import lab_to_rgb, rgb_to_lab
-from histocolor.colormap import LutMap, unit_scale
+from histocolor.colormap import LutMap
+from histocolor.dtypes import full_scale
 from histocolor.errors import HistocolorError
 from histocolor.imageio import LoadedImage
 from histocolor.lut import fit_lut
-from histocolor.methods import TransferMethod, working_shape
+from histocolor.methods.base import TransferMethod, working_shape
 from histocolor.timing import Stopwatch
 
 # A region with fewer working-size pixels than this borrows the LUT fitted on all pixels.
@@ -42,14 +45,14 @@ def image_tensor(rgb: np.ndarray, max_side: int | None = None) -> torch.Tensor:
         if tensor.dtype != torch.uint8:
             tensor = tensor.float()
         tensor = F.interpolate(tensor, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return tensor.float().div_(unit_scale(rgb.dtype)).clamp_(0.0, 1.0)
+    return tensor.float().div_(full_scale(rgb.dtype)).clamp_(0.0, 1.0)
 
 
 def _working_alpha(image: LoadedImage, max_side: int) -> torch.Tensor | None:
     """Alpha at the working size, ``(1, h, w)`` in [0, 1], to weight histograms; None if opaque."""
     if image.alpha is None:
         return None
-    opaque = np.iinfo(image.alpha.dtype).max if image.alpha.dtype.kind in "ui" else 1.0
+    opaque = full_scale(image.alpha.dtype)
     if image.alpha.min() >= opaque or image.alpha.max() == 0:
         return None
     alpha = np.ascontiguousarray(np.repeat(image.alpha[..., None], 3, axis=-1))
