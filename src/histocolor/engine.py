@@ -211,10 +211,11 @@ class ColorTransfer:
         return TransferResult(image, look, self.method, clock.timings, self.lut_size)
 
     def fit_batch(self, pairs, *, region_map: dict[int, list[int]] | None = None,
-                  feather: float = DEFAULT_FEATHER) -> list:
-        """:meth:`fit` for several pairs (as :meth:`batch` takes them): per pair its look at full
-        strength, or the exception it raised."""
-        fitted = self._fit_batch(pairs, region_map, feather, [Stopwatch(self.device) for _ in pairs])
+                  feather: float = DEFAULT_FEATHER, match: bool = True, clocks: list | None = None) -> list:
+        """:meth:`fit` for several pairs (as :meth:`batch` takes them, ``match`` too): per pair its
+        look at full strength, or the exception it raised; ``clocks``, one per pair, time the stages."""
+        clocks = clocks or [Stopwatch(self.device) for _ in pairs]
+        fitted = self._fit_batch(pairs, region_map, feather, clocks, match)
         return [item if isinstance(item, BaseException) else item[0] for item in fitted]
 
     def _fit_batch(self, pairs, region_map, feather, clocks, match: bool = True) -> list:

@@ -133,27 +133,20 @@ class PairRunner:
         return job
 
     def recolour(self, engine, jobs: list[Job]) -> list:
-        """Per job its :class:`~histocolor.engine.TransferResult`, or the exception it raised."""
-        results = {}
-        for index, job in enumerate(jobs):
-            if job.look is not None:
-                try:
-                    results[index] = engine.finish(job.look, job.source, self.strength)
-                except Exception as error:  # noqa: BLE001 - reported per row
-                    results[index] = error
+        """Per job the :class:`~histocolor.colormap.Look` that recolours it (at full strength),
+        or the exception it raised: the look fitted on shared pixels while decoding, else the
+        engine's (segmenting first, with the segmenter, the jobs without masks)."""
+        looks = {index: job.look for index, job in enumerate(jobs) if job.look is not None}
         for searched in (True, False):  # searched already: the engine must not look again
             chosen = [index for index, job in enumerate(jobs) if job.look is None and job.searched == searched]
             if chosen:
-                results.update(zip(chosen, self._fit([jobs[index] for index in chosen], engine, not searched)))
-        for index, job in enumerate(jobs):
-            if not isinstance(results[index], BaseException):
-                job.timings.update(results[index].timings)
-                shared = results[index].shared_pixels
-                job.found = None if shared is None else shared.describe()
-        return [results[index] for index in range(len(jobs))]
+                looks.update(zip(chosen, self._fit([jobs[index] for index in chosen], engine, not searched)))
+        return [looks[index] for index in range(len(jobs))]
 
     def _fit(self, jobs: list[Job], engine, match: bool) -> list:
-        """Segment the jobs without masks (with the segmenter), then ``engine.batch`` them all."""
+        """Segment the jobs without masks (with the segmenter), then ``engine.fit_batch`` them all."""
+        from histocolor.timing import Stopwatch
+
         pairs, failed = [], {}
         for index, job in enumerate(jobs):
             masks = job.row.masks
@@ -166,9 +159,22 @@ class PairRunner:
                 job.timings["segment"] = time.perf_counter() - clock
             pairs.append((job.source, job.reference, *masks))
         todo = [index for index in range(len(jobs)) if index not in failed]
-        done = dict(zip(todo, engine.batch([pairs[index] for index in todo], strength=self.strength,
-                                           region_map=self.region_map, match=match)))
+        clocks = [Stopwatch(engine.device) for _ in todo]
+        done = dict(zip(todo, engine.fit_batch([pairs[index] for index in todo], region_map=self.region_map,
+                                               match=match, clocks=clocks)))
+        for index, clock in zip(todo, clocks):
+            jobs[index].timings.update(clock.timings)
         return [failed[index] if index in failed else done[index] for index in range(len(jobs))]
+
+    def finish(self, engine, job: Job, look):
+        """Apply the look to the job's source at full resolution and write the result (see
+        :meth:`encode`); return the :class:`~histocolor.engine.TransferResult`."""
+        result = engine.finish(look, job.source, self.strength)
+        job.timings.update(result.timings)
+        shared = result.shared_pixels
+        job.found = None if shared is None else shared.describe()
+        self.encode(job, result)
+        return result
 
     def encode(self, job: Job, result) -> None:
         """Write the result, keeping the source's EXIF and alpha (never over a file that exists
@@ -212,27 +218,27 @@ class PairRunner:
                     writing, reading = [], [_now(self.decode, row) for row in rows[start:end]]
                 decoded = [_settled(future) for future in reading]
                 reading = ahead(number + 1)
-                results = iter(self.recolour(engine, [job for job in decoded if isinstance(job, Job)]))
+                looks = iter(self.recolour(engine, [job for job in decoded if isinstance(job, Job)]))
                 yield from _finished(writing)
                 writing = []
                 for row, job in zip(rows[start:end], decoded):
                     if not isinstance(job, Job):
-                        writing.append((row, None, None, job))
+                        writing.append((row, None, job))
                         continue
-                    result = next(results)
-                    # Written in a thread while a later group is worked on; the last group here, so
-                    # that Ctrl-C or SIGTERM interrupts its writes (which then leave nothing).
+                    look = next(looks)
+                    # Applied and written in a thread while a later group is worked on; the last group
+                    # here, so that Ctrl-C or SIGTERM interrupts its writes (which then leave nothing).
                     write = pool.submit if threaded and end < len(rows) else _now
-                    written = result if isinstance(result, BaseException) else write(self.encode, job, result)
-                    writing.append((row, job, result, written))
+                    writing.append((row, job, look if isinstance(look, BaseException) else
+                                    write(self.finish, engine, job, look)))
             yield from _finished(writing)
 
 
 def _finished(writing) -> Iterator[Outcome]:
     """Each pending row's outcome, in order, once its write is done."""
-    for row, job, result, written in writing:
-        error = written if isinstance(written, BaseException) else _settled(written)
-        yield Outcome(row, job, error=error) if isinstance(error, BaseException) else Outcome(row, job, result)
+    for row, job, written in writing:
+        result = written if isinstance(written, BaseException) else _settled(written)
+        yield Outcome(row, job, error=result) if isinstance(result, BaseException) else Outcome(row, job, result)
 
 
 def engine_runner(options: dict, *, segmenter=None, engine: Callable | None = None, **settings) -> PairRunner:

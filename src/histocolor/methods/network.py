@@ -8,6 +8,7 @@ The only module of :mod:`histocolor.methods` that imports torch.
 - :class:`LutHeadMethod`: the network with the LUT head predicts each region's LUT.
 """
 
+import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -119,8 +120,14 @@ class NetworkMethod(_Network):
     @torch.no_grad()
     def fit_maps_batch(self, items, clocks):
         """Pairs without regions or transparency whose working sizes agree go through the network
-        together (stacked); the others, and every LUT fit, one by one. Each pair is billed its
-        share of the batch's network time."""
+        together (stacked); the others one by one. Each pair is billed its share of its stack's
+        network time.
+
+        On the CPU a stack is split into one part per torch thread, and the parts run side by
+        side, each on one thread, network then LUT fits: the network's many small steps use
+        one thread each far better than two threads one step at a time (0.08 against 0.11 s a
+        pair on 2 cores, docs/BENCHMARKS.md). On a GPU a stack runs whole, and its LUT fits
+        (numpy) share the CPU's cores."""
         results, inputs, groups = [None] * len(items), {}, {}
         for index, (source, reference, regions, _) in enumerate(items):
             try:
@@ -138,33 +145,48 @@ class NetworkMethod(_Network):
                 results[index] = self._fit(inputs[index], *items[index][2:], clocks[index])
             except Exception as error:  # noqa: BLE001
                 results[index] = error
-        for group in stacked:
-            clock = Stopwatch(self.device)
-            try:
-                with clock.stage("network"):
-                    output_lab = self.model(torch.cat([inputs[i][1] for i in group]),
-                                            torch.cat([inputs[i][2] for i in group])).output
-            except Exception as error:  # noqa: BLE001
-                for index in group:
-                    results[index] = error
-                continue
+        lanes = torch.get_num_threads() if self.device.type == "cpu" else 1
+        parts = [part.tolist() for group in stacked for part in np.array_split(group, min(lanes, len(group)))]
+        cores = os.cpu_count() or 1
+        fit_threads = 1 if lanes > 1 else max(1, cores)
 
-            # fit() runs only in this iteration's pool (the with block below waits for it): the loop
-            # variables it reads are this group's.
-            def fit(position: int, index: int) -> None:
-                timings = clocks[index].timings
-                timings["network"] = timings.get("network", 0.0) + clock.timings["network"] / len(group)  # noqa: B023
-                try:
-                    with clocks[index].stage("lut_fit"):
-                        results[index] = self._maps(inputs[index][0], output_lab[position : position + 1],  # noqa: B023
-                                                    items[index][2], items[index][3], None)
-                except Exception as error:  # noqa: BLE001
-                    results[index] = error
+        def run(part):
+            self._stacked(part, inputs, items, clocks, results, fit_threads)
 
-            # The LUT fits are numpy work that releases the GIL: the group's fits share the cores.
-            with ThreadPoolExecutor(max(1, min(len(group), os.cpu_count() or 1))) as pool:
-                list(pool.map(fit, range(len(group)), group))
+        with _torch_threads(1 if lanes > 1 else None), ThreadPoolExecutor(max(1, min(lanes, len(parts)))) as pool:
+            list(pool.map(run, parts))
         return results
+
+    @torch.no_grad()  # in a pool's thread: torch's grad mode is per thread
+    def _stacked(self, group, inputs, items, clocks, results, fit_threads: int) -> None:
+        """The network once on the group's stacked pairs, then each pair's LUT fit (in
+        ``fit_threads`` threads: numpy work that releases the GIL), into ``results``."""
+        clock = Stopwatch(self.device)
+        try:
+            with clock.stage("network"):
+                output_lab = self.model(torch.cat([inputs[i][1] for i in group]),
+                                        torch.cat([inputs[i][2] for i in group])).output
+        except Exception as error:  # noqa: BLE001 - delivered to the group's pairs
+            for index in group:
+                results[index] = error
+            return
+
+        def fit(position: int, index: int) -> None:
+            timings = clocks[index].timings
+            timings["network"] = timings.get("network", 0.0) + clock.timings["network"] / len(group)
+            try:
+                with clocks[index].stage("lut_fit"):
+                    results[index] = self._maps(inputs[index][0], output_lab[position : position + 1],
+                                                items[index][2], items[index][3], None)
+            except Exception as error:  # noqa: BLE001
+                results[index] = error
+
+        if fit_threads == 1:
+            for position, index in enumerate(group):
+                fit(position, index)
+        else:
+            with ThreadPoolExecutor(min(fit_threads, len(group))) as pool:
+                list(pool.map(fit, range(len(group)), group))
 
     def _maps(self, small_source, output_lab, regions, weights, source_alpha) -> list:
         """The LUT maps of one pair from the network's output ``(1, 3, h, w)`` at the working size."""
@@ -224,3 +246,17 @@ class LutHeadMethod(_Network):
                 # A region too thin to show at the working size has no histogram: the global LUT.
                 maps.append(overall if float(mine.sum()) < 1 or float(other.sum()) < 1 else predict(mine, other))
             return maps + [overall]
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int | None):
+    """torch's intra-op threads set to ``count`` while the block runs (None: unchanged)."""
+    if count is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
