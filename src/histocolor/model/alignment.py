@@ -109,16 +109,15 @@ def piecewise_linear(x: torch.Tensor, knots: torch.Tensor, values: torch.Tensor)
         >>> piecewise_linear(torch.tensor([[-1.0, 0.5, 3.0]]), torch.tensor([[0.0, 1.0]]), torch.tensor([[0.0, 2.0]]))
         tensor([[-1.,  1.,  4.]])
     """
-    # Segment j (0..K) holds the x that searchsorted places before knot j: segment 0 (before the
-    # first knot) and segment K (past the last) have slope 1; each is anchored at its left knot
-    # (segment 0 at the first). Three gathers per colour, no branches.
-    upper = torch.searchsorted(knots.contiguous(), x.contiguous())
-    slopes = (values[..., 1:] - values[..., :-1]) / (knots[..., 1:] - knots[..., :-1]).clamp(min=1e-12)
-    one = torch.ones_like(knots[..., :1])
-    slopes = torch.cat([one, slopes, one], dim=-1)
-    anchors = torch.cat([knots[..., :1], knots], dim=-1)
-    anchored = torch.cat([values[..., :1], values], dim=-1)
-    return torch.gather(anchored, -1, upper) + (x - torch.gather(anchors, -1, upper)) * torch.gather(slopes, -1, upper)
+    count = knots.shape[-1]
+    upper = torch.searchsorted(knots.contiguous(), x.contiguous()).clamp(1, count - 1)
+    x0, x1 = torch.gather(knots, -1, upper - 1), torch.gather(knots, -1, upper)
+    y0, y1 = torch.gather(values, -1, upper - 1), torch.gather(values, -1, upper)
+    fraction = ((x - x0) / (x1 - x0).clamp(min=1e-12)).clamp(0.0, 1.0)
+    inside = y0 + fraction * (y1 - y0)
+    below = values[..., :1] + (x - knots[..., :1])
+    above = values[..., -1:] + (x - knots[..., -1:])
+    return torch.where(x < knots[..., :1], below, torch.where(x > knots[..., -1:], above, inside))
 
 
 def bounded_curves(source, reference, source_weights, reference_weights, levels: int, low, high):
