@@ -226,22 +226,22 @@ def test_batch_csv_with_bom_spaces_and_mask_cells(tmp_path, capsys):
 def test_an_unexpected_failure_in_one_row_spares_the_others(tmp_path, capsys, monkeypatch, io_threads, batch_size):
     """Failures while decoding, transferring or encoding a row are that row's alone, reported in order,
     whether decode and encode overlap with the transfer (threads) or not."""
-    from histocolor.runner import PairRunner
+    from histocolor.runner import FileSink, PairRunner
 
-    real_engine, real_encode = PairRunner.recolour, PairRunner.encode
+    real_engine, real_encode = PairRunner.recolour, FileSink.encode
 
     def flaky_engine(runner, engine, jobs):  # the engine's result for boom.png is a bug's exception
         results = real_engine(runner, engine, jobs)
         return [ValueError("simulated bug\nsecond line") if job.output.name == "boom.png" else result
                 for job, result in zip(jobs, results)]
 
-    def flaky_encode(runner, job, result):
+    def flaky_encode(sink, job, result):
         if job.output.name == "unwritable.png":
             raise HistocolorError("cannot write 'unwritable.png': simulated")
-        return real_encode(runner, job, result)
+        return real_encode(sink, job, result)
 
     monkeypatch.setattr(PairRunner, "recolour", flaky_engine)
-    monkeypatch.setattr(PairRunner, "encode", flaky_encode)
+    monkeypatch.setattr(FileSink, "encode", flaky_encode)
     rows = ["boom.png", "ok1.png", "unwritable.png", "ok2.png"]
     lines = [f"{SOURCE},{REFERENCE},{name}" for name in rows] + [f"missing.jpg,{REFERENCE},never.png", f"{SOURCE},{REFERENCE},ok3.png"]
     (tmp_path / "pairs.csv").write_text("source,reference,output\n" + "\n".join(lines) + "\n")

@@ -921,7 +921,7 @@ def test_compare_fills_itself_in_again_after_layers_are_removed(viewer, dock, qt
     assert compare.table.rowCount() == 3 and not any("pick at least" in message for _, message in notices())
 
 
-def test_apply_to_all_open_images_with_progress_and_cancel(viewer, dock, qtbot, notices):
+def test_apply_to_all_open_images_with_progress_and_cancel(viewer, dock, qtbot, notices, monkeypatch):
     source, reference = viewer.layers["source"], viewer.layers["reference"]
     second = viewer.add_image(np.ascontiguousarray(source.data[::-1]), name="second")
     third = viewer.add_image(np.ascontiguousarray(source.data[:, ::-1]), name="third")
@@ -940,14 +940,15 @@ def test_apply_to_all_open_images_with_progress_and_cancel(viewer, dock, qtbot, 
         assert sliced_wasserstein(result.data, reference.data) < 0.5 * sliced_wasserstein(layer.data, reference.data)
     # Again, adding layers this time: the results are not sources; Cancel after the first image stops it early.
     widget.replace.value = False
-    compute = widget._compute_group  # each image takes a second longer, so that Cancel lands while one runs
+    from histocolor.napari.transfer_widget import _LayerSink
 
-    def slow_group(*args):
-        for made in compute(*args):
-            time.sleep(1.0)
-            yield made
+    finish = _LayerSink.finish  # each image takes a second longer, so that Cancel lands while one runs
 
-    widget._compute_group = slow_group
+    def slow_finish(*args):
+        time.sleep(1.0)
+        return finish(*args)
+
+    monkeypatch.setattr(_LayerSink, "finish", slow_finish)
     widget.batch_button.native.click()
     worker = widget.worker
     worker.yielded.connect(lambda _: widget.cancel_button.native.click())

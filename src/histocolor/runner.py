@@ -30,7 +30,7 @@ class Job:
     """One decoded row, on its way through the engine to its output."""
 
     row: Row
-    output: Path
+    output: Path | None  # checked by the sink
     source: object  # LoadedImage
     reference: object
     timings: dict = field(default_factory=dict)
@@ -88,6 +88,38 @@ def _settled(future: Future):
         return error
 
 
+class FileSink:
+    """Where :class:`PairRunner`'s results go by default: each look applied at ``strength`` to
+    its source at full resolution and written to the row's output, atomically, keeping the
+    source's EXIF and alpha. Never over an input, and never over a file that exists unless
+    ``overwrite``, even one another process wrote meanwhile."""
+
+    def __init__(self, strength: float = 1.0, overwrite: bool = False):
+        if not 0.0 <= strength <= 1.0:
+            raise HistocolorError(f"--strength must be between 0 and 1, got {strength}")
+        self.strength, self.overwrite = strength, overwrite
+
+    def check(self, row: Row) -> Path:
+        """The row's output, checked before any work."""
+        return check_image_output(row.output, self.overwrite, row.source, row.reference, *row.masks)
+
+    def finish(self, engine, job: Job, look):
+        """Apply and write; return the :class:`~histocolor.engine.TransferResult`."""
+        result = engine.finish(look, job.source, self.strength)
+        job.timings.update(result.timings)
+        self.encode(job, result)
+        return result
+
+    def encode(self, job: Job, result) -> None:
+        from histocolor.imageio import write_image
+
+        clock = time.perf_counter()
+        image = result.image
+        rgb, alpha = (image[..., :3], image[..., 3]) if image.shape[-1] == 4 else (image, None)
+        write_image(job.output, rgb, alpha, exif=job.source.exif, overwrite=self.overwrite)
+        job.timings["encode"] = time.perf_counter() - clock
+
+
 class PairRunner:
     """Runs rows (:class:`~histocolor.pairs.Row`) through an engine; see the module's description.
 
@@ -101,17 +133,17 @@ class PairRunner:
             while decoding, in rows without regions (None: the engine alone decides).
         batch_size: rows recoloured together.
         io_threads: threads that decode and write while the engine works (0: all on this thread, in turn).
+        sink: where the results go (default: :class:`FileSink`, each row's output file, at
+            ``strength``, replacing files only with ``overwrite``).
     """
 
     def __init__(self, engine: Callable, *, strength: float = 1.0, overwrite: bool = False, region_map=None,
-                 segmenter=None, matcher=None, batch_size: int = 8, io_threads: int = 2):
+                 segmenter=None, matcher=None, batch_size: int = 8, io_threads: int = 2, sink=None):
         if batch_size < 1:
             raise HistocolorError(f"--batch-size must be 1 or more, got {batch_size}")
         if io_threads < 0:
             raise HistocolorError(f"--io-threads must be 0 or more, got {io_threads}")
-        if not 0.0 <= strength <= 1.0:
-            raise HistocolorError(f"--strength must be between 0 and 1, got {strength}")
-        self.build_engine, self.strength, self.overwrite = engine, strength, overwrite
+        self.build_engine, self.sink = engine, sink or FileSink(strength, overwrite)
         self.region_map, self.segmenter, self.matcher = region_map, segmenter, matcher
         self.batch_size, self.io_threads = batch_size, io_threads
 
@@ -120,7 +152,7 @@ class PairRunner:
         pixels its reference shares with its source (when there are some)."""
         if row.refused:
             raise HistocolorError(row.refused)
-        output = check_image_output(row.output, self.overwrite, row.source, row.reference, *row.masks)
+        output = self.sink.check(row)
         clock = time.perf_counter()
         job = Job(row, output, _load(row.source), _load(row.reference))
         job.timings["decode"] = time.perf_counter() - clock
@@ -167,25 +199,10 @@ class PairRunner:
         return [failed[index] if index in failed else done[index] for index in range(len(jobs))]
 
     def finish(self, engine, job: Job, look):
-        """Apply the look to the job's source at full resolution and write the result (see
-        :meth:`encode`); return the :class:`~histocolor.engine.TransferResult`."""
-        result = engine.finish(look, job.source, self.strength)
-        job.timings.update(result.timings)
-        shared = result.shared_pixels
+        """The job's look to the sink (applied at full resolution and written, by default)."""
+        shared = look.shared_pixels
         job.found = None if shared is None else shared.describe()
-        self.encode(job, result)
-        return result
-
-    def encode(self, job: Job, result) -> None:
-        """Write the result, keeping the source's EXIF and alpha (never over a file that exists
-        unless ``overwrite``, even one written meanwhile)."""
-        from histocolor.imageio import write_image
-
-        clock = time.perf_counter()
-        image = result.image
-        rgb, alpha = (image[..., :3], image[..., 3]) if image.shape[-1] == 4 else (image, None)
-        write_image(job.output, rgb, alpha, exif=job.source.exif, overwrite=self.overwrite)
-        job.timings["encode"] = time.perf_counter() - clock
+        return self.sink.finish(engine, job, look)
 
     def _engine(self, reading: list[Future] | None, single: bool):
         """The engine, built while the first rows decode. A single pair whose decoding failed
@@ -231,6 +248,9 @@ class PairRunner:
                     write = pool.submit if threaded and end < len(rows) else _now
                     writing.append((row, job, look if isinstance(look, BaseException) else
                                     write(self.finish, engine, job, look)))
+                    if write is _now:  # done: reported at once (a progress bar moves row by row)
+                        yield from _finished(writing)
+                        writing = []
             yield from _finished(writing)
 
 

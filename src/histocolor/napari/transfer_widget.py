@@ -72,6 +72,20 @@ def apply_look(look, source, strength: float):
     return source.restore(done if pixels.ndim == 4 else done[0])
 
 
+class _LayerSink:
+    """Where "Apply to all open images" sends the runner's results: each look applied to its
+    layer's pixels at ``strength`` (no file), as ``(image, look at full strength)``."""
+
+    def __init__(self, sources: list, strength: float):
+        self.sources, self.strength = sources, strength  # LayerPixels, by row line
+
+    def check(self, row) -> None:
+        return None
+
+    def finish(self, engine, job, look):
+        return apply_look(look, self.sources[job.row.line], self.strength), look
+
+
 def found_line(look, method: str, matching: bool) -> str:
     """What the status line says of a result: what its reference shares with its source, if anything."""
     shared = look.shared_pixels
@@ -221,22 +235,44 @@ class TransferWidget(DockContainer):
         if skipped:
             show_info(f"skipped, not 2-D images or RGB time stacks: {', '.join(skipped)}")
         settings, strength = self._settings(), float(self.strength.value)
+        failed: list[str] = []
 
-        def run():
-            for start in range(0, len(sources), BATCH_SIZE):  # the network recolours a group's images together
-                yield from self._compute_group(sources[start : start + BATCH_SIZE], reference, settings, strength)
+        def run():  # the batch runner of the command line, its results going to layers instead of files
+            from histocolor.pairs import Row
+            from histocolor.runner import PairRunner
+
+            reference_pixels, rows = reference.read(), []
+            for index, (layer, source) in enumerate(sources):
+                pixels = source.read()
+                if pixels.ndim == 4:  # a time stack: one look for all its frames
+                    yield layer, source, self._compute(source, reference, settings, strength)
+                else:
+                    rows.append(Row(pixels, reference_pixels, None, line=index))
+            runner = PairRunner(lambda: self._engine_for(settings), batch_size=BATCH_SIZE, io_threads=1,
+                                sink=_LayerSink([source for _, source in sources], strength))
+            for outcome in runner.run(rows):
+                layer, source = sources[outcome.row.line]
+                if outcome.error is not None:
+                    failed.append(f"{layer.name} ({outcome.message})")
+                yield layer, source, outcome.result
 
         done = []
 
         def show(made):
             layer, source, made = made
             done.append(layer)
-            if layer in self._viewer.layers:
+            if made is not None and layer in self._viewer.layers:
                 self._show(made, layer, reference_layer, source, strength, settings)
+
+        def report(_=None):
+            if failed:
+                notify_error(f"{len(sources) - len(failed)} of {len(sources)} images recoloured; "
+                             f"failed: {'; '.join(failed)}")
 
         return self._start_batch(
             run, len(sources), f"Color transfer ({settings[0]}) of {len(sources)} images",
             lambda: f"cancelled: {len(done)} of {len(sources)} images done; their results stay", yielded=show,
+            returned=report,
         )
 
     def cancel(self, *_) -> None:
@@ -342,22 +378,6 @@ class TransferWidget(DockContainer):
         else:
             look = engine.fit(pixels, reference_pixels)
         return apply_look(look, source, strength), look
-
-    def _compute_group(self, group, reference, settings, strength):
-        """``(layer, source, (image, look))`` for each of ``group``'s ``(layer, source)``: the images
-        fitted in one batch (time stacks one by one, as :meth:`_compute` does)."""
-        engine = self._engine_for(settings)
-        reference_pixels = reference.read()
-        pixels = [source.read() for _, source in group]
-        looks = iter(engine.fit_batch([(image, reference_pixels) for image in pixels if image.ndim != 4]))
-        for (layer, source), image in zip(group, pixels):
-            if image.ndim == 4:
-                yield layer, source, self._compute(source, reference, settings, strength)
-                continue
-            look = next(looks)
-            if isinstance(look, BaseException):
-                raise look
-            yield layer, source, (apply_look(look, source, strength), look)
 
     def _folder_clicked(self, *_) -> None:
         from qtpy.QtWidgets import QFileDialog
