@@ -1,5 +1,7 @@
 """A pairs CSV on a local Ray cluster (issue 26): the same results, bit for bit, as the one-machine batch."""
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -152,4 +154,6 @@ def test_a_ray_run_prints_no_ray_log_lines(tmp_path):
     _pairs_csv(tmp_path, "out", rows=2)
     done = _histocolor("transfer", "--pairs", tmp_path / "out.csv", "--method", "mkl", "--ray", timeout=300)
     assert done.returncode == 0, done.stderr
-    assert _error_lines(done.stderr.replace("\r", "\n")) == [], done.stderr
+    # Only the progress bar: Ray's notices and C++ log lines would be left once its updates are cut out.
+    left = re.sub(r"transfer \(ray\): [^\r\n]*?(pair/s\]|s/pair\]|\?pair/s\])", "", done.stderr)
+    assert left.strip() == "", done.stderr

@@ -273,12 +273,13 @@ def _run_on_ray(arguments, rows, settings) -> int:
     """``--pairs`` on a Ray cluster (:mod:`histocolor.cluster`), reported as ``--pairs`` reports."""
     from tqdm import tqdm
 
-    from histocolor.cluster import transfer_pairs_on_ray
+    from histocolor.cluster import native_log_lines_hidden, transfer_pairs_on_ray
 
     # Workers may run elsewhere, in another folder: absolute paths only.
     options = {**_engine_options(arguments),
                "weights": None if arguments.weights is None else str(Path(arguments.weights).resolve())}
-    with tqdm(total=len(rows), desc="transfer (ray)", unit="pair", file=sys.stderr) as bar:
+    with contextlib.nullcontext() if arguments.ray_logs else native_log_lines_hidden(), \
+            tqdm(total=len(rows), desc="transfer (ray)", unit="pair", file=sys.stderr) as bar:
         errors = transfer_pairs_on_ray(rows, options, address=arguments.ray or None, progress=bar.update,
                                        verbose=arguments.ray_logs, **settings)
     failures = [(line, error) for line, error in sorted(errors.items()) if error]

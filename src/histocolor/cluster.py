@@ -129,6 +129,38 @@ def _ray_session(address: str | None, verbose: bool):
         ray.shutdown()
 
 
+@contextlib.contextmanager
+def native_log_lines_hidden():
+    """Ray's C++ core writes its log lines (errors, notices) straight to file descriptor 2, past
+    Python's logging: while the block runs, descriptor 2 goes to /dev/null and ``sys.stderr``
+    to a copy of the terminal's, so that histocolor's own lines still show. Nothing changes
+    when ``sys.stderr`` is not descriptor 2 (a test's capture, an embedding application)."""
+    import sys
+
+    try:
+        redirected = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        redirected = False
+    if not redirected:
+        yield
+        return
+    original = sys.stderr
+    original.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    terminal = os.fdopen(os.dup(saved), "w", buffering=1, encoding=original.encoding, errors=original.errors)
+    try:
+        os.dup2(devnull, 2)
+        sys.stderr = terminal
+        yield
+    finally:
+        terminal.flush()
+        sys.stderr = original
+        os.dup2(saved, 2)
+        for descriptor in (saved, devnull):
+            os.close(descriptor)
+        terminal.close()
+
+
 def transfer_pairs_on_ray(rows: list[Row], engine_options: dict, *, strength: float = 1.0, overwrite: bool = False,
                           region_map=None, batch_size: int = 8, address: str | None = None, actors: int | None = None,
                           threads: int | None = None, progress=None, verbose: bool = False) -> dict[int, str]:
@@ -146,8 +178,6 @@ def transfer_pairs_on_ray(rows: list[Row], engine_options: dict, *, strength: fl
         raise HistocolorError('--ray needs Ray: pip install "napari-histocolor[ray]"')
     if batch_size < 1:
         raise HistocolorError(f"--batch-size must be 1 or more, got {batch_size}")
-    if not verbose:  # Ray's own C++ log lines (the driver's core worker writes them to the terminal)
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     settings = {"strength": strength, "overwrite": overwrite, "region_map": region_map, "batch_size": batch_size}
     outcome = {}
     try:
