@@ -177,10 +177,9 @@ class ColorTransfer:
         return result
 
     def batch(self, pairs, *, strength: float = 1.0, region_map: dict[int, list[int]] | None = None,
-              feather: float = DEFAULT_FEATHER, match: bool = True) -> list:
+              feather: float = DEFAULT_FEATHER) -> list:
         """Recolour several pairs: ``pairs`` of ``(source, reference)`` or ``(source, reference,
-        source_labels, reference_labels)``, as :meth:`__call__` takes them. ``match=False`` skips
-        the look for shared pixels (pairs the caller looked at already, :meth:`fit_shared`).
+        source_labels, reference_labels)``, as :meth:`__call__` takes them.
 
         Returns, per pair and in order, its :class:`TransferResult` or the exception it raised: a
         pair that fails costs only itself. The network recolours pairs of the same working size
@@ -191,7 +190,7 @@ class ColorTransfer:
             raise HistocolorError(f"strength must be between 0 and 1, got {strength}")
         clocks = [Stopwatch(self.device) for _ in pairs]
         results = []
-        for fitted, clock in zip(self._fit_batch(pairs, region_map, feather, clocks, match), clocks):
+        for fitted, clock in zip(self._fit_batch(pairs, region_map, feather, clocks), clocks):
             if isinstance(fitted, BaseException):
                 results.append(fitted)
                 continue
@@ -212,8 +211,10 @@ class ColorTransfer:
 
     def fit_batch(self, pairs, *, region_map: dict[int, list[int]] | None = None,
                   feather: float = DEFAULT_FEATHER, match: bool = True, clocks: list | None = None) -> list:
-        """:meth:`fit` for several pairs (as :meth:`batch` takes them, ``match`` too): per pair its
-        look at full strength, or the exception it raised; ``clocks``, one per pair, time the stages."""
+        """:meth:`fit` for several pairs (as :meth:`batch` takes them): per pair its look at full
+        strength, or the exception it raised. ``match=False`` skips the look for shared pixels
+        (pairs the caller looked at already, :meth:`fit_shared`); ``clocks``, one per pair, time
+        the stages."""
         clocks = clocks or [Stopwatch(self.device) for _ in pairs]
         fitted = self._fit_batch(pairs, region_map, feather, clocks, match)
         return [item if isinstance(item, BaseException) else item[0] for item in fitted]
